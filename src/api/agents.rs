@@ -1,0 +1,61 @@
+//! `/v1/agents`: the owner creates, lists and revokes agents.
+
+use super::AppState;
+use super::dto::{AgentCreatedOut, AgentIn, AgentList, AgentOut, timestamp};
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, Auth};
+use crate::store::now_ms;
+use crate::vault::AgentId;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agents", get(list).post(create))
+        .route("/v1/agents/{id}", delete(revoke))
+}
+
+async fn create(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    AppJson(body): AppJson<AgentIn>,
+) -> Result<Response, ApiError> {
+    let spec = body.into_spec().map_err(crate::service::Error::from)?;
+    let name = spec.name.clone();
+    let scopes = spec.scopes.iter().map(|s| s.to_string()).collect();
+    let created = s.vault.create_agent(&caller, spec).await?;
+    let out = AgentCreatedOut {
+        id: created.id.to_string(),
+        token: created.token.expose(),
+        name,
+        scopes,
+        expires_at: created.expires_at.map(timestamp),
+    };
+    let mut res = (StatusCode::CREATED, Json(out)).into_response();
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<AgentList>, ApiError> {
+    let now = now_ms();
+    let agents = s.vault.list_agents(&caller).await?;
+    Ok(Json(AgentList {
+        agents: agents.into_iter().map(|a| AgentOut::from_view(a, now)).collect(),
+    }))
+}
+
+async fn revoke(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    AppPath(id): AppPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = AgentId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    s.vault.revoke_agent(&caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

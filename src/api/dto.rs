@@ -1,0 +1,195 @@
+//! The JSON the API speaks. Only this layer knows JSON: domain and service types are not
+//! `Serialize`.
+
+use crate::service::{AgentView, EntryView};
+use crate::vault::{self, AgentSpec, EntryDraft, FieldDraft, Invalid};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryIn {
+    pub title: String,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<FieldIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldIn {
+    pub name: String,
+    pub value: String,
+    pub tier: Option<String>,
+    pub scope: Option<String>,
+}
+
+impl EntryIn {
+    pub fn into_draft(self) -> Result<EntryDraft, Invalid> {
+        let fields = self
+            .fields
+            .into_iter()
+            .map(|f| {
+                FieldDraft::parse(vault::RawField {
+                    name: &f.name,
+                    value: Zeroizing::new(f.value),
+                    tier: f.tier.as_deref(),
+                    scope: f.scope.as_deref(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        EntryDraft::parse(
+            &self.title,
+            self.url.as_deref(),
+            self.username.as_deref(),
+            fields,
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentIn {
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+impl AgentIn {
+    pub fn into_spec(self) -> Result<AgentSpec, Invalid> {
+        AgentSpec::parse(
+            &self.name,
+            &self.scopes,
+            self.ttl_seconds,
+            &self.ip_allowlist,
+            self.rate_limit_per_minute,
+        )
+    }
+}
+
+pub fn timestamp(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+pub struct FieldMetaOut {
+    pub name: String,
+    pub tier: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EntryOut {
+    pub id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub fields: Vec<FieldMetaOut>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: i64,
+}
+
+impl From<EntryView> for EntryOut {
+    fn from(e: EntryView) -> Self {
+        Self {
+            id: e.id,
+            title: e.title,
+            url: e.url,
+            username: e.username,
+            fields: e
+                .fields
+                .into_iter()
+                .map(|f| FieldMetaOut {
+                    name: f.name,
+                    tier: f.tier.as_str(),
+                    scope: f.scope,
+                })
+                .collect(),
+            created_at: timestamp(e.created_at),
+            updated_at: timestamp(e.updated_at),
+            version: e.version,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EntryList {
+    pub entries: Vec<EntryOut>,
+}
+
+#[derive(Serialize)]
+pub struct Written {
+    pub id: String,
+    pub version: i64,
+    pub updated_at: String,
+}
+
+#[derive(Serialize)]
+pub struct FieldOut<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    pub tier: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct AgentCreatedOut<'a> {
+    pub id: String,
+    pub token: &'a str,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct AgentOut {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub ip_allowlist: Vec<String>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+}
+
+impl AgentOut {
+    pub fn from_view(a: AgentView, now_ms: i64) -> Self {
+        let status = if a.revoked_at.is_some() {
+            "revoked"
+        } else if a.expires_at.is_some_and(|t| now_ms >= t) {
+            "expired"
+        } else {
+            "active"
+        };
+        Self {
+            id: a.id,
+            name: a.name,
+            scopes: a.scopes,
+            ip_allowlist: a.ip_allowlist,
+            rate_limit_per_minute: a.rate_limit_per_minute,
+            created_at: timestamp(a.created_at),
+            expires_at: a.expires_at.map(timestamp),
+            revoked_at: a.revoked_at.map(timestamp),
+            status,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentOut>,
+}

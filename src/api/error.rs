@@ -1,0 +1,112 @@
+//! The one error type that becomes an HTTP response: `{"error":{"code","message"}}`.
+
+use crate::service;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message)
+    }
+}
+
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> Self {
+        use service::Error as E;
+        let (status, code) = match &e {
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            E::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            E::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            E::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, "ip_not_allowed"),
+            E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            E::OwnerOnly => (StatusCode::FORBIDDEN, "owner_only"),
+            E::ScopeDenied(_) => (StatusCode::FORBIDDEN, "scope_denied"),
+            E::EntryNotFound(_) => (StatusCode::NOT_FOUND, "entry_not_found"),
+            E::FieldNotFound { .. } => (StatusCode::NOT_FOUND, "field_not_found"),
+            E::AgentNotFound(_) => (StatusCode::NOT_FOUND, "agent_not_found"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::Refused(_) => (StatusCode::BAD_REQUEST, "refused"),
+            E::ReadOnlyBackup => (StatusCode::SERVICE_UNAVAILABLE, "read_only_backup"),
+            E::Store(_) | E::Crypto(_) => {
+                // Details go to the log (inside the request's span, so with its id), never
+                // to the client.
+                tracing::error!(error = %e, "request failed");
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server failed to complete this request; see its log",
+                );
+            }
+        };
+        let mut out = Self::new(status, code, e.to_string());
+        if let E::RateLimited { retry_after_secs } = e {
+            out.retry_after = Some(retry_after_secs);
+        }
+        out
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid_json",
+        };
+        let message = match &r {
+            JsonRejection::JsonDataError(e) => format!("the JSON does not match what this endpoint takes: {}", e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => format!("the body is not valid JSON: {}", e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => {
+                "send the body as JSON with Content-Type: application/json".to_owned()
+            }
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                format!("the body is larger than {} bytes", super::BODY_LIMIT)
+            }
+            other => other.body_text(),
+        };
+        // A wrong shape is still a client error, reported as 400 like the rest.
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+        Self::new(status, code, message)
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::bad_request(r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut res = (self.status, body).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+}

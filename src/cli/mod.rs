@@ -1,0 +1,74 @@
+//! The command line: clap types here, one module per group of subcommands. This is the
+//! binary's edge, so errors are `anyhow` and become exit code 1 (clap's usage errors are 2).
+
+mod client;
+mod commands;
+mod http;
+mod serve;
+
+use crate::edition;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "clavitor", version = edition::VERSION_LINE, about = "Clavitor Vault: credentials for teams and their AI agents")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new vault: data dir, master key, database; prints the owner token once.
+    Init(serve::InitArgs),
+    /// Run the vault server (initialises an empty data dir first).
+    Serve(serve::ServeArgs),
+    /// Add, show, list and remove entries.
+    #[command(subcommand)]
+    Entry(commands::EntryCmd),
+    /// Create, list and revoke agents (owner only).
+    #[command(subcommand)]
+    Agent(commands::AgentCmd),
+    /// Print one field's value: clavitor read clavitor://ENTRY/FIELD
+    Read(commands::ReadArgs),
+    /// Run a command with secrets from the vault in its environment.
+    Run(commands::RunArgs),
+}
+
+/// Where a client command finds its server and token.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// Server URL.
+    #[arg(long, global = true, env = "CLAVITOR_SERVER", default_value = "http://127.0.0.1:7441")]
+    server: String,
+    /// File holding the bearer token (must be mode 0600). Default: CLAVITOR_TOKEN, else
+    /// <data-dir>/owner.token.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Data dir whose owner.token is used when no other token is given.
+    #[arg(long, global = true, default_value = crate::datadir::DEFAULT_DIR)]
+    data_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(a) => serve::init(a),
+        Command::Serve(a) => serve::serve(a),
+        Command::Entry(c) => commands::entry(c),
+        Command::Agent(c) => commands::agent(c),
+        Command::Read(a) => commands::read(a),
+        Command::Run(a) => return commands::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Community Edition: single node, no outbound network code, plain 404, local alerts.
+
+use super::{Edition, Role};
+use crate::service::Vault;
+use axum::Router;
+use axum::http::StatusCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub const NAME: &str = "community";
+pub const TITLE: &str = "Community Edition";
+pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (community)");
+
+/// Community `serve` has no edition flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeFlags {}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+pub enum StartError {}
+
+struct Community;
+
+pub async fn start(
+    _flags: &ServeFlags,
+    _vault: Arc<Vault>,
+    _shutdown: CancellationToken,
+) -> Result<Arc<dyn Edition>, StartError> {
+    Ok(Arc::new(Community))
+}
+
+impl Edition for Community {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn title(&self) -> &'static str {
+        TITLE
+    }
+
+    fn startup_lines(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn role(&self) -> Role {
+        Role::Standalone
+    }
+
+    fn alert_operator(&self, kind: &str, message: &str, details: serde_json::Value) {
+        tracing::error!(target: "clavitor::alert", alert = kind, details = %details, "{message}");
+    }
+
+    fn telemetry_enabled(&self) -> bool {
+        false
+    }
+
+    fn extend_router(&self, router: Router) -> Router {
+        router.fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+    }
+}

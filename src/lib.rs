@@ -1,0 +1,26 @@
+//! Clavitor Vault: a credential vault for teams and their AI agents.
+//!
+//! Layout (dependencies point down this list, never up):
+//! - `cli`: clap commands; `serve`/`init`, and the client commands over a tiny HTTP client.
+//! - `server`: builds the pieces from a `ServeConfig` and runs them until a signal.
+//! - `api`: axum routes, extractors, JSON DTOs, the one error shape.
+//! - `edition`: the Community/Commercial seam; the only `cfg(feature = "commercial")`.
+//! - `service`: use cases: authenticate, authorise, seal/open, ask the store.
+//! - `datadir`: the data directory's files (`vault.db`, `master.key`, `owner.token`).
+//! - `store`: SQLite; group-commit writer thread and reader pool. Rows, not meanings.
+//! - `vault`: domain types and validation rules. No IO, no serde.
+//! - `crypto`: keys, AES-256-GCM sealing, tokens. Pure; the only holder of key bytes.
+//! - `files`, `metrics`, `shutdown`: small shared utilities.
+
+pub mod api;
+pub mod cli;
+pub mod crypto;
+pub mod datadir;
+pub mod edition;
+pub mod files;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod vault;

@@ -1,0 +1,79 @@
+//! Process-wide counters for `GET /metrics` (Prometheus text format).
+//!
+//! A static registry, like every Prometheus client's default one: counters are written from
+//! places (the writer thread) that have no handle on the server's state.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::LazyLock;
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<Vec<(String, String)>, Counter>,
+    commits: Counter,
+    writes: Counter,
+    batch_size: Histogram,
+    entries: Gauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("clavitor");
+    let requests = Family::<Vec<(String, String)>, Counter>::default();
+    let commits = Counter::default();
+    let writes = Counter::default();
+    let batch_size = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
+    let entries = Gauge::default();
+    registry.register(
+        "http_requests",
+        "HTTP requests answered, by status code",
+        requests.clone(),
+    );
+    registry.register(
+        "store_commits",
+        "Group-commit transactions (one fsync each)",
+        commits.clone(),
+    );
+    registry.register("store_writes", "Writes committed", writes.clone());
+    registry.register(
+        "store_batch_size",
+        "Writes sharing one commit",
+        batch_size.clone(),
+    );
+    registry.register("entries", "Live entries", entries.clone());
+    Metrics {
+        registry,
+        requests,
+        commits,
+        writes,
+        batch_size,
+        entries,
+    }
+});
+
+pub fn record_request(status: u16) {
+    METRICS
+        .requests
+        .get_or_create(&vec![("status".into(), status.to_string())])
+        .inc();
+}
+
+pub fn record_commit(writes: usize) {
+    let m = &*METRICS;
+    m.commits.inc();
+    m.writes.inc_by(writes as u64);
+    m.batch_size.observe(writes as f64);
+}
+
+/// Renders every metric; `entries` is the caller's fresh count.
+pub fn render(entries: i64) -> String {
+    let m = &*METRICS;
+    m.entries.set(entries);
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &m.registry);
+    out
+}

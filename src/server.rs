@@ -1,0 +1,132 @@
+//! Building and running the server: data dir -> store -> vault -> edition -> router -> socket.
+
+use crate::api::{self, AppState};
+use crate::datadir::{self, DataDir};
+use crate::edition::{self, Edition, ServeFlags};
+use crate::service::{self, Vault};
+use crate::crypto::Token;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7441";
+/// How long in-flight requests get to finish after SIGTERM before the process exits anyway.
+const DRAIN: Duration = Duration::from_millis(700);
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub edition: ServeFlags,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    DataDir(#[from] datadir::Error),
+    #[error(transparent)]
+    Service(#[from] service::Error),
+    #[error(transparent)]
+    Edition(#[from] edition::StartError),
+    #[error("cannot listen on {addr}: {source}. Fix: pick a free address with --listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct Server {
+    listener: TcpListener,
+    vault: Arc<Vault>,
+    edition: Arc<dyn Edition>,
+    shutdown: CancellationToken,
+    /// Set when this start created the vault: the owner token, to show once.
+    pub new_owner_token: Option<Token>,
+}
+
+impl Server {
+    /// Opens (or, on an empty data dir, initialises) the vault and binds the socket.
+    pub async fn build(cfg: ServeConfig) -> Result<Self, Error> {
+        let dir = DataDir::new(&cfg.data_dir);
+        let (store, master, new_owner_token) = if dir.is_initialised() {
+            let (store, master) = dir.open()?;
+            (store, master, None)
+        } else {
+            let (store, master, init) = dir.init(None).await?;
+            (store, master, Some(init.owner_token))
+        };
+        let vault = Vault::open(store, &master).await?;
+        drop(master);
+        let shutdown = CancellationToken::new();
+        let edition = edition::start(&cfg.edition, vault.clone(), shutdown.clone()).await?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            vault,
+            edition,
+            shutdown,
+            new_owner_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    pub fn edition(&self) -> &dyn Edition {
+        &*self.edition
+    }
+
+    /// Serves until `signal` resolves, lets in-flight requests finish (bounded by `DRAIN`),
+    /// then flushes the store.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let Self {
+            listener,
+            vault,
+            edition,
+            shutdown,
+            ..
+        } = self;
+        let app = api::router(AppState {
+            vault: vault.clone(),
+            edition,
+        });
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!("shutdown requested");
+            trigger.cancel();
+        });
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let drained = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN).await;
+        };
+        let result = tokio::select! {
+            r = serve => r.map_err(Error::Serve),
+            () = drained => {
+                tracing::warn!("connections still open after the drain period; closing them");
+                Ok(())
+            }
+        };
+        vault.store().close().await;
+        result
+    }
+}

@@ -1,0 +1,283 @@
+//! Entries: sealing on the way in, authorising and opening on the way out.
+
+use super::{Caller, Error, Vault, require_owner};
+use crate::crypto::{ScopeKey, Sealer, Token, entry_meta_aad, field_aad, scope_key_aad};
+use crate::store::agents::{get_scope_key, put_scope_key};
+use crate::store::entries::{self as rows, FieldMeta, FieldRow, Written};
+use crate::store::{self, EntryRow, ScopeKeyRow};
+use crate::vault::{AgentId, EntryDraft, EntryId, Tier};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use zeroize::Zeroizing;
+
+/// Entry metadata as sealed in the `meta` column (a storage format, not an API type).
+#[derive(Serialize, Deserialize)]
+struct SealedMeta {
+    title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct FieldInfo {
+    pub name: String,
+    pub tier: Tier,
+    pub scope: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct EntryView {
+    pub id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub fields: Vec<FieldInfo>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+#[derive(Debug)]
+pub struct FieldView {
+    pub name: String,
+    pub value: Zeroizing<String>,
+    pub tier: Tier,
+}
+
+/// Seals a draft's fields inside the write transaction, because credential fields need their
+/// scope key, which may have to be created (and must then be created exactly once).
+fn seal_fields(
+    conn: &Connection,
+    sealer: &Sealer,
+    owner: &AgentId,
+    owner_token: &Token,
+    entry_id: &str,
+    draft: &EntryDraft,
+) -> Result<Vec<FieldRow>, Error> {
+    let mut scope_keys: HashMap<&str, ScopeKey> = HashMap::new();
+    let mut out = Vec::with_capacity(draft.fields.len());
+    for f in &draft.fields {
+        let aad = field_aad(entry_id, &f.name);
+        let ciphertext = match f.tier {
+            Tier::Vault | Tier::Identity => sealer.seal(&aad, f.value.as_bytes())?,
+            Tier::Credential => {
+                let scope = f
+                    .scope
+                    .as_ref()
+                    .expect("validated: credential fields have a scope")
+                    .as_str();
+                if !scope_keys.contains_key(scope) {
+                    let key = owner_scope_key(conn, owner, owner_token, scope)?;
+                    scope_keys.insert(scope, key);
+                }
+                scope_keys[scope].sealer().seal(&aad, f.value.as_bytes())?
+            }
+        };
+        out.push(FieldRow {
+            meta: FieldMeta {
+                name: f.name.clone(),
+                tier: f.tier.as_str().to_owned(),
+                scope: f.scope.as_ref().map(|s| s.as_str().to_owned()),
+            },
+            ciphertext,
+        });
+    }
+    Ok(out)
+}
+
+/// The owner's copy of a scope key, created (and wrapped for the owner) on first use.
+pub(super) fn owner_scope_key(
+    conn: &Connection,
+    owner: &AgentId,
+    owner_token: &Token,
+    scope: &str,
+) -> Result<ScopeKey, Error> {
+    let aad = scope_key_aad(scope, owner.as_str());
+    match get_scope_key(conn, scope, owner.as_str())? {
+        Some(wrapped) => Ok(ScopeKey::unwrap(owner_token, &aad, &wrapped)?),
+        None => {
+            let key = ScopeKey::generate();
+            put_scope_key(
+                conn,
+                &ScopeKeyRow {
+                    scope: scope.to_owned(),
+                    agent_id: owner.as_str().to_owned(),
+                    wrapped: key.wrap(owner_token, &aad)?,
+                },
+            )?;
+            Ok(key)
+        }
+    }
+}
+
+fn seal_meta(sealer: &Sealer, id: &str, d: &EntryDraft) -> Result<Vec<u8>, Error> {
+    let meta = Zeroizing::new(
+        serde_json::to_vec(&SealedMeta {
+            title: d.title.clone(),
+            url: d.url.clone(),
+            username: d.username.clone(),
+        })
+        .expect("plain struct serialises"),
+    );
+    Ok(sealer.seal(&entry_meta_aad(id), &meta)?)
+}
+
+fn view(sealer: &Sealer, row: EntryRow, caller: &Caller) -> Result<Option<EntryView>, Error> {
+    let p = &caller.principal;
+    let fields: Vec<FieldInfo> = row
+        .fields
+        .into_iter()
+        .filter(|f| p.may_read_scope(f.scope.as_deref()))
+        .map(|f| {
+            Ok(FieldInfo {
+                tier: Tier::parse(&f.tier).map_err(|_| {
+                    store::Error::Corrupt(format!("unknown tier {:?} in database", f.tier))
+                })?,
+                name: f.name,
+                scope: f.scope,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    // Agents see only entries holding at least one field they may read.
+    if !p.is_owner && fields.is_empty() {
+        return Ok(None);
+    }
+    let plain = sealer.open(&entry_meta_aad(&row.id), &row.meta)?;
+    let meta: SealedMeta = serde_json::from_slice(&plain)
+        .map_err(|e| store::Error::Corrupt(format!("entry metadata: {e}")))?;
+    Ok(Some(EntryView {
+        id: row.id,
+        title: meta.title,
+        url: meta.url,
+        username: meta.username,
+        fields,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        version: row.version,
+    }))
+}
+
+impl Vault {
+    pub async fn create_entry(&self, caller: &Caller, draft: EntryDraft) -> Result<(EntryId, Written), Error> {
+        require_owner(caller)?;
+        self.check_writable()?;
+        let id = EntryId::generate();
+        let sealer = self.sealer.clone();
+        let owner = caller.principal.id.clone();
+        let token = caller.token.clone();
+        let entry_id = id.clone();
+        let written = self
+            .store
+            .write(move |c| {
+                let meta = seal_meta(&sealer, entry_id.as_str(), &draft)?;
+                let fields = seal_fields(c, &sealer, &owner, &token, entry_id.as_str(), &draft)?;
+                Ok::<_, Error>(rows::insert_entry(c, entry_id.as_str(), &meta, &fields)?)
+            })
+            .await?;
+        Ok((id, written))
+    }
+
+    pub async fn replace_entry(&self, caller: &Caller, id: EntryId, draft: EntryDraft) -> Result<Written, Error> {
+        require_owner(caller)?;
+        self.check_writable()?;
+        let sealer = self.sealer.clone();
+        let owner = caller.principal.id.clone();
+        let token = caller.token.clone();
+        self.store
+            .write(move |c| {
+                let meta = seal_meta(&sealer, id.as_str(), &draft)?;
+                let fields = seal_fields(c, &sealer, &owner, &token, id.as_str(), &draft)?;
+                rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
+                    store::Error::NotFound => Error::EntryNotFound(id.to_string()),
+                    e => e.into(),
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_entry(&self, caller: &Caller, id: EntryId) -> Result<Written, Error> {
+        require_owner(caller)?;
+        self.check_writable()?;
+        self.store
+            .write(move |c| {
+                rows::delete_entry(c, id.as_str()).map_err(|e| match e {
+                    store::Error::NotFound => Error::EntryNotFound(id.to_string()),
+                    e => e.into(),
+                })
+            })
+            .await
+    }
+
+    pub async fn get_entry(&self, caller: &Caller, id: EntryId) -> Result<EntryView, Error> {
+        let key = id.to_string();
+        let row = self
+            .store
+            .read(move |c| rows::get_entry(c, &key))
+            .await?
+            .ok_or_else(|| Error::EntryNotFound(id.to_string()))?;
+        view(&self.sealer, row, caller)?.ok_or_else(|| Error::EntryNotFound(id.to_string()))
+    }
+
+    pub async fn list_entries(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
+        let rows = self.store.read(rows::list_entries).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(v) = view(&self.sealer, row, caller)? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The one way a value leaves the vault.
+    pub async fn read_field(&self, caller: &Caller, id: EntryId, name: String) -> Result<FieldView, Error> {
+        let sealer = self.sealer.clone();
+        let caller = caller.clone();
+        self.store
+            .read(move |c| {
+                let row = match rows::get_field(c, id.as_str(), &name) {
+                    Ok(Some(row)) => row,
+                    Ok(None) => {
+                        return Err(Error::FieldNotFound {
+                            entry: id.to_string(),
+                            field: name,
+                        });
+                    }
+                    Err(store::Error::NotFound) => return Err(Error::EntryNotFound(id.to_string())),
+                    Err(e) => return Err(e.into()),
+                };
+                let p = &caller.principal;
+                if !p.may_read_scope(row.meta.scope.as_deref()) {
+                    return Err(Error::ScopeDenied(name));
+                }
+                let tier = Tier::parse(&row.meta.tier)
+                    .map_err(|_| store::Error::Corrupt("unknown tier in database".into()))?;
+                let aad = field_aad(id.as_str(), &name);
+                let plain = match tier {
+                    Tier::Vault | Tier::Identity => sealer.open(&aad, &row.ciphertext)?,
+                    Tier::Credential => {
+                        let scope = row.meta.scope.as_deref().unwrap_or_default();
+                        let wrapped = get_scope_key(c, scope, p.id.as_str())?
+                            .ok_or_else(|| Error::ScopeDenied(name.clone()))?;
+                        let key = ScopeKey::unwrap(
+                            &caller.token,
+                            &scope_key_aad(scope, p.id.as_str()),
+                            &wrapped,
+                        )?;
+                        key.sealer().open(&aad, &row.ciphertext)?
+                    }
+                };
+                let value = String::from_utf8(plain.to_vec())
+                    .map_err(|_| store::Error::Corrupt("field value is not UTF-8".into()))?;
+                Ok(FieldView {
+                    name,
+                    value: Zeroizing::new(value),
+                    tier,
+                })
+            })
+            .await
+    }
+}

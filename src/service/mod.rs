@@ -1,0 +1,163 @@
+//! The vault's use cases: who may do what, what gets encrypted with which key, and what the
+//! store is asked to keep. Transport-agnostic: the HTTP layer calls this, never the store.
+//!
+//! Architecture invariants:
+//! - Every operation takes a [`Caller`] that [`Vault::authenticate`] produced.
+//! - Plaintext exists only between a request and the crypto call; nothing here logs values.
+
+mod agents;
+mod auth;
+mod entries;
+
+pub use agents::{AgentCreated, AgentView};
+pub use auth::{Caller, Principal};
+pub use entries::{EntryView, FieldView};
+
+use crate::crypto::{self, MasterKey, Sealer, Token};
+use crate::store::{self, Store};
+use crate::vault::{AgentId, Invalid};
+use auth::Principals;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("this request needs an Authorization: Bearer <token> header")]
+    MissingToken,
+    #[error("the token is not valid: it is unknown or has been revoked")]
+    InvalidToken,
+    #[error("the token has expired; ask the owner for a new one")]
+    TokenExpired,
+    #[error("requests from {0} are not allowed for this token")]
+    IpNotAllowed(IpAddr),
+    #[error("rate limit exceeded for this token; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("only the owner may do this")]
+    OwnerOnly,
+    #[error("this token does not grant the scope of field {0:?}")]
+    ScopeDenied(String),
+    #[error("no entry with id {0}")]
+    EntryNotFound(String),
+    #[error("entry {entry} has no field named {field:?}")]
+    FieldNotFound { entry: String, field: String },
+    #[error("no active agent with id {0}")]
+    AgentNotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("this POP is a read-only backup; send writes to the primary")]
+    ReadOnlyBackup,
+    #[error("storage failure: {0}")]
+    Store(#[from] store::Error),
+    #[error("stored data could not be decrypted: {0}")]
+    Crypto(#[from] crypto::Error),
+}
+
+/// The running vault: the store, the vault key, and the table of live tokens.
+pub struct Vault {
+    store: Store,
+    sealer: Sealer,
+    principals: Principals,
+    writable: AtomicBool,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("store", &self.store).finish()
+    }
+}
+
+impl Vault {
+    pub async fn open(store: Store, master: &MasterKey) -> Result<Arc<Self>, Error> {
+        let vault = Arc::new(Self {
+            store,
+            sealer: master.vault_sealer(),
+            principals: Principals::default(),
+            writable: AtomicBool::new(true),
+        });
+        vault.reload_principals().await?;
+        Ok(vault)
+    }
+
+    /// Re-reads every agent from the database, e.g. after rows arrived from elsewhere.
+    pub async fn reload_principals(&self) -> Result<(), Error> {
+        let rows = self
+            .store
+            .read(|c| store::agents::active_agents(c))
+            .await?;
+        self.principals.replace_all(&rows);
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether client writes are accepted (false on a backup POP).
+    pub fn set_writable(&self, writable: bool) {
+        self.writable.store(writable, Ordering::SeqCst);
+    }
+
+    fn check_writable(&self) -> Result<(), Error> {
+        if self.writable.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(Error::ReadOnlyBackup)
+        }
+    }
+
+    pub fn authenticate(&self, bearer: Option<&str>, ip: IpAddr) -> Result<Caller, Error> {
+        let token = bearer.ok_or(Error::MissingToken)?;
+        self.principals
+            .authenticate(Token::from_text(token), ip, store::now_ms())
+    }
+
+    /// Creates the owner row for a fresh vault. Returns the owner's token.
+    pub async fn create_owner(store: &Store) -> Result<Token, Error> {
+        let token = Token::generate();
+        let row = store::AgentRow {
+            id: AgentId::generate().to_string(),
+            name: "owner".into(),
+            token_hash: token.hash().0,
+            is_owner: true,
+            scopes: vec!["*".into()],
+            ip_allowlist: vec![],
+            rate_limit_per_minute: None,
+            created_at: store::now_ms(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        store
+            .write(move |c| -> Result<(), Error> {
+                let existing: i64 =
+                    c.query_row("SELECT count(*) FROM agents WHERE is_owner = 1", [], |r| {
+                        r.get(0)
+                    })?;
+                if existing > 0 {
+                    return Err(Error::Conflict("this vault already has an owner".into()));
+                }
+                store::agents::insert_agent(c, &row)?;
+                Ok(())
+            })
+            .await?;
+        Ok(token)
+    }
+}
+
+fn require_owner(caller: &Caller) -> Result<(), Error> {
+    if caller.principal.is_owner {
+        Ok(())
+    } else {
+        Err(Error::OwnerOnly)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Store(store::Error::Sqlite(e))
+    }
+}

@@ -1,0 +1,225 @@
+//! Entries and their fields.
+
+use super::{Error, next_version, now_ms};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    pub id: String,
+    pub meta: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+    pub fields: Vec<FieldMeta>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldMeta {
+    pub name: String,
+    pub tier: String,
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldRow {
+    pub meta: FieldMeta,
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a write reports back: the row's new version and time.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    pub version: i64,
+    pub at: i64,
+}
+
+fn insert_fields(conn: &Connection, id: &str, fields: &[FieldRow]) -> Result<(), Error> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO fields (entry_id, position, name, tier, scope, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (pos, f) in fields.iter().enumerate() {
+        stmt.execute(params![
+            id,
+            pos as i64,
+            f.meta.name,
+            f.meta.tier,
+            f.meta.scope,
+            f.ciphertext
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn insert_entry(
+    conn: &Connection,
+    id: &str,
+    meta: &[u8],
+    fields: &[FieldRow],
+) -> Result<Written, Error> {
+    let version = next_version(conn)?;
+    let at = now_ms();
+    conn.prepare_cached(
+        "INSERT INTO entries (id, meta, created_at, updated_at, version) VALUES (?1, ?2, ?3, ?3, ?4)",
+    )?
+    .execute(params![id, meta, at, version])?;
+    insert_fields(conn, id, fields)?;
+    Ok(Written { version, at })
+}
+
+/// Replaces title, url, username and the whole field set of a live entry.
+pub fn replace_entry(
+    conn: &Connection,
+    id: &str,
+    meta: &[u8],
+    fields: &[FieldRow],
+) -> Result<Written, Error> {
+    let version = next_version(conn)?;
+    let at = now_ms();
+    let n = conn
+        .prepare_cached(
+            "UPDATE entries SET meta = ?2, updated_at = ?3, version = ?4, replicated_at = NULL
+             WHERE id = ?1 AND deleted = 0",
+        )?
+        .execute(params![id, meta, at, version])?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    conn.prepare_cached("DELETE FROM fields WHERE entry_id = ?1")?
+        .execute([id])?;
+    insert_fields(conn, id, fields)?;
+    Ok(Written { version, at })
+}
+
+/// Leaves a tombstone (no metadata, no fields) so the deletion can replicate.
+pub fn delete_entry(conn: &Connection, id: &str) -> Result<Written, Error> {
+    let version = next_version(conn)?;
+    let at = now_ms();
+    let n = conn
+        .prepare_cached(
+            "UPDATE entries SET meta = x'', deleted = 1, updated_at = ?2, version = ?3, replicated_at = NULL
+             WHERE id = ?1 AND deleted = 0",
+        )?
+        .execute(params![id, at, version])?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    conn.prepare_cached("DELETE FROM fields WHERE entry_id = ?1")?
+        .execute([id])?;
+    Ok(Written { version, at })
+}
+
+fn field_metas(conn: &Connection, id: &str) -> Result<Vec<FieldMeta>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, tier, scope FROM fields WHERE entry_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(FieldMeta {
+            name: r.get(0)?,
+            tier: r.get(1)?,
+            scope: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn get_entry(conn: &Connection, id: &str) -> Result<Option<EntryRow>, Error> {
+    let row = conn
+        .prepare_cached(
+            "SELECT meta, created_at, updated_at, version FROM entries WHERE id = ?1 AND deleted = 0",
+        )?
+        .query_row([id], |r| {
+            Ok(EntryRow {
+                id: id.to_owned(),
+                meta: r.get(0)?,
+                created_at: r.get(1)?,
+                updated_at: r.get(2)?,
+                version: r.get(3)?,
+                fields: Vec::new(),
+            })
+        })
+        .optional()?;
+    match row {
+        Some(mut e) => {
+            e.fields = field_metas(conn, id)?;
+            Ok(Some(e))
+        }
+        None => Ok(None),
+    }
+}
+
+pub fn list_entries(conn: &Connection) -> Result<Vec<EntryRow>, Error> {
+    let mut entries: Vec<EntryRow> = conn
+        .prepare_cached(
+            "SELECT id, meta, created_at, updated_at, version FROM entries
+             WHERE deleted = 0 ORDER BY created_at, id",
+        )?
+        .query_map([], |r| {
+            Ok(EntryRow {
+                id: r.get(0)?,
+                meta: r.get(1)?,
+                created_at: r.get(2)?,
+                updated_at: r.get(3)?,
+                version: r.get(4)?,
+                fields: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut by_id: HashMap<String, Vec<FieldMeta>> = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.entry_id, f.name, f.tier, f.scope FROM fields f
+         JOIN entries e ON e.id = f.entry_id WHERE e.deleted = 0
+         ORDER BY f.entry_id, f.position",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            FieldMeta {
+                name: r.get(1)?,
+                tier: r.get(2)?,
+                scope: r.get(3)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, meta) = row?;
+        by_id.entry(id).or_default().push(meta);
+    }
+    for e in &mut entries {
+        e.fields = by_id.remove(&e.id).unwrap_or_default();
+    }
+    Ok(entries)
+}
+
+/// `Ok(None)` when the entry exists but has no such field; `Err(NotFound)` when the entry
+/// does not exist.
+pub fn get_field(conn: &Connection, id: &str, name: &str) -> Result<Option<FieldRow>, Error> {
+    let row = conn
+        .prepare_cached(
+            "SELECT f.tier, f.scope, f.ciphertext FROM fields f WHERE f.entry_id = ?1 AND f.name = ?2",
+        )?
+        .query_row(params![id, name], |r| {
+            Ok(FieldRow {
+                meta: FieldMeta {
+                    name: name.to_owned(),
+                    tier: r.get(0)?,
+                    scope: r.get(1)?,
+                },
+                ciphertext: r.get(2)?,
+            })
+        })
+        .optional()?;
+    if row.is_some() {
+        return Ok(row);
+    }
+    let exists: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1 AND deleted = 0)")?
+        .query_row([id], |r| r.get(0))?;
+    if exists { Ok(None) } else { Err(Error::NotFound) }
+}
+
+pub fn count_live(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM entries WHERE deleted = 0")?
+        .query_row([], |r| r.get(0))?)
+}

@@ -1,0 +1,341 @@
+//! The SQLite file: one writer thread with group commit, and a small pool of readers.
+//!
+//! Architecture invariants:
+//! - Only the writer thread writes. Every write is a closure run inside a shared transaction
+//!   under its own savepoint, so a failing write rolls back alone and the others still commit.
+//! - A caller is answered only after the transaction holding its write has committed with
+//!   `synchronous=FULL`: an acknowledged write is on disk.
+//! - The store knows rows and SQL, not crypto or HTTP: it stores the ciphertext it is given.
+
+pub mod agents;
+pub mod entries;
+mod schema;
+
+pub use agents::{AgentRow, ScopeKeyRow};
+pub use entries::{EntryRow, FieldMeta, FieldRow};
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+/// Most writes one transaction takes; bounds the latency a batch adds to its last member.
+const MAX_BATCH: usize = 512;
+const READERS: usize = 4;
+const QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database at {path} could not be opened: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the database at {path} has schema version {found}, newer than this binary knows ({known}); upgrade clavitor")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the store is shut down")]
+    Closed,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("a write panicked; it was rolled back")]
+    Panicked,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
+/// `None` means no transaction could begin: the job must not run and reports the failure.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+
+enum Msg {
+    Job(Job),
+    Shutdown,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: mpsc::Sender<Msg>,
+    readers: Mutex<Vec<Connection>>,
+    reader_slots: Semaphore,
+    commits: watch::Sender<u64>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, Error> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+    )
+    .map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and migrates it to the current schema.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let mut writer = open_conn(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        schema::migrate(&mut writer, path)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = open_conn(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.execute_batch("PRAGMA query_only=1;")?;
+            readers.push(r);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (commits, _) = watch::channel(0u64);
+        let commits_for_writer = commits.clone();
+        let handle = std::thread::Builder::new()
+            .name("clavitor-writer".into())
+            .spawn(move || writer_loop(writer, rx, commits_for_writer))
+            .map_err(|e| Error::Rejected(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                jobs: tx,
+                readers: Mutex::new(readers),
+                reader_slots: Semaphore::new(READERS),
+                commits,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Runs `f` inside the next group-commit transaction; resolves once that transaction is
+    /// durable. If `f` fails, its changes are rolled back and the error is returned.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |conn| {
+            let outcome = match conn {
+                Some(conn) => std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|_| Err(E::from(Error::Panicked))),
+                None => Err(E::from(Error::Rejected(
+                    "the database could not start a transaction".into(),
+                ))),
+            };
+            let ok = outcome.is_ok();
+            let completion: Completion = Box::new(move |committed| {
+                let answer = match committed {
+                    Ok(()) => outcome,
+                    // The whole batch failed to commit: nothing of this write is on disk.
+                    Err(e) => Err(E::from(clone_err(&e))),
+                };
+                let _ = reply_tx.send(answer);
+            });
+            (ok, completion)
+        });
+        self.inner
+            .jobs
+            .send(Msg::Job(job))
+            .await
+            .map_err(|_| E::from(Error::Closed))?;
+        reply_rx.await.map_err(|_| E::from(Error::Closed))?
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking thread pool.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let _slot = self
+            .inner
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| E::from(Error::Closed))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .ok_or(Error::Closed)?;
+            let out = f(&conn);
+            inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            out
+        })
+        .await
+        .map_err(|_| E::from(Error::Panicked))?
+    }
+
+    /// A counter bumped after every commit; replication waits on it instead of polling.
+    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits.subscribe()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Finishes queued writes, then stops the writer. Later writes fail with `Closed`.
+    pub async fn close(&self) {
+        let _ = self.inner.jobs.send(Msg::Shutdown).await;
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::Closed => Error::Closed,
+        other => Error::Rejected(format!("commit failed: {other}")),
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, commits: watch::Sender<u64>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
+    while !stopping {
+        match rx.blocking_recv() {
+            Some(Msg::Job(j)) => batch.push(j),
+            Some(Msg::Shutdown) | None => break,
+        }
+        // Everything that queued up while the last fsync ran shares this transaction.
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Shutdown) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let result = run_batch(&mut conn, &mut batch);
+        if result {
+            commits.send_modify(|n| *n += 1);
+        }
+    }
+    // Answer anything still queued rather than leaving callers hanging.
+    rx.close();
+    while let Ok(msg) = rx.try_recv() {
+        drop(msg);
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+        tracing::warn!(error = %e, "checkpoint at shutdown failed");
+    }
+}
+
+/// Runs one group commit. Returns whether it committed anything.
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
+    let n = batch.len();
+    let mut completions: Vec<Completion> = Vec::with_capacity(n);
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin write transaction");
+            let err = Arc::new(Error::Sqlite(e));
+            for job in batch.drain(..) {
+                let (_, c) = job(None);
+                c(Err(err.clone()));
+            }
+            return false;
+        }
+    };
+    let mut tx = tx;
+    for job in batch.drain(..) {
+        let sp = match tx.savepoint() {
+            Ok(sp) => sp,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open savepoint");
+                continue;
+            }
+        };
+        let (ok, completion) = job(Some(&sp));
+        if ok {
+            if let Err(e) = sp.commit() {
+                tracing::error!(error = %e, "cannot release savepoint");
+            }
+        } else {
+            // Dropping an uncommitted savepoint rolls it back.
+            drop(sp);
+        }
+        completions.push(completion);
+    }
+    let committed = tx.commit().map_err(|e| Arc::new(Error::Sqlite(e)));
+    if let Err(e) = &committed {
+        tracing::error!(error = %e, jobs = n, "group commit failed; every write in it was refused");
+    }
+    let ok = committed.is_ok();
+    for c in completions {
+        c(committed.clone());
+    }
+    crate::metrics::record_commit(n);
+    ok
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The next value of the global change sequence; every written row carries one.
+fn next_version(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn.query_row(
+        "UPDATE sequence SET value = value + 1 WHERE name = 'version' RETURNING value",
+        [],
+        |r| r.get(0),
+    )?)
+}

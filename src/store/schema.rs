@@ -1,0 +1,84 @@
+//! Versioned migrations, tracked in `PRAGMA user_version`. Append only: never edit a
+//! migration that has shipped.
+
+use super::Error;
+use rusqlite::Connection;
+use std::path::Path;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: entries, fields, agents, wrapped scope keys.
+    r#"
+    CREATE TABLE sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+    INSERT INTO sequence (name, value) VALUES ('version', 0);
+
+    -- Replicated rows carry version (global, monotonic), updated_at (ms) and replicated_at
+    -- (NULL until a backup acknowledged them; used only by the commercial edition).
+    CREATE TABLE entries (
+        id            TEXT PRIMARY KEY,
+        meta          BLOB NOT NULL,          -- sealed {title,url,username}
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        version       INTEGER NOT NULL,
+        deleted       INTEGER NOT NULL DEFAULT 0,  -- tombstone, so deletions replicate
+        replicated_at INTEGER
+    ) STRICT;
+    CREATE INDEX entries_unreplicated ON entries (version) WHERE replicated_at IS NULL;
+
+    CREATE TABLE fields (
+        entry_id   TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+        position   INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        tier       TEXT NOT NULL CHECK (tier IN ('vault', 'credential', 'identity')),
+        scope      TEXT,
+        ciphertext BLOB NOT NULL,
+        PRIMARY KEY (entry_id, name)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE agents (
+        id                    TEXT PRIMARY KEY,
+        name                  TEXT NOT NULL,
+        token_hash            BLOB NOT NULL UNIQUE,
+        is_owner              INTEGER NOT NULL DEFAULT 0,
+        scopes                TEXT NOT NULL,   -- JSON array
+        ip_allowlist          TEXT NOT NULL,   -- JSON array of CIDRs
+        rate_limit_per_minute INTEGER,
+        created_at            INTEGER NOT NULL,
+        expires_at            INTEGER,
+        revoked_at            INTEGER,
+        updated_at            INTEGER NOT NULL,
+        version               INTEGER NOT NULL,
+        replicated_at         INTEGER
+    ) STRICT;
+    CREATE UNIQUE INDEX agents_active_name ON agents (name) WHERE revoked_at IS NULL;
+
+    -- A scope's credential key, sealed under one agent's token. No other copy exists.
+    CREATE TABLE scope_keys (
+        scope         TEXT NOT NULL,
+        agent_id      TEXT NOT NULL REFERENCES agents (id),
+        wrapped       BLOB NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        version       INTEGER NOT NULL,
+        replicated_at INTEGER,
+        PRIMARY KEY (scope, agent_id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
+];
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > known {
+        return Err(Error::SchemaTooNew {
+            path: path.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
