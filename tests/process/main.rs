@@ -1,0 +1,1 @@
+//! Tests that run the real `clavitor` binary: CLI, signals, crashes.
