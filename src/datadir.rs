@@ -80,7 +80,10 @@ impl DataDir {
 
     /// Creates the directory, the master key (or adopts `existing_key`, for a backup POP),
     /// the database and the owner, and saves the owner token 0600.
-    pub async fn init(&self, existing_key: Option<MasterKey>) -> Result<(Store, MasterKey, Initialised), Error> {
+    pub async fn init(
+        &self,
+        existing_key: Option<MasterKey>,
+    ) -> Result<(Store, MasterKey, Initialised), Error> {
         if self.is_initialised() {
             return Err(Error::AlreadyInitialised {
                 path: self.path.clone(),

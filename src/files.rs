@@ -78,7 +78,9 @@ pub fn check_private(path: &Path) -> Result<(), Error> {
 /// Reads a private file after checking its mode.
 pub fn read_private(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
     check_private(path)?;
-    fs::read(path).map(zeroize::Zeroizing::new).map_err(io(path))
+    fs::read(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(io(path))
 }
 
 /// Reads a token file: private, UTF-8, non-empty; surrounding whitespace dropped.
@@ -104,7 +106,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t");
         write_private(&p, b"clv_x\n").unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(matches!(write_private(&p, b"y"), Err(Error::Exists { .. })));
         assert_eq!(read_token(&p).unwrap().expose(), "clv_x");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();

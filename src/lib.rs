@@ -10,6 +10,7 @@
 //! - `store`: SQLite; group-commit writer thread and reader pool. Rows, not meanings.
 //! - `vault`: domain types and validation rules. No IO, no serde.
 //! - `crypto`: keys, AES-256-GCM sealing, tokens. Pure; the only holder of key bytes.
+//! - `transport`: plain-HTTP serving (an edition may bring its own, e.g. TLS).
 //! - `files`, `metrics`, `shutdown`: small shared utilities.
 
 pub mod api;
@@ -23,4 +24,5 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod transport;
 pub mod vault;

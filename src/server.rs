@@ -1,10 +1,10 @@
 //! Building and running the server: data dir -> store -> vault -> edition -> router -> socket.
 
 use crate::api::{self, AppState};
+use crate::crypto::Token;
 use crate::datadir::{self, DataDir};
 use crate::edition::{self, Edition, ServeFlags};
 use crate::service::{self, Vault};
-use crate::crypto::Token;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +53,7 @@ pub struct Server {
 impl Server {
     /// Opens (or, on an empty data dir, initialises) the vault and binds the socket.
     pub async fn build(cfg: ServeConfig) -> Result<Self, Error> {
+        let configured = edition::configure(&cfg.edition)?;
         let dir = DataDir::new(&cfg.data_dir);
         let (store, master, new_owner_token) = if dir.is_initialised() {
             let (store, master) = dir.open()?;
@@ -64,7 +65,7 @@ impl Server {
         let vault = Vault::open(store, &master).await?;
         drop(master);
         let shutdown = CancellationToken::new();
-        let edition = edition::start(&cfg.edition, vault.clone(), shutdown.clone()).await?;
+        let edition = edition::start(configured, vault.clone(), shutdown.clone()).await?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -102,7 +103,7 @@ impl Server {
         } = self;
         let app = api::router(AppState {
             vault: vault.clone(),
-            edition,
+            edition: edition.clone(),
         });
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -110,11 +111,7 @@ impl Server {
             tracing::info!("shutdown requested");
             trigger.cancel();
         });
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = edition.serve(listener, app, shutdown.clone());
         let drained = async {
             shutdown.cancelled().await;
             tokio::time::sleep(DRAIN).await;

@@ -46,7 +46,10 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Agen
     let now = now_ms();
     let agents = s.vault.list_agents(&caller).await?;
     Ok(Json(AgentList {
-        agents: agents.into_iter().map(|a| AgentOut::from_view(a, now)).collect(),
+        agents: agents
+            .into_iter()
+            .map(|a| AgentOut::from_view(a, now))
+            .collect(),
     }))
 }
 

@@ -76,8 +76,13 @@ impl From<JsonRejection> for ApiError {
             _ => "invalid_json",
         };
         let message = match &r {
-            JsonRejection::JsonDataError(e) => format!("the JSON does not match what this endpoint takes: {}", e.body_text()),
-            JsonRejection::JsonSyntaxError(e) => format!("the body is not valid JSON: {}", e.body_text()),
+            JsonRejection::JsonDataError(e) => format!(
+                "the JSON does not match what this endpoint takes: {}",
+                e.body_text()
+            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                format!("the body is not valid JSON: {}", e.body_text())
+            }
             JsonRejection::MissingJsonContentType(_) => {
                 "send the body as JSON with Content-Type: application/json".to_owned()
             }
@@ -87,7 +92,11 @@ impl From<JsonRejection> for ApiError {
             other => other.body_text(),
         };
         // A wrong shape is still a client error, reported as 400 like the rest.
-        let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
         Self::new(status, code, message)
     }
 }

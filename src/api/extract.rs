@@ -27,7 +27,10 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         // Without connection info (never the case behind `serve`) fail closed for allowlists.
         let ip = parts
             .extensions

@@ -157,7 +157,11 @@ fn field_summary(e: &Value) -> String {
         .into_iter()
         .flatten()
         .map(|f| {
-            let mut s = format!("{}:{}", f["name"].as_str().unwrap_or("?"), f["tier"].as_str().unwrap_or("?"));
+            let mut s = format!(
+                "{}:{}",
+                f["name"].as_str().unwrap_or("?"),
+                f["tier"].as_str().unwrap_or("?")
+            );
             if let Some(scope) = f["scope"].as_str() {
                 s.push(':');
                 s.push_str(scope);
@@ -170,15 +174,24 @@ fn field_summary(e: &Value) -> String {
 
 pub fn entry(cmd: EntryCmd) -> Result<()> {
     match cmd {
-        EntryCmd::Add { title, url, username, fields, opts } => {
+        EntryCmd::Add {
+            title,
+            url,
+            username,
+            fields,
+            opts,
+        } => {
             let c = Client::from_opts(&opts)?;
             let mut stdin_used = false;
             let fields = fields
                 .iter()
                 .map(|f| parse_field(f, &mut stdin_used))
                 .collect::<Result<Vec<_>>>()?;
-            let body = json!({ "title": title, "url": url, "username": username, "fields": fields });
-            let out = c.call("POST", "/v1/entries", Some(&body))?.unwrap_or_default();
+            let body =
+                json!({ "title": title, "url": url, "username": username, "fields": fields });
+            let out = c
+                .call("POST", "/v1/entries", Some(&body))?
+                .unwrap_or_default();
             if opts.json {
                 print_json(&out);
             } else {
@@ -192,7 +205,13 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
             if opts.json {
                 print_json(&e);
             } else {
-                for (label, key) in [("id", "id"), ("title", "title"), ("url", "url"), ("username", "username"), ("updated", "updated_at")] {
+                for (label, key) in [
+                    ("id", "id"),
+                    ("title", "title"),
+                    ("url", "url"),
+                    ("username", "username"),
+                    ("updated", "updated_at"),
+                ] {
                     if let Some(v) = e[key].as_str() {
                         println!("{label:<9} {v}");
                     }
@@ -237,7 +256,9 @@ fn parse_ttl(s: &str) -> Result<u64> {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
         _ => (s, 's'),
     };
-    let n: u64 = num.parse().with_context(|| format!("--ttl {s:?}: expected e.g. 3600, 90m, 12h or 30d"))?;
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--ttl {s:?}: expected e.g. 3600, 90m, 12h or 30d"))?;
     let mult = match unit {
         's' => 1,
         'm' => 60,
@@ -245,7 +266,8 @@ fn parse_ttl(s: &str) -> Result<u64> {
         'd' => 86_400,
         _ => bail!("--ttl {s:?}: unit must be s, m, h or d"),
     };
-    n.checked_mul(mult).ok_or_else(|| anyhow!("--ttl {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow!("--ttl {s:?} is too large"))
 }
 
 fn resolve_agent(c: &Client, agent: &str) -> Result<String> {
@@ -265,18 +287,31 @@ fn resolve_agent(c: &Client, agent: &str) -> Result<String> {
 
 pub fn agent(cmd: AgentCmd) -> Result<()> {
     match cmd {
-        AgentCmd::Add { name, scopes, ttl, allow_ip, rate, opts } => {
+        AgentCmd::Add {
+            name,
+            scopes,
+            ttl,
+            allow_ip,
+            rate,
+            opts,
+        } => {
             let c = Client::from_opts(&opts)?;
             let ttl = ttl.as_deref().map(parse_ttl).transpose()?;
             let body = json!({
                 "name": name, "scopes": scopes, "ttl_seconds": ttl,
                 "ip_allowlist": allow_ip, "rate_limit_per_minute": rate,
             });
-            let out = c.call("POST", "/v1/agents", Some(&body))?.unwrap_or_default();
+            let out = c
+                .call("POST", "/v1/agents", Some(&body))?
+                .unwrap_or_default();
             if opts.json {
                 print_json(&out);
             } else {
-                println!("agent {} ({})", out["name"].as_str().unwrap_or_default(), out["id"].as_str().unwrap_or_default());
+                println!(
+                    "agent {} ({})",
+                    out["name"].as_str().unwrap_or_default(),
+                    out["id"].as_str().unwrap_or_default()
+                );
                 println!("token (shown once):");
                 println!("{}", out["token"].as_str().unwrap_or_default());
             }
@@ -287,9 +322,17 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
             if opts.json {
                 print_json(&list);
             } else {
-                println!("{:<36}  {:<16}  {:<8}  {:<20}  SCOPES", "ID", "NAME", "STATUS", "EXPIRES");
+                println!(
+                    "{:<36}  {:<16}  {:<8}  {:<20}  SCOPES",
+                    "ID", "NAME", "STATUS", "EXPIRES"
+                );
                 for a in list["agents"].as_array().into_iter().flatten() {
-                    let scopes: Vec<&str> = a["scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                    let scopes: Vec<&str> = a["scopes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
                     println!(
                         "{:<36}  {:<16}  {:<8}  {:<20}  {}",
                         a["id"].as_str().unwrap_or_default(),
@@ -397,7 +440,9 @@ fn run_inner(a: RunArgs) -> Result<ExitCode> {
         // Killed by a signal: mirror the shell's 128+N convention.
         None => {
             use std::os::unix::process::ExitStatusExt;
-            ExitCode::from(128u8.saturating_add(u8::try_from(status.signal().unwrap_or(1)).unwrap_or(1)))
+            ExitCode::from(
+                128u8.saturating_add(u8::try_from(status.signal().unwrap_or(1)).unwrap_or(1)),
+            )
         }
     })
 }
@@ -408,7 +453,10 @@ mod tests {
 
     #[test]
     fn references_and_ttls() {
-        assert_eq!(parse_reference("clavitor://db/password").unwrap(), ("db", "password"));
+        assert_eq!(
+            parse_reference("clavitor://db/password").unwrap(),
+            ("db", "password")
+        );
         assert_eq!(parse_reference("clavitor://a/b/c").unwrap(), ("a/b", "c"));
         assert!(parse_reference("clavitor://nofield").is_err());
         assert!(parse_reference("http://x/y").is_err());
@@ -421,7 +469,10 @@ mod tests {
     fn field_specs() {
         let mut used = false;
         let f = parse_field("key:credential:ci=a=b", &mut used).unwrap();
-        assert_eq!(f, json!({"name":"key","value":"a=b","tier":"credential","scope":"ci"}));
+        assert_eq!(
+            f,
+            json!({"name":"key","value":"a=b","tier":"credential","scope":"ci"})
+        );
         let f = parse_field("password=x", &mut used).unwrap();
         assert_eq!(f, json!({"name":"password","value":"x"}));
         assert!(parse_field("novalue", &mut used).is_err());

@@ -102,17 +102,26 @@ pub fn request(
 fn parse_response(raw: &[u8]) -> Result<Reply> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(raw).context("the server sent a malformed response")? {
+    let head_len = match resp
+        .parse(raw)
+        .context("the server sent a malformed response")?
+    {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial => bail!("the server closed the connection mid-response"),
     };
     let status = resp.code.unwrap_or(0);
     let chunked = resp.headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("chunked")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
     });
     let rest = &raw[head_len..];
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
     Ok(Reply { status, body })
 }
 

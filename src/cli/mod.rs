@@ -34,13 +34,20 @@ enum Command {
     Read(commands::ReadArgs),
     /// Run a command with secrets from the vault in its environment.
     Run(commands::RunArgs),
+    #[command(flatten)]
+    Edition(edition::Commands),
 }
 
 /// Where a client command finds its server and token.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
     /// Server URL.
-    #[arg(long, global = true, env = "CLAVITOR_SERVER", default_value = "http://127.0.0.1:7441")]
+    #[arg(
+        long,
+        global = true,
+        env = "CLAVITOR_SERVER",
+        default_value = "http://127.0.0.1:7441"
+    )]
     server: String,
     /// File holding the bearer token (must be mode 0600). Default: CLAVITOR_TOKEN, else
     /// <data-dir>/owner.token.
@@ -63,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Agent(c) => commands::agent(c),
         Command::Read(a) => commands::read(a),
         Command::Run(a) => return commands::run(a),
+        Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,8 @@
 use crate::crypto::MasterKey;
 use crate::datadir::{self, DataDir};
 use crate::edition::{self, ServeFlags};
+use crate::files;
 use crate::server::{self, ServeConfig, Server};
-use crate::{files, shutdown};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -59,7 +59,10 @@ pub fn init(a: InitArgs) -> Result<()> {
         Some(p) => {
             let raw = files::read_private(p)?;
             Some(MasterKey::from_bytes(&raw).with_context(|| {
-                format!("{}: not a master key (expected exactly 32 bytes)", p.display())
+                format!(
+                    "{}: not a master key (expected exactly 32 bytes)",
+                    p.display()
+                )
             })?)
         }
         None => None,
@@ -76,15 +79,21 @@ pub fn init(a: InitArgs) -> Result<()> {
         println!("{}", serde_json::json!({ "owner_token": token }));
     } else {
         println!("Initialised a new vault in {}", dir.path().display());
-        println!("Owner token (shown once; also saved to {}):", dir.owner_token().display());
+        println!(
+            "Owner token (shown once; also saved to {}):",
+            dir.owner_token().display()
+        );
         println!("{token}");
     }
     Ok(())
 }
 
 fn init_logging(level: &str, format: LogFormat) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},tower_http=warn,hyper=warn"))
-        .with_context(|| format!("--log-level {level:?}: use error, warn, info, debug or trace"))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("{level},tower_http=warn,hyper=warn"))
+            .with_context(|| {
+                format!("--log-level {level:?}: use error, warn, info, debug or trace")
+            })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -110,6 +119,9 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         edition: a.edition,
     };
     rt.block_on(async move {
+        // Listen for signals before saying `listening on`: a SIGTERM that follows that line
+        // at once must be a graceful stop (exit 0), not the default death by signal.
+        let stop = stop_signal()?;
         let server = Server::build(cfg).await?;
         if let Some(t) = &server.new_owner_token {
             eprintln!(
@@ -121,12 +133,31 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         for line in server.edition().startup_lines() {
             writeln!(out, "{line}")?;
         }
-        writeln!(out, "listening on http://{}", server.local_addr())?;
+        writeln!(
+            out,
+            "listening on {}://{}",
+            server.edition().url_scheme(),
+            server.local_addr()
+        )?;
         out.flush()?;
         drop(out);
         tracing::info!(addr = %server.local_addr(), edition = edition::NAME, "serving");
-        server.run(shutdown::signal()).await?;
+        server.run(stop).await?;
         tracing::info!("stopped");
         Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT. Unlike the lazy `shutdown::signal()`, the handlers are
+/// installed when this is called, not when the future is first polled.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     })
 }

@@ -56,7 +56,9 @@ impl KeyBytes {
     }
 
     pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| Error::KeyLength(bytes.len()))?;
+        let arr: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| Error::KeyLength(bytes.len()))?;
         Ok(Self(arr))
     }
 
@@ -296,7 +298,10 @@ mod tests {
         let t = Token::generate();
         assert!(t.expose().starts_with(TOKEN_PREFIX));
         assert_eq!(t.expose().len(), TOKEN_PREFIX.len() + 43);
-        assert!(t.hash().ct_eq(&Token::from_text(&format!(" {}\n", t.expose())).hash()));
+        assert!(
+            t.hash()
+                .ct_eq(&Token::from_text(&format!(" {}\n", t.expose())).hash())
+        );
         assert!(!t.hash().ct_eq(&Token::generate().hash()));
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
     }

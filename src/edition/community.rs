@@ -19,10 +19,30 @@ pub struct ServeFlags {}
 #[error("unreachable")]
 pub enum StartError {}
 
+/// Community has no edition subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Commands {}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+pub enum CommandError {}
+
+pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
+    match cmd {}
+}
+
 struct Community;
 
+/// Community has nothing to configure.
+#[derive(Debug)]
+pub struct Configured;
+
+pub fn configure(_flags: &ServeFlags) -> Result<Configured, StartError> {
+    Ok(Configured)
+}
+
 pub async fn start(
-    _flags: &ServeFlags,
+    _configured: Configured,
     _vault: Arc<Vault>,
     _shutdown: CancellationToken,
 ) -> Result<Arc<dyn Edition>, StartError> {

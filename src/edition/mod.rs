@@ -14,14 +14,18 @@ mod imp;
 mod imp;
 
 use crate::service::Vault;
+use crate::transport::{ServeFuture, serve_plain};
 use axum::Router;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// `clavitor --version` text after the binary name, e.g. `0.1.0 (community)`.
-pub use imp::VERSION_LINE;
 /// Edition-specific `serve` flags (none in Community).
 pub use imp::ServeFlags;
+/// `clavitor --version` text after the binary name, e.g. `0.1.0 (community)`.
+pub use imp::VERSION_LINE;
+/// Edition-specific subcommands (none in Community) and their failures.
+pub use imp::{CommandError, Commands};
 
 /// The edition's start-up failures; every message names the file, the key and the fix.
 pub use imp::StartError;
@@ -65,16 +69,45 @@ pub trait Edition: Send + Sync + 'static {
 
     /// Adds the edition's routes and its answer to unknown paths and wrong methods.
     fn extend_router(&self, router: Router) -> Router;
+
+    /// `http` or `https`, for the `listening on` line.
+    fn url_scheme(&self) -> &'static str {
+        "http"
+    }
+
+    /// Serves the finished router on the bound socket until `shutdown` fires.
+    fn serve(
+        &self,
+        listener: TcpListener,
+        app: Router,
+        shutdown: CancellationToken,
+    ) -> ServeFuture {
+        serve_plain(listener, app, shutdown)
+    }
+}
+
+/// Runs an edition-specific subcommand (Commercial: `pop-token`).
+pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
+    imp::run_command(cmd)
+}
+
+/// The edition's validated settings: checked before anything is created on disk.
+pub use imp::Configured;
+
+/// Reads and validates the edition's configuration. No side effects, so `serve` can refuse
+/// to start before it initialises a data dir.
+pub fn configure(flags: &ServeFlags) -> Result<Configured, StartError> {
+    imp::configure(flags)
 }
 
 /// Builds the running edition for `serve`. `shutdown` fires on SIGTERM/SIGINT; long-lived
 /// edition tasks and handlers must watch it.
 pub async fn start(
-    flags: &ServeFlags,
+    configured: Configured,
     vault: Arc<Vault>,
     shutdown: CancellationToken,
 ) -> Result<Arc<dyn Edition>, StartError> {
-    imp::start(flags, vault, shutdown).await
+    imp::start(configured, vault, shutdown).await
 }
 
 /// The edition's name and title without starting it (for `--version` and the start-up line).

@@ -27,7 +27,11 @@ pub struct AgentView {
 }
 
 impl Vault {
-    pub async fn create_agent(&self, caller: &Caller, spec: AgentSpec) -> Result<AgentCreated, Error> {
+    pub async fn create_agent(
+        &self,
+        caller: &Caller,
+        spec: AgentSpec,
+    ) -> Result<AgentCreated, Error> {
         require_owner(caller)?;
         self.check_writable()?;
         let token = Token::generate();

@@ -161,7 +161,11 @@ fn view(sealer: &Sealer, row: EntryRow, caller: &Caller) -> Result<Option<EntryV
 }
 
 impl Vault {
-    pub async fn create_entry(&self, caller: &Caller, draft: EntryDraft) -> Result<(EntryId, Written), Error> {
+    pub async fn create_entry(
+        &self,
+        caller: &Caller,
+        draft: EntryDraft,
+    ) -> Result<(EntryId, Written), Error> {
         require_owner(caller)?;
         self.check_writable()?;
         let id = EntryId::generate();
@@ -180,7 +184,12 @@ impl Vault {
         Ok((id, written))
     }
 
-    pub async fn replace_entry(&self, caller: &Caller, id: EntryId, draft: EntryDraft) -> Result<Written, Error> {
+    pub async fn replace_entry(
+        &self,
+        caller: &Caller,
+        id: EntryId,
+        draft: EntryDraft,
+    ) -> Result<Written, Error> {
         require_owner(caller)?;
         self.check_writable()?;
         let sealer = self.sealer.clone();
@@ -233,7 +242,12 @@ impl Vault {
     }
 
     /// The one way a value leaves the vault.
-    pub async fn read_field(&self, caller: &Caller, id: EntryId, name: String) -> Result<FieldView, Error> {
+    pub async fn read_field(
+        &self,
+        caller: &Caller,
+        id: EntryId,
+        name: String,
+    ) -> Result<FieldView, Error> {
         let sealer = self.sealer.clone();
         let caller = caller.clone();
         self.store
@@ -246,7 +260,9 @@ impl Vault {
                             field: name,
                         });
                     }
-                    Err(store::Error::NotFound) => return Err(Error::EntryNotFound(id.to_string())),
+                    Err(store::Error::NotFound) => {
+                        return Err(Error::EntryNotFound(id.to_string()));
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 let p = &caller.principal;

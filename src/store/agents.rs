@@ -106,7 +106,7 @@ pub fn revoke_agent(conn: &Connection, id: &str) -> Result<(), Error> {
     let version = next_version(conn)?;
     let at = now_ms();
     conn.prepare_cached(
-        "UPDATE agents SET revoked_at = ?2, updated_at = ?2, version = ?3, replicated_at = NULL WHERE id = ?1",
+        "UPDATE agents SET revoked_at = ?2, updated_at = max(?2, updated_at + 1), version = ?3 WHERE id = ?1",
     )?
     .execute(params![id, at, version])?;
     conn.prepare_cached("DELETE FROM scope_keys WHERE agent_id = ?1")?

@@ -78,32 +78,34 @@ pub fn replace_entry(
     let at = now_ms();
     let n = conn
         .prepare_cached(
-            "UPDATE entries SET meta = ?2, updated_at = ?3, version = ?4, replicated_at = NULL
-             WHERE id = ?1 AND deleted = 0",
+            "UPDATE entries SET meta = ?2, updated_at = max(?3, updated_at + 1), version = ?4
+             WHERE id = ?1 AND deleted = 0 RETURNING updated_at",
         )?
-        .execute(params![id, meta, at, version])?;
-    if n == 0 {
+        .query_row(params![id, meta, at, version], |r| r.get::<_, i64>(0))
+        .optional()?;
+    let Some(at) = n else {
         return Err(Error::NotFound);
-    }
+    };
     conn.prepare_cached("DELETE FROM fields WHERE entry_id = ?1")?
         .execute([id])?;
     insert_fields(conn, id, fields)?;
     Ok(Written { version, at })
 }
 
-/// Leaves a tombstone (no metadata, no fields) so the deletion can replicate.
+/// Leaves a tombstone (no metadata, no fields) so other copies learn of the deletion.
 pub fn delete_entry(conn: &Connection, id: &str) -> Result<Written, Error> {
     let version = next_version(conn)?;
     let at = now_ms();
     let n = conn
         .prepare_cached(
-            "UPDATE entries SET meta = x'', deleted = 1, updated_at = ?2, version = ?3, replicated_at = NULL
-             WHERE id = ?1 AND deleted = 0",
+            "UPDATE entries SET meta = x'', deleted = 1, updated_at = max(?2, updated_at + 1), version = ?3
+             WHERE id = ?1 AND deleted = 0 RETURNING updated_at",
         )?
-        .execute(params![id, at, version])?;
-    if n == 0 {
+        .query_row(params![id, at, version], |r| r.get::<_, i64>(0))
+        .optional()?;
+    let Some(at) = n else {
         return Err(Error::NotFound);
-    }
+    };
     conn.prepare_cached("DELETE FROM fields WHERE entry_id = ?1")?
         .execute([id])?;
     Ok(Written { version, at })
@@ -215,7 +217,11 @@ pub fn get_field(conn: &Connection, id: &str, name: &str) -> Result<Option<Field
     let exists: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1 AND deleted = 0)")?
         .query_row([id], |r| r.get(0))?;
-    if exists { Ok(None) } else { Err(Error::NotFound) }
+    if exists {
+        Ok(None)
+    } else {
+        Err(Error::NotFound)
+    }
 }
 
 pub fn count_live(conn: &Connection) -> Result<i64, Error> {

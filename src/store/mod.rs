@@ -35,7 +35,9 @@ pub enum Error {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("the database at {path} has schema version {found}, newer than this binary knows ({known}); upgrade clavitor")]
+    #[error(
+        "the database at {path} has schema version {found}, newer than this binary knows ({known}); upgrade clavitor"
+    )]
     SchemaTooNew {
         path: PathBuf,
         found: i64,
@@ -93,13 +95,11 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, Error> {
     })?;
     conn.busy_timeout(Duration::from_secs(10))?;
     // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-    )
-    .map_err(|source| Error::Open {
-        path: path.to_owned(),
-        source,
-    })?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
     Ok(conn)
 }
 

@@ -5,24 +5,24 @@ use super::Error;
 use rusqlite::Connection;
 use std::path::Path;
 
+// The commercial edition adds its own bookkeeping columns (see `edition/commercial`); they
+// are not named here so the community binary carries nothing of that feature.
 const MIGRATIONS: &[&str] = &[
     // 1: entries, fields, agents, wrapped scope keys.
     r#"
     CREATE TABLE sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
     INSERT INTO sequence (name, value) VALUES ('version', 0);
 
-    -- Replicated rows carry version (global, monotonic), updated_at (ms) and replicated_at
-    -- (NULL until a backup acknowledged them; used only by the commercial edition).
+    -- Every row carries version (global, monotonic) and updated_at (ms, strictly increasing
+    -- per row), so another copy of the data can tell which of two versions is newer.
     CREATE TABLE entries (
         id            TEXT PRIMARY KEY,
         meta          BLOB NOT NULL,          -- sealed {title,url,username}
         created_at    INTEGER NOT NULL,
         updated_at    INTEGER NOT NULL,
         version       INTEGER NOT NULL,
-        deleted       INTEGER NOT NULL DEFAULT 0,  -- tombstone, so deletions replicate
-        replicated_at INTEGER
+        deleted       INTEGER NOT NULL DEFAULT 0   -- tombstone: deletions leave a row
     ) STRICT;
-    CREATE INDEX entries_unreplicated ON entries (version) WHERE replicated_at IS NULL;
 
     CREATE TABLE fields (
         entry_id   TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
@@ -46,8 +46,7 @@ const MIGRATIONS: &[&str] = &[
         expires_at            INTEGER,
         revoked_at            INTEGER,
         updated_at            INTEGER NOT NULL,
-        version               INTEGER NOT NULL,
-        replicated_at         INTEGER
+        version               INTEGER NOT NULL
     ) STRICT;
     CREATE UNIQUE INDEX agents_active_name ON agents (name) WHERE revoked_at IS NULL;
 
@@ -58,7 +57,6 @@ const MIGRATIONS: &[&str] = &[
         wrapped       BLOB NOT NULL,
         updated_at    INTEGER NOT NULL,
         version       INTEGER NOT NULL,
-        replicated_at INTEGER,
         PRIMARY KEY (scope, agent_id)
     ) STRICT, WITHOUT ROWID;
     "#,

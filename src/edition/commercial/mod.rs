@@ -1,32 +1,231 @@
-//! Commercial Edition. Until replication, tarpit and telemetry land it behaves like Community.
+//! Commercial Edition: a POP configured by `replication.yaml` (required), with roles,
+//! SIGHUP reload, operator alerts and heartbeats to the control plane, and TLS with mutual
+//! authentication between POPs.
+
+mod config;
+mod control_plane;
+mod peer;
+mod schema;
+mod tls;
 
 use super::{Edition, Role};
+use crate::files;
 use crate::service::Vault;
+use crate::store;
+use crate::transport::{ServeFuture, serve_plain};
 use axum::Router;
 use axum::http::StatusCode;
-use std::sync::Arc;
+use config::{PopConfig, PopRole};
+use control_plane::{Alert, Alerts, ControlClient};
+use rustls::ServerConfig;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const NAME: &str = "commercial";
 pub const TITLE: &str = "Commercial Edition";
 pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (commercial)");
 
-/// Commercial `serve` flags.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ServeFlags {}
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeFlags {
+    /// The POP's replication config; the Commercial edition refuses to start without a valid one.
+    #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+    pub replication_config: PathBuf,
+}
+
+impl Default for ServeFlags {
+    fn default() -> Self {
+        Self {
+            replication_config: config::DEFAULT_PATH.into(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
-#[error("unreachable")]
-pub enum StartError {}
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{path}: {message}")]
+    Tls { path: PathBuf, message: String },
+    #[error("cannot prepare the database for this edition: {0}")]
+    Store(#[from] store::Error),
+}
 
-struct Commercial;
+#[derive(Debug, clap::Subcommand)]
+pub enum Commands {
+    /// Write a fresh 256-bit POP token (mode 0600) for replication.yaml's token files.
+    PopToken {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    File(#[from] files::Error),
+}
+
+pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
+    match cmd {
+        Commands::PopToken { out } => {
+            let token = config::generate_pop_token();
+            let mut text = format!("{}\n", token.expose());
+            let res = files::write_private(&out, text.as_bytes());
+            zeroize::Zeroize::zeroize(&mut text);
+            res?;
+            println!("wrote a new POP token to {} (mode 0600)", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// The configuration in force, with what was built from it. Swapped whole on SIGHUP.
+pub struct Live {
+    pub config: PopConfig,
+    pub control: Option<ControlClient>,
+}
+
+impl Live {
+    fn build(config: PopConfig) -> Result<Self, StartError> {
+        let control = match &config.control_plane {
+            Some(cp) => Some(ControlClient::build(cp).map_err(|message| StartError::Tls {
+                path: config.path.clone(),
+                message: format!("control_plane: {message}"),
+            })?),
+            None => None,
+        };
+        Ok(Self { config, control })
+    }
+}
+
+struct Commercial {
+    path: PathBuf,
+    live: Arc<RwLock<Arc<Live>>>,
+    /// Present when this POP serves HTTPS; swapped on reload for new connections.
+    tls: Option<Arc<RwLock<Arc<ServerConfig>>>>,
+    vault: Arc<Vault>,
+    alerts: Alerts,
+}
+
+/// Builds the HTTPS server config, and checks now that the same certificate can also
+/// authenticate this POP as a client, which it must do once it pushes to a peer.
+fn tls_config(cfg: &PopConfig) -> Result<Option<Arc<ServerConfig>>, StartError> {
+    let Some(m) = &cfg.tls else { return Ok(None) };
+    let err = |message| StartError::Tls {
+        path: cfg.path.clone(),
+        message,
+    };
+    tls::peer_client_config(m).map_err(err)?;
+    tls::server_config(m).map(Some).map_err(err)
+}
+
+/// A loaded, validated `replication.yaml` and the TLS config built from it.
+pub struct Configured {
+    path: PathBuf,
+    config: PopConfig,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for Configured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Configured").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+pub fn configure(flags: &ServeFlags) -> Result<Configured, StartError> {
+    let config = config::load(&flags.replication_config)?;
+    let tls = tls_config(&config)?;
+    Ok(Configured {
+        path: flags.replication_config.clone(),
+        config,
+        tls,
+    })
+}
 
 pub async fn start(
-    _flags: &ServeFlags,
-    _vault: Arc<Vault>,
-    _shutdown: CancellationToken,
+    configured: Configured,
+    vault: Arc<Vault>,
+    shutdown: CancellationToken,
 ) -> Result<Arc<dyn Edition>, StartError> {
-    Ok(Arc::new(Commercial))
+    let Configured { path, config, tls } = configured;
+    let tls = tls.map(|c| Arc::new(RwLock::new(c)));
+    schema::ensure(vault.store()).await?;
+    vault.set_writable(matches!(config.role, PopRole::Primary { .. }));
+    if let PopRole::Backup { primary: Some(p) } = &config.role {
+        tracing::info!(primary = p.id.as_deref().unwrap_or("unnamed"), "backup POP; pushes accepted from the primary");
+    }
+    let live = Arc::new(RwLock::new(Arc::new(Live::build(config)?)));
+    let alerts = Alerts::spawn(live.clone(), shutdown.clone());
+    control_plane::spawn_heartbeat(live.clone(), vault.store().clone(), shutdown.clone());
+    let edition = Arc::new(Commercial {
+        path,
+        live,
+        tls,
+        vault,
+        alerts,
+    });
+    spawn_reloader(edition.clone(), shutdown);
+    Ok(edition)
+}
+
+fn spawn_reloader(edition: Arc<Commercial>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; config reload is unavailable");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                () = shutdown.cancelled() => return,
+            }
+            match edition.reload() {
+                Ok(line) => {
+                    tracing::info!(config = %edition.path.display(), "configuration reloaded: {line}")
+                }
+                Err(e) => edition.alert_operator(
+                    "config_reload_failed",
+                    &format!(
+                        "SIGHUP reload rejected; the previous configuration stays in force: {e}"
+                    ),
+                    serde_json::json!({ "path": edition.path.display().to_string() }),
+                ),
+            }
+        }
+    });
+}
+
+impl Commercial {
+    fn snapshot(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Validates the file again and swaps it in whole, or changes nothing.
+    fn reload(&self) -> Result<String, String> {
+        let config = config::load(&self.path).map_err(|e| e.to_string())?;
+        if config.tls.is_some() != self.tls.is_some() {
+            return Err(format!(
+                "{}: turning TLS on or off (auth.mtls_cert/auth.mtls_key) needs a restart",
+                self.path.display()
+            ));
+        }
+        let new_tls = tls_config(&config).map_err(|e| e.to_string())?;
+        let primary = matches!(config.role, PopRole::Primary { .. });
+        let line = config.startup_line();
+        let live = Live::build(config).map_err(|e| e.to_string())?;
+        if let (Some(slot), Some(cfg)) = (&self.tls, new_tls) {
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        }
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        self.vault.set_writable(primary);
+        Ok(line)
+    }
 }
 
 impl Edition for Commercial {
@@ -39,22 +238,54 @@ impl Edition for Commercial {
     }
 
     fn startup_lines(&self) -> Vec<String> {
-        Vec::new()
+        vec![self.snapshot().config.startup_line()]
     }
 
     fn role(&self) -> Role {
-        Role::Standalone
+        match self.snapshot().config.role {
+            PopRole::Primary { .. } => Role::Primary,
+            PopRole::Backup { .. } => Role::Backup,
+        }
     }
 
     fn alert_operator(&self, kind: &str, message: &str, details: serde_json::Value) {
         tracing::error!(target: "clavitor::alert", alert = kind, details = %details, "{message}");
+        if self.snapshot().control.is_some() {
+            self.alerts.send(Alert {
+                kind: kind.to_owned(),
+                message: message.to_owned(),
+                details,
+                at: time::OffsetDateTime::now_utc(),
+            });
+        }
     }
 
     fn telemetry_enabled(&self) -> bool {
-        false
+        self.snapshot().control.is_some()
     }
 
     fn extend_router(&self, router: Router) -> Router {
-        router.fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        router
+            .merge(peer::routes(peer::PeerState {
+                live: self.live.clone(),
+                mtls: self.tls.is_some(),
+            }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+    }
+
+    fn url_scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    fn serve(
+        &self,
+        listener: TcpListener,
+        app: Router,
+        shutdown: CancellationToken,
+    ) -> ServeFuture {
+        match &self.tls {
+            Some(cfg) => Box::pin(tls::serve(listener, app, cfg.clone(), shutdown)),
+            None => serve_plain(listener, app, shutdown),
+        }
     }
 }

@@ -1,0 +1,705 @@
+//! `replication.yaml`: parsed strictly (unknown keys are errors), then validated into a
+//! [`PopConfig`] that holds what the files named in it contain. Every problem found is
+//! reported at once, each naming the file, the key, what is wrong and the fix.
+
+use crate::crypto::Token;
+use crate::files;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PATH: &str = "/etc/clavitor/replication.yaml";
+pub const POP_TOKEN_PREFIX: &str = "clavitor-pop-v1-";
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+pub const MAX_BATCH_SIZE: usize = 100;
+pub const DEFAULT_MAX_RETRIES: u32 = 5;
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 60;
+
+// ---- the file as written -------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    pop_id: Option<String>,
+    region: Option<String>,
+    role: Option<String>,
+    backup_pop: Option<RawBackupPop>,
+    primary_pop: Option<RawPrimaryPop>,
+    auth: Option<RawAuth>,
+    replication: Option<RawReplication>,
+    control_plane: Option<RawControlPlane>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackupPop {
+    id: Option<String>,
+    url: Option<String>,
+    auth_token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrimaryPop {
+    id: Option<String>,
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    token_file: Option<PathBuf>,
+    mtls_cert: Option<PathBuf>,
+    mtls_key: Option<PathBuf>,
+    mtls_ca: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplication {
+    batch_size: Option<i64>,
+    max_retries: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControlPlane {
+    url: Option<String>,
+    token_file: Option<PathBuf>,
+    heartbeat_interval: Option<i64>,
+    ca_file: Option<PathBuf>,
+}
+
+// ---- the validated configuration ------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct PopConfig {
+    pub path: PathBuf,
+    pub pop_id: String,
+    pub region: Option<String>,
+    pub role: PopRole,
+    /// The token peers must present when pushing to this POP.
+    pub inbound_token: Token,
+    pub tls: Option<TlsMaterial>,
+    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
+    pub batch_size: usize,
+    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
+    pub max_retries: u32,
+    pub control_plane: Option<ControlPlane>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PopRole {
+    Primary { backup: BackupPop },
+    Backup { primary: Option<PeerPop> },
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupPop {
+    pub id: String,
+    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
+    pub url: reqwest::Url,
+    /// The token this POP presents when pushing to the backup.
+    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
+    pub token: Token,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerPop {
+    pub id: Option<String>,
+    #[expect(dead_code, reason = "informational; named in logs only through `id`")]
+    pub url: Option<reqwest::Url>,
+}
+
+/// `auth.mtls_*`, loaded: this POP's certificate chain and key, and the CA that signs peers.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: std::sync::Arc<PrivateKeyDer<'static>>,
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+impl fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("certs", &self.cert_chain.len())
+            .field("ca", &self.ca.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    pub url: reqwest::Url,
+    pub token: Token,
+    pub heartbeat_interval: Duration,
+    /// Extra trust anchors for the control plane (default: the bundled web PKI roots).
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+impl PopConfig {
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            PopRole::Primary { .. } => "primary",
+            PopRole::Backup { .. } => "backup",
+        }
+    }
+
+    /// The spec's start-up line.
+    pub fn startup_line(&self) -> String {
+        match &self.role {
+            PopRole::Primary { backup } => format!(
+                "Commercial edition: primary POP, replicating to {}",
+                backup.id
+            ),
+            PopRole::Backup { .. } => {
+                "Commercial edition: backup POP, accepting replication from primary".to_owned()
+            }
+        }
+    }
+}
+
+// ---- errors ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub what: String,
+    pub fix: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "Commercial edition requires a replication config, and {path} could not be read: {reason}. Fix: create it (see the README, \"Commercial configuration\") or pass --replication-config PATH"
+    )]
+    Unreadable { path: PathBuf, reason: String },
+    #[error(
+        "{path}: not a valid replication config: {message}. Fix: correct that line; the keys allowed are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane"
+    )]
+    Syntax { path: PathBuf, message: String },
+    #[error("{}", render(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render(path: &Path, problems: &[Problem]) -> String {
+    let mut s = format!(
+        "{}: invalid replication config ({} problem{}):",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        s.push_str(&format!("\n  - {}: {}. Fix: {}", p.key, p.what, p.fix));
+    }
+    s
+}
+
+struct Report(Vec<Problem>);
+
+impl Report {
+    fn add(&mut self, key: impl Into<String>, what: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            what: what.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+// ---- loading --------------------------------------------------------------------------
+
+pub fn load(path: &Path) -> Result<PopConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().replace('\n', " "),
+        })?
+    };
+    validate(path, raw)
+}
+
+/// Files named in the config are relative to the config file's directory.
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
+    let mut r = Report(Vec::new());
+    let file = |p: &Path| resolve(path, p);
+
+    let pop_id = match raw.pop_id.as_deref().map(str::trim) {
+        Some(id) if valid_id(id) => Some(id.to_owned()),
+        Some(id) => {
+            r.add("pop_id", format!("{id:?} is not a valid POP id"), "use 1-64 characters from a-z, A-Z, 0-9, '-', '_', '.', e.g. pop_id: \"calgary-01\"");
+            None
+        }
+        None => {
+            r.add(
+                "pop_id",
+                "missing",
+                "name this POP, e.g. pop_id: \"calgary-01\"",
+            );
+            None
+        }
+    };
+
+    let role = match raw.role.as_deref() {
+        Some("primary") => Some(true),
+        Some("backup") => Some(false),
+        Some(other) => {
+            r.add(
+                "role",
+                format!("{other:?} is not a role"),
+                "set role: \"primary\" or role: \"backup\"",
+            );
+            None
+        }
+        None => {
+            r.add(
+                "role",
+                "missing",
+                "set role: \"primary\" or role: \"backup\"",
+            );
+            None
+        }
+    };
+
+    // auth
+    let auth = raw.auth;
+    let token_path = auth
+        .as_ref()
+        .and_then(|a| a.token_file.as_deref())
+        .map(file);
+    let key_path = auth.as_ref().and_then(|a| a.mtls_key.as_deref()).map(file);
+    let inbound_token = match &token_path {
+        Some(p) => check_token_file(&mut r, "auth.token_file", p, key_path.as_deref()),
+        None => {
+            r.add("auth.token_file", "missing", "point it at the file holding the token peers present (create one with `clavitor pop-token --out FILE`)");
+            None
+        }
+    };
+    let tls = auth.as_ref().and_then(|a| load_tls(&mut r, a, &file));
+
+    // role-specific peers
+    let role = match role {
+        Some(true) => {
+            if raw.primary_pop.is_some() {
+                r.add(
+                    "primary_pop",
+                    "only a backup names its primary",
+                    "remove primary_pop, or set role: \"backup\"",
+                );
+            }
+            match raw.backup_pop {
+                None => {
+                    r.add(
+                        "backup_pop",
+                        "missing; a primary replicates to its backup",
+                        "add backup_pop with id, url and auth_token_file",
+                    );
+                    None
+                }
+                Some(b) => {
+                    let id = match b.id.as_deref().map(str::trim) {
+                        Some(id) if valid_id(id) => Some(id.to_owned()),
+                        Some(id) => {
+                            r.add(
+                                "backup_pop.id",
+                                format!("{id:?} is not a valid POP id"),
+                                "use 1-64 characters from a-z, A-Z, 0-9, '-', '_', '.'",
+                            );
+                            None
+                        }
+                        None => {
+                            r.add(
+                                "backup_pop.id",
+                                "missing",
+                                "name the backup POP, e.g. id: \"zurich-01\"",
+                            );
+                            None
+                        }
+                    };
+                    let url = match b.url.as_deref() {
+                        Some(u) => check_https(&mut r, "backup_pop.url", u),
+                        None => {
+                            r.add(
+                                "backup_pop.url",
+                                "missing; a primary needs its backup's address",
+                                "add url: \"https://zurich-01.example.com\"",
+                            );
+                            None
+                        }
+                    };
+                    let token = match b.auth_token_file.as_deref().map(file) {
+                        Some(p) => check_token_file(
+                            &mut r,
+                            "backup_pop.auth_token_file",
+                            &p,
+                            key_path.as_deref(),
+                        ),
+                        None => {
+                            r.add("backup_pop.auth_token_file", "missing; the primary must authenticate to its backup", "point it at the token file the backup accepts (its auth.token_file)");
+                            None
+                        }
+                    };
+                    match (id, url, token) {
+                        (Some(id), Some(url), Some(token)) => Some(PopRole::Primary {
+                            backup: BackupPop { id, url, token },
+                        }),
+                        _ => None,
+                    }
+                }
+            }
+        }
+        Some(false) => {
+            if raw.backup_pop.is_some() {
+                r.add(
+                    "backup_pop",
+                    "a backup does not replicate further (no cascade)",
+                    "remove backup_pop from this backup's config",
+                );
+            }
+            let primary = raw.primary_pop.map(|p| PeerPop {
+                url: p
+                    .url
+                    .as_deref()
+                    .and_then(|u| check_https(&mut r, "primary_pop.url", u)),
+                id: p.id,
+            });
+            Some(PopRole::Backup { primary })
+        }
+        None => None,
+    };
+
+    // replication
+    let rep = raw.replication;
+    let batch_size = match rep.as_ref().and_then(|x| x.batch_size) {
+        None => DEFAULT_BATCH_SIZE,
+        Some(n) if (1..=MAX_BATCH_SIZE as i64).contains(&n) => n as usize,
+        Some(n) => {
+            r.add(
+                "replication.batch_size",
+                format!("{n} is out of range"),
+                format!("use a number from 1 to {MAX_BATCH_SIZE} (default {DEFAULT_BATCH_SIZE})"),
+            );
+            DEFAULT_BATCH_SIZE
+        }
+    };
+    let max_retries = match rep.as_ref().and_then(|x| x.max_retries) {
+        None => DEFAULT_MAX_RETRIES,
+        Some(n) if (0..=100).contains(&n) => n as u32,
+        Some(n) => {
+            r.add(
+                "replication.max_retries",
+                format!("{n} is out of range"),
+                format!("use a number from 0 to 100 (default {DEFAULT_MAX_RETRIES})"),
+            );
+            DEFAULT_MAX_RETRIES
+        }
+    };
+
+    // control plane
+    let control_plane = raw.control_plane.and_then(|cp| {
+        let url = match cp.url.as_deref() {
+            Some(u) => check_https(&mut r, "control_plane.url", u),
+            None => {
+                r.add(
+                    "control_plane.url",
+                    "missing",
+                    "add url: \"https://control.example.com\", or remove control_plane",
+                );
+                None
+            }
+        };
+        let token = match cp.token_file.as_deref().map(file) {
+            Some(p) => {
+                check_token_file(&mut r, "control_plane.token_file", &p, key_path.as_deref())
+            }
+            None => {
+                r.add(
+                    "control_plane.token_file",
+                    "missing",
+                    "point it at the file holding the control-plane token",
+                );
+                None
+            }
+        };
+        let interval = match cp.heartbeat_interval {
+            None => DEFAULT_HEARTBEAT_SECS,
+            Some(n) if (1..=86_400).contains(&n) => n as u64,
+            Some(n) => {
+                r.add(
+                    "control_plane.heartbeat_interval",
+                    format!("{n} is out of range"),
+                    format!("use seconds from 1 to 86400 (default {DEFAULT_HEARTBEAT_SECS})"),
+                );
+                DEFAULT_HEARTBEAT_SECS
+            }
+        };
+        let ca = match cp.ca_file.as_deref().map(file) {
+            Some(p) => load_certs(&mut r, "control_plane.ca_file", &p).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Some(ControlPlane {
+            url: url?,
+            token: token?,
+            heartbeat_interval: Duration::from_secs(interval),
+            ca,
+        })
+    });
+
+    if !r.0.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: r.0,
+        });
+    }
+    Ok(PopConfig {
+        path: path.to_owned(),
+        pop_id: pop_id.expect("no problems means pop_id is set"),
+        region: raw.region,
+        role: role.expect("no problems means role is set"),
+        inbound_token: inbound_token.expect("no problems means auth.token_file is set"),
+        tls,
+        batch_size,
+        max_retries,
+        control_plane,
+    })
+}
+
+fn valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_https(r: &mut Report, key: &str, url: &str) -> Option<reqwest::Url> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => Some(u),
+        Ok(u) => {
+            r.add(
+                key,
+                format!("{url:?} uses {}; POPs talk only over TLS", u.scheme()),
+                format!(
+                    "use an https:// URL, e.g. \"https://{}\"",
+                    u.host_str().unwrap_or("pop.example.com")
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            r.add(
+                key,
+                format!("{url:?} is not a URL ({e})"),
+                "write a full URL such as \"https://pop.example.com\"",
+            );
+            None
+        }
+    }
+}
+
+/// Accepts `clavitor-pop-v1-` + base64 of 32 bytes, or bare base64 of 32 bytes.
+pub fn parse_pop_token(text: &str) -> Result<Token, String> {
+    let t = text.trim();
+    let body = t.strip_prefix(POP_TOKEN_PREFIX).unwrap_or(t);
+    let decoded = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(body).ok());
+    match decoded {
+        Some(bytes) if bytes.len() == 32 => Ok(Token::from_text(t)),
+        Some(bytes) => Err(format!(
+            "holds {} bits, not a 256-bit token",
+            bytes.len() * 8
+        )),
+        None => Err("is not a base64 token".to_owned()),
+    }
+}
+
+/// Generates a fresh POP token in the documented format.
+pub fn generate_pop_token() -> Token {
+    let mut raw = [0u8; 32];
+    rand::fill(&mut raw);
+    let t = Token::from_text(&format!("{POP_TOKEN_PREFIX}{}", STANDARD.encode(raw)));
+    zeroize::Zeroize::zeroize(&mut raw);
+    t
+}
+
+fn check_token_file(
+    r: &mut Report,
+    key: &str,
+    path: &Path,
+    tls_key: Option<&Path>,
+) -> Option<Token> {
+    let gen_fix = "generate one with `clavitor pop-token --out FILE` and point this key at it";
+    if tls_key.is_some_and(|k| same_file(k, path)) {
+        r.add(key, format!("{} is also auth.mtls_key; a TLS private key is not a token", path.display()), "keep the token and the TLS key in separate files (e.g. replication.token and replication.key)");
+        return None;
+    }
+    let raw = match files::read_private(path) {
+        Ok(raw) => raw,
+        Err(files::Error::TooOpen { mode, .. }) => {
+            r.add(
+                key,
+                format!(
+                    "{} has mode {mode:04o}; token files must be private",
+                    path.display()
+                ),
+                format!("chmod 600 {}", path.display()),
+            );
+            return None;
+        }
+        Err(e) => {
+            r.add(key, format!("cannot read {}: {e}", path.display()), gen_fix);
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&raw);
+    if text.contains("-----BEGIN") {
+        r.add(
+            key,
+            format!(
+                "{} holds a PEM key or certificate, not a token",
+                path.display()
+            ),
+            "keep the token and the TLS files apart; ".to_owned() + gen_fix,
+        );
+        return None;
+    }
+    match parse_pop_token(&text) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            r.add(key, format!("{} {why}", path.display()), gen_fix);
+            None
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn load_certs(r: &mut Report, key: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
+    let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
+        Ok(it) => it.collect(),
+        Err(e) => {
+            r.add(
+                key,
+                format!("cannot read {}: {e}", path.display()),
+                "point it at a PEM certificate file",
+            );
+            return None;
+        }
+    };
+    match certs {
+        Ok(c) if !c.is_empty() => Some(c),
+        Ok(_) => {
+            r.add(
+                key,
+                format!("{} holds no PEM certificate", path.display()),
+                "point it at a file with -----BEGIN CERTIFICATE----- blocks",
+            );
+            None
+        }
+        Err(e) => {
+            r.add(
+                key,
+                format!("{} is not valid PEM: {e}", path.display()),
+                "point it at a PEM certificate file",
+            );
+            None
+        }
+    }
+}
+
+fn load_tls(r: &mut Report, a: &RawAuth, file: &dyn Fn(&Path) -> PathBuf) -> Option<TlsMaterial> {
+    let (cert, key) = match (&a.mtls_cert, &a.mtls_key) {
+        (None, None) => {
+            if a.mtls_ca.is_some() {
+                r.add(
+                    "auth.mtls_ca",
+                    "set without auth.mtls_cert and auth.mtls_key",
+                    "add both, or remove auth.mtls_ca",
+                );
+            }
+            return None;
+        }
+        (Some(_), None) => {
+            r.add(
+                "auth.mtls_key",
+                "missing while auth.mtls_cert is set",
+                "add mtls_key: the PEM private key of this POP's certificate",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            r.add(
+                "auth.mtls_cert",
+                "missing while auth.mtls_key is set",
+                "add mtls_cert: this POP's PEM certificate (chain)",
+            );
+            return None;
+        }
+        (Some(c), Some(k)) => (file(c), file(k)),
+    };
+    let cert_chain = load_certs(r, "auth.mtls_cert", &cert);
+    let key = match files::check_private(&key) {
+        Err(files::Error::TooOpen { mode, .. }) => {
+            r.add(
+                "auth.mtls_key",
+                format!(
+                    "{} has mode {mode:04o}; a private key must be private",
+                    key.display()
+                ),
+                format!("chmod 600 {}", key.display()),
+            );
+            None
+        }
+        _ => {
+            match PrivateKeyDer::from_pem_file(&key) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    r.add("auth.mtls_key", format!("cannot load a PEM private key from {}: {e}", key.display()), "point it at the PEM private key (PKCS#8, PKCS#1 or SEC1) of auth.mtls_cert");
+                    None
+                }
+            }
+        }
+    };
+    let ca = match a.mtls_ca.as_deref().map(file) {
+        Some(p) => load_certs(r, "auth.mtls_ca", &p),
+        None => {
+            r.add(
+                "auth.mtls_ca",
+                "missing; with mTLS on, peers' certificates are checked against this CA",
+                "add mtls_ca: the PEM certificate of the CA that signs every POP's certificate",
+            );
+            None
+        }
+    };
+    Some(TlsMaterial {
+        cert_chain: cert_chain?,
+        key: std::sync::Arc::new(key?),
+        ca: ca?,
+    })
+}

@@ -1,0 +1,164 @@
+//! Operator alerts and heartbeats to the control plane.
+//!
+//! Alerts go through a bounded queue to one sender task, so a slow or dead control plane never
+//! blocks a request: when the queue is full the alert is dropped (it was already logged).
+
+use super::Live;
+use serde_json::{Value, json};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const QUEUE: usize = 256;
+const ATTEMPTS: u32 = 4;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Alert {
+    pub kind: String,
+    pub message: String,
+    pub details: Value,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Clone)]
+pub struct Alerts {
+    tx: mpsc::Sender<Alert>,
+}
+
+fn now_rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl Alerts {
+    pub fn spawn(live: Arc<RwLock<Arc<Live>>>, shutdown: CancellationToken) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Alert>(QUEUE);
+        tokio::spawn(async move {
+            loop {
+                let alert = tokio::select! {
+                    a = rx.recv() => match a { Some(a) => a, None => break },
+                    () = shutdown.cancelled() => break,
+                };
+                let snapshot = live.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let Some(cp) = snapshot.control.as_ref() else {
+                    continue;
+                };
+                let body = json!({
+                    "type": alert.kind,
+                    "message": alert.message,
+                    "details": alert.details,
+                    "pop_id": snapshot.config.pop_id,
+                    "timestamp": now_rfc3339(alert.at),
+                });
+                let delivered = tokio::select! {
+                    ok = post_with_retries(cp, "/v1/alerts", &body) => ok,
+                    () = shutdown.cancelled() => break,
+                };
+                if !delivered {
+                    tracing::warn!(alert = %alert.kind, "operator alert could not be delivered to the control plane");
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Never waits: a full queue drops the alert (it is in the log already).
+    pub fn send(&self, alert: Alert) {
+        if let Err(e) = self.tx.try_send(alert) {
+            tracing::warn!(reason = %e, "operator alert not queued for the control plane");
+        }
+    }
+}
+
+/// A configured control plane: where, with which token, through which client.
+pub struct ControlClient {
+    pub base: reqwest::Url,
+    pub token: crate::crypto::Token,
+    pub http: reqwest::Client,
+    pub heartbeat_interval: Duration,
+}
+
+impl ControlClient {
+    pub fn build(cp: &super::config::ControlPlane) -> Result<Self, String> {
+        let tls = super::tls::public_client_config(&cp.ca)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the control-plane client: {e}"))?;
+        Ok(Self {
+            base: cp.url.clone(),
+            token: cp.token.clone(),
+            http,
+            heartbeat_interval: cp.heartbeat_interval,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+}
+
+/// POSTs JSON, retrying with exponential backoff. Returns whether a 2xx came back.
+pub async fn post_with_retries(cp: &ControlClient, path: &str, body: &Value) -> bool {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=ATTEMPTS {
+        let res = cp
+            .http
+            .post(cp.url(path))
+            .bearer_auth(cp.token.expose())
+            .json(body)
+            .send()
+            .await;
+        match res {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => tracing::debug!(status = %r.status(), attempt, path, "control plane refused"),
+            Err(e) => tracing::debug!(error = %e, attempt, path, "control plane unreachable"),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+    false
+}
+
+/// Sends a heartbeat every `heartbeat_interval` (re-read each time, so SIGHUP changes apply).
+pub fn spawn_heartbeat(
+    live: Arc<RwLock<Arc<Live>>>,
+    store: crate::store::Store,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        loop {
+            let snapshot = live.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let interval = snapshot
+                .control
+                .as_ref()
+                .map(|c| c.heartbeat_interval)
+                .unwrap_or(Duration::from_secs(60));
+            if let Some(cp) = snapshot.control.as_ref() {
+                let body = json!({
+                    "pop_id": snapshot.config.pop_id,
+                    "region": snapshot.config.region,
+                    "role": snapshot.config.role_name(),
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "uptime_seconds": started.elapsed().as_secs(),
+                    "replication_backlog": super::schema::backlog(&store).await.unwrap_or(-1),
+                    "timestamp": now_rfc3339(OffsetDateTime::now_utc()),
+                });
+                tokio::select! {
+                    _ = post_with_retries(cp, "/v1/heartbeat", &body) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}

@@ -1,0 +1,79 @@
+//! The inbound side of POP-to-POP traffic: `POST /v1/replication/batch`, reachable only with
+//! the POP token (constant-time compared) and, when mTLS is configured, a client certificate
+//! signed by `auth.mtls_ca`.
+
+use super::Live;
+use super::tls::VerifiedPeer;
+use crate::api::ApiError;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::post;
+use std::sync::{Arc, RwLock};
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
+pub struct PeerState {
+    pub live: Arc<RwLock<Arc<Live>>>,
+    /// Whether this POP serves TLS with client certificates (then one is required here).
+    pub mtls: bool,
+}
+
+pub fn routes(state: PeerState) -> Router {
+    Router::new()
+        .route("/v1/replication/batch", post(batch))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Checks the peer before any handler runs; failures are logged for the operator.
+async fn authenticate(
+    State(s): State<PeerState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if s.mtls && req.extensions().get::<VerifiedPeer>().is_none() {
+        tracing::warn!("replication push without a client certificate refused");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "peer_certificate_required",
+            "a client certificate signed by this POP's mtls_ca is required",
+        ));
+    }
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = live.config.inbound_token.expose();
+    if !bool::from(presented.trim().as_bytes().ct_eq(expected.as_bytes())) {
+        tracing::warn!("replication push with a wrong POP token refused");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_pop_token",
+            "the POP token is missing or wrong",
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+async fn batch(State(s): State<PeerState>) -> Result<Response, ApiError> {
+    let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if live.config.role_name() == "primary" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_backup",
+            "this POP is a primary; only a backup accepts replication pushes",
+        ));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        "this build authenticates replication pushes but does not apply batches yet",
+    ))
+}

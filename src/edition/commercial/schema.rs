@@ -1,0 +1,54 @@
+//! The commercial edition's additions to the database: `replicated_at` on every replicated
+//! table. Added idempotently at start, so a community vault can be upgraded in place (and
+//! a community binary simply ignores the extra columns).
+//!
+//! A row is owed to the backup while `replicated_at IS NULL OR replicated_at < updated_at`;
+//! the store keeps `updated_at` strictly increasing per row, so writes never touch this column.
+
+use crate::store::{self, Store};
+use rusqlite::Connection;
+
+const TABLES: &[&str] = &["entries", "agents", "scope_keys"];
+
+fn has_column(c: &Connection, table: &str, column: &str) -> Result<bool, store::Error> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+    ))?;
+    Ok(stmt.exists([column])?)
+}
+
+pub async fn ensure(store: &Store) -> Result<(), store::Error> {
+    store
+        .write(|c| {
+            for t in TABLES {
+                if !has_column(c, t, "replicated_at")? {
+                    c.execute_batch(&format!(
+                        "ALTER TABLE {t} ADD COLUMN replicated_at INTEGER;"
+                    ))?;
+                }
+            }
+            c.execute_batch(
+                "CREATE INDEX IF NOT EXISTS entries_owed ON entries (updated_at)
+                   WHERE replicated_at IS NULL OR replicated_at < updated_at;",
+            )?;
+            Ok::<_, store::Error>(())
+        })
+        .await
+}
+
+/// Rows not yet acknowledged by the backup, across every replicated table.
+pub async fn backlog(store: &Store) -> Result<i64, store::Error> {
+    store
+        .read(|c| {
+            let mut n = 0i64;
+            for t in TABLES {
+                n += c.query_row(
+                    &format!("SELECT count(*) FROM {t} WHERE replicated_at IS NULL OR replicated_at < updated_at"),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?;
+            }
+            Ok::<_, store::Error>(n)
+        })
+        .await
+}
