@@ -1,0 +1,359 @@
+//! Agents: scopes, owner-only operations, expiry, revocation, rate limits, IP allowlists,
+//! and the token checks every request goes through.
+
+use crate::helpers::{assert_error, distinctive, eventually, json_ok, send, spawn_app};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_reads_its_scope_and_nothing_else() {
+    let app = spawn_app().await;
+    let deploy = distinctive("deploy");
+    let db = distinctive("db");
+    let note = distinctive("note");
+    // Written before the agent exists.
+    let mixed = app
+        .create_entry(&json!({"title": "mixed", "fields": [
+            {"name": "deploy_key", "value": deploy, "tier": "credential", "scope": "deploy"},
+            {"name": "db_pass", "value": db, "tier": "credential", "scope": "db"},
+            {"name": "note", "value": note, "tier": "vault"}
+        ]}))
+        .await;
+    let db_only = app
+        .create_entry(&json!({"title": "db only", "fields": [
+            {"name": "db_pass", "value": db, "tier": "credential", "scope": "db"}
+        ]}))
+        .await;
+    let vault_only = app
+        .create_entry(&json!({"title": "vault only", "fields": [{"name": "note", "value": note}]}))
+        .await;
+    let (_, agent) = app
+        .create_agent(&json!({"name": "deployer", "scopes": ["deploy"]}))
+        .await;
+    // Written after the agent exists: readable too.
+    let later = distinctive("later");
+    let after = app
+        .create_entry(&json!({"title": "later", "fields": [
+            {"name": "k", "value": later, "tier": "credential", "scope": "deploy"}
+        ]}))
+        .await;
+
+    assert_eq!(app.field_value(&agent, &mixed, "deploy_key").await, deploy);
+    assert_eq!(app.field_value(&agent, &after, "k").await, later);
+    for (id, field) in [
+        (&mixed, "db_pass"),
+        (&mixed, "note"),
+        (&db_only, "db_pass"),
+        (&vault_only, "note"),
+    ] {
+        let body = assert_error(
+            app.get_field(&agent, id, field).await,
+            StatusCode::FORBIDDEN,
+            "scope_denied",
+        )
+        .await;
+        assert!(!body.contains(&db) && !body.contains(&note), "{body}");
+    }
+
+    // The agent's list holds only entries with a field in its scopes, and only those fields.
+    let (text, entries) = app.list_entries(&agent).await;
+    assert!(
+        !text.contains("db only") && !text.contains("vault only"),
+        "{text}"
+    );
+    let ids: Vec<&str> = entries.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{text}");
+    assert!(
+        ids.contains(&mixed.as_str()) && ids.contains(&after.as_str()),
+        "{text}"
+    );
+    let m = entries.iter().find(|e| e["id"] == mixed.as_str()).unwrap();
+    assert_eq!(
+        m["fields"],
+        json!([{"name": "deploy_key", "tier": "credential", "scope": "deploy"}])
+    );
+    assert_error(
+        app.get_entry(&agent, &db_only).await,
+        StatusCode::NOT_FOUND,
+        "entry_not_found",
+    )
+    .await;
+    // The owner still sees all four.
+    assert_eq!(app.entry_count().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_cannot_do_owner_things() {
+    let app = spawn_app().await;
+    let id = app
+        .create_entry(&json!({"title": "t", "fields": [
+            {"name": "k", "value": "v", "tier": "credential", "scope": "s"}
+        ]}))
+        .await;
+    let (agent_id, agent) = app
+        .create_agent(&json!({"name": "a", "scopes": ["s"]}))
+        .await;
+
+    let entry = json!({"title": "by agent", "fields": [{"name": "x", "value": "y"}]});
+    assert_error(
+        app.post_entry(&agent, &entry).await,
+        StatusCode::FORBIDDEN,
+        "owner_only",
+    )
+    .await;
+    assert_error(
+        app.put_entry(&agent, &id, &entry).await,
+        StatusCode::FORBIDDEN,
+        "owner_only",
+    )
+    .await;
+    assert_error(
+        app.delete_entry(&agent, &id).await,
+        StatusCode::FORBIDDEN,
+        "owner_only",
+    )
+    .await;
+    assert_error(
+        app.post_agent(&agent, &json!({"name": "child", "scopes": ["s"]}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "owner_only",
+    )
+    .await;
+    assert_error(
+        app.get("/v1/agents", &agent).await,
+        StatusCode::FORBIDDEN,
+        "owner_only",
+    )
+    .await;
+    assert_error(
+        send(app.request(Method::DELETE, &format!("/v1/agents/{agent_id}"), &agent)).await,
+        StatusCode::FORBIDDEN,
+        "owner_only",
+    )
+    .await;
+
+    // Nothing changed.
+    let (_, entries) = app.list_entries(&app.owner_token).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["title"], "t");
+    let (_, agents) = app.list_agents().await;
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["status"], "active");
+    assert_eq!(app.field_value(&agent, &id, "k").await, "v");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_token_expires_after_its_ttl() {
+    let app = spawn_app().await;
+    let (_, agent) = app
+        .create_agent(&json!({"name": "short", "scopes": ["s"], "ttl_seconds": 1}))
+        .await;
+    let expired = eventually(Duration::from_secs(4), || async {
+        app.get("/v1/entries", &agent).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(expired, "a 1 s token still works after 4 s");
+    assert_error(
+        app.get("/v1/entries", &agent).await,
+        StatusCode::UNAUTHORIZED,
+        "token_expired",
+    )
+    .await;
+    let (_, agents) = app.list_agents().await;
+    assert_eq!(agents[0]["status"], "expired");
+    assert!(agents[0]["expires_at"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_agent_is_refused_on_its_very_next_request() {
+    let app = spawn_app().await;
+    let id = app
+        .create_entry(&json!({"title": "t", "fields": [
+            {"name": "k", "value": "v", "tier": "credential", "scope": "s"}
+        ]}))
+        .await;
+    let (agent_id, agent) = app
+        .create_agent(&json!({"name": "gone", "scopes": ["s"]}))
+        .await;
+    assert_eq!(app.field_value(&agent, &id, "k").await, "v");
+
+    let res = app.revoke_agent(&agent_id).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_error(
+        app.get_field(&agent, &id, "k").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    assert_error(
+        app.get("/v1/entries", &agent).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+
+    let (text, agents) = app.list_agents().await;
+    assert!(!text.contains(&agent), "agent list shows a token");
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["id"], agent_id.as_str());
+    assert_eq!(agents[0]["status"], "revoked");
+    assert!(agents[0]["revoked_at"].is_string());
+
+    assert_error(
+        app.revoke_agent(&agent_id).await,
+        StatusCode::NOT_FOUND,
+        "agent_not_found",
+    )
+    .await;
+    assert_error(
+        app.revoke_agent("not-a-uuid").await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    )
+    .await;
+
+    // Still revoked after a restart.
+    let app = app.stop().await.start().await;
+    assert_error(
+        app.get("/v1/entries", &agent).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_agent_names_are_unique() {
+    let app = spawn_app().await;
+    let (first, _) = app
+        .create_agent(&json!({"name": "dup", "scopes": ["s"]}))
+        .await;
+    assert_error(
+        app.post_agent(&app.owner_token, &json!({"name": "dup", "scopes": ["t"]}))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    assert_eq!(app.list_agents().await.1.len(), 1);
+    // Once revoked, the name is free again.
+    assert_eq!(
+        app.revoke_agent(&first).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    app.create_agent(&json!({"name": "dup", "scopes": ["s"]}))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_with_retry_after() {
+    let app = spawn_app().await;
+    let (_, agent) = app
+        .create_agent(&json!({"name": "slow", "scopes": ["s"], "rate_limit_per_minute": 3}))
+        .await;
+    for i in 0..3 {
+        let res = app.get("/v1/entries", &agent).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "request {i} is within the limit"
+        );
+    }
+    let res = app.get("/v1/entries", &agent).await;
+    let retry = res
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let secs: u64 = retry
+        .expect("429 carries Retry-After")
+        .parse()
+        .expect("Retry-After is whole seconds");
+    assert!((1..=60).contains(&secs), "Retry-After {secs}");
+    // Another token is not affected.
+    assert_eq!(
+        app.get("/v1/entries", &app.owner_token).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_allowlist_is_enforced() {
+    let app = spawn_app().await;
+    let (_, far) = app
+        .create_agent(&json!({"name": "far", "scopes": ["s"], "ip_allowlist": ["10.0.0.0/8"]}))
+        .await;
+    let (_, near) = app
+        .create_agent(&json!({"name": "near", "scopes": ["s"], "ip_allowlist": ["127.0.0.1"]}))
+        .await;
+    let (_, net) = app
+        .create_agent(
+            &json!({"name": "net", "scopes": ["s"], "ip_allowlist": ["10.0.0.0/8", "127.0.0.0/8"]}),
+        )
+        .await;
+    assert_error(
+        app.get("/v1/entries", &far).await,
+        StatusCode::FORBIDDEN,
+        "ip_not_allowed",
+    )
+    .await;
+    json_ok(app.get("/v1/entries", &near).await).await;
+    json_ok(app.get("/v1/entries", &net).await).await;
+    let (_, agents) = app.list_agents().await;
+    let far_row = agents.iter().find(|a| a["name"] == "far").unwrap();
+    assert_eq!(far_row["ip_allowlist"], json!(["10.0.0.0/8"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_token_are_401() {
+    let app = spawn_app().await;
+    let id = app
+        .create_entry(&json!({"title": "t", "fields": [{"name": "k", "value": "v"}]}))
+        .await;
+    let field = format!("/v1/entries/{id}/fields/k");
+    for path in ["/v1/entries", field.as_str(), "/v1/agents"] {
+        assert_error(
+            send(app.client.get(app.url(path))).await,
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+        )
+        .await;
+        assert_error(
+            send(
+                app.client
+                    .get(app.url(path))
+                    .header("authorization", format!("Basic {}", app.owner_token)),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+        )
+        .await;
+        // A real-looking token that is not ours, and ours with one character changed.
+        let mut altered = app.owner_token.clone();
+        let last = altered.pop().unwrap();
+        altered.push(if last == 'A' { 'B' } else { 'A' });
+        for wrong in [
+            "clv_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            altered.as_str(),
+        ] {
+            assert_error(
+                app.get(path, wrong).await,
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+            )
+            .await;
+        }
+    }
+    let without = send(
+        app.client
+            .post(app.url("/v1/entries"))
+            .json(&json!({"title": "x"})),
+    )
+    .await;
+    assert_error(without, StatusCode::UNAUTHORIZED, "missing_token").await;
+    assert_eq!(app.entry_count().await, 1);
+}
