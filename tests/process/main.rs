@@ -1,1 +1,13 @@
-//! Tests that run the real `clavitor` binary: CLI, signals, crashes.
+//! Tests that run the real `clavitor` binary: CLI, start-up refusals, signals, crashes.
+//!
+//! Community build only: the Commercial edition prints other start-up lines and answers
+//! unknown paths differently, so its process tests live in `tests/commercial`.
+#![cfg(not(feature = "commercial"))]
+
+mod cli;
+mod crash;
+mod edition;
+mod helpers;
+mod quickstart;
+mod signals;
+mod startup;

@@ -1,0 +1,208 @@
+//! The CLI's own contract: version line, exit codes, `init`, token files.
+
+use crate::helpers::{Scratch, Server, VERSION, chmod, clavitor, init, mode};
+use std::net::TcpListener;
+
+#[test]
+fn version_names_the_edition() {
+    let out = clavitor(&["--version"], &[]).ok();
+    assert_eq!(
+        out.stdout.trim_end(),
+        format!("clavitor {VERSION} (community)")
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["no-such-command"][..],
+        &["entry"],
+        &["serve", "--listen", "not-an-address"],
+        &["run", "--server", "http://127.0.0.1:1"],
+        &["entry", "add"],
+    ] {
+        let out = clavitor(args, &[]);
+        assert_eq!(out.code(), Some(2), "clavitor {args:?}: {out}");
+        assert!(
+            !out.stderr.is_empty(),
+            "clavitor {args:?} explains itself: {out}"
+        );
+    }
+}
+
+/// A port nothing listens on: bound, read, released.
+fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn client_errors_exit_1_with_a_message() {
+    let tmp = Scratch::new();
+    // Server not running.
+    let out = clavitor(
+        &["entry", "list", "--server", &dead_url()],
+        &[("CLAVITOR_TOKEN", "clv_whatever")],
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("cannot connect"), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+
+    // No token anywhere.
+    let none = tmp.path().join("nothing-here");
+    let out = clavitor(
+        &[
+            "entry",
+            "list",
+            "--server",
+            &dead_url(),
+            "--data-dir",
+            none.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr.contains("--token-file"),
+        "tells how to give a token: {out}"
+    );
+
+    // Unknown entry and a bad token, against a live server.
+    let server = Server::start(&tmp.data());
+    let tok = [("CLAVITOR_TOKEN", server.token.as_str())];
+    let out = clavitor(
+        &["entry", "get", "no-such-entry", "--server", &server.url],
+        &tok,
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("no-such-entry"), "{out}");
+    let out = clavitor(
+        &[
+            "read",
+            "clavitor://00000000-0000-4000-8000-000000000000/password",
+            "--server",
+            &server.url,
+        ],
+        &tok,
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("404"), "{out}");
+    let out = clavitor(
+        &["entry", "list", "--server", &server.url],
+        &[("CLAVITOR_TOKEN", "clv_not_a_real_token")],
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("401"), "{out}");
+    // Malformed input the server rejects.
+    let out = clavitor(
+        &[
+            "entry",
+            "add",
+            "x",
+            "--field",
+            "k:nonsense=v",
+            "--server",
+            &server.url,
+        ],
+        &tok,
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("400"), "{out}");
+}
+
+#[test]
+fn init_prints_the_token_once_and_refuses_to_overwrite() {
+    let tmp = Scratch::new();
+    let data = tmp.data();
+    let d = data.to_str().unwrap();
+    let out = clavitor(&["init", "--data-dir", d, "--json"], &[]).ok();
+    let v = out.json();
+    let token = v["owner_token"].as_str().unwrap_or_else(|| panic!("{out}"));
+    assert!(token.starts_with("clv_"), "{out}");
+    assert_eq!(
+        v.as_object().map(|o| o.len()),
+        Some(1),
+        "only the token: {out}"
+    );
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+    assert_eq!(mode(&data.join("owner.token")), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(data.join("owner.token"))
+            .unwrap()
+            .trim(),
+        token
+    );
+    let key_before = std::fs::read(data.join("master.key")).unwrap();
+
+    let again = clavitor(&["init", "--data-dir", d, "--json"], &[]);
+    assert_eq!(again.code(), Some(1), "{again}");
+    assert!(again.stderr.contains("refusing to overwrite"), "{again}");
+    assert!(
+        again.stdout.is_empty(),
+        "no token on a refused init: {again}"
+    );
+    assert_eq!(
+        std::fs::read(data.join("master.key")).unwrap(),
+        key_before,
+        "key untouched"
+    );
+
+    // Text mode shows the token too, and the server started on that dir accepts it.
+    let other = tmp.path().join("text");
+    let out = clavitor(&["init", "--data-dir", other.to_str().unwrap()], &[]).ok();
+    let server = Server::start(&data);
+    assert_eq!(server.token, token);
+    assert!(out.stdout.contains("clv_"), "{out}");
+    let list = clavitor(
+        &["entry", "list", "--json", "--server", &server.url],
+        &[("CLAVITOR_TOKEN", token)],
+    )
+    .ok();
+    assert_eq!(list.json()["entries"], serde_json::json!([]));
+}
+
+#[test]
+fn token_files_must_be_private() {
+    let tmp = Scratch::new();
+    let token = init(&tmp.data());
+    let server = Server::start(&tmp.data());
+    let tf = tmp.path().join("token");
+    std::fs::write(&tf, format!("{token}\n")).unwrap();
+    chmod(&tf, 0o644);
+    let tfs = tf.to_str().unwrap();
+
+    let out = clavitor(
+        &[
+            "entry",
+            "list",
+            "--server",
+            &server.url,
+            "--token-file",
+            tfs,
+        ],
+        &[],
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("chmod 600"), "{out}");
+    assert!(out.stderr.contains(tfs), "names the file: {out}");
+    assert!(
+        !out.stderr.contains(&token),
+        "never echoes the token: {out}"
+    );
+
+    chmod(&tf, 0o600);
+    clavitor(
+        &[
+            "entry",
+            "list",
+            "--server",
+            &server.url,
+            "--token-file",
+            tfs,
+        ],
+        &[],
+    )
+    .ok();
+}

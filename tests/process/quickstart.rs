@@ -1,0 +1,222 @@
+//! The README's quick start, end to end: `serve` in an empty directory, then the client
+//! commands against it.
+
+use crate::helpers::{Scratch, Server, VERSION, clavitor_in, mode};
+use std::time::Duration;
+
+#[test]
+fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
+    let tmp = Scratch::new();
+    let cwd = tmp.path();
+    let data = cwd.join("clavitor-data");
+    let server = Server::spawn(Some(cwd), &["serve", "--listen", "127.0.0.1:0"], &data)
+        .unwrap_or_else(|f| panic!("serve did not start: {f:#?}"));
+
+    // Start-up lines, exactly and in order.
+    assert_eq!(server.stdout_lines.len(), 2, "{:?}", server.stdout_lines);
+    assert_eq!(
+        server.stdout_lines[0],
+        format!("Starting Clavitor Vault v{VERSION} - Community Edition")
+    );
+    let rest = server.stdout_lines[1]
+        .strip_prefix("listening on http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("{:?}", server.stdout_lines[1]));
+    assert!(rest.parse::<u16>().is_ok_and(|p| p != 0), "{rest:?}");
+
+    // The data dir and its private files.
+    assert!(data.join("vault.db").is_file());
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+    assert_eq!(mode(&data.join("owner.token")), 0o600);
+    assert_eq!(
+        std::fs::metadata(data.join("master.key")).unwrap().len(),
+        32
+    );
+    assert!(
+        server.token.starts_with("clv_"),
+        "owner.token holds the owner token"
+    );
+
+    // The client finds ./clavitor-data/owner.token by itself; only the port is non-default.
+    let url = server.url.clone();
+    // `--server URL` goes before any `-- CMD`, which belongs to the child.
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+        all.splice(at..at, ["--server", url.as_str()]);
+        clavitor_in(Some(cwd), &all, &[])
+    };
+
+    let id = cli(&[
+        "entry",
+        "add",
+        "prod-db",
+        "--url",
+        "postgres://db.internal",
+        "--username",
+        "app",
+        "--field",
+        "password=s3cret=with=equals",
+        "--field",
+        "key:credential:ci=ci-key-123",
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    assert_eq!(id.len(), 36, "entry add prints the id: {id:?}");
+
+    // List, text and JSON; neither ever shows a value.
+    let text = cli(&["entry", "list"]).ok();
+    assert!(
+        text.stdout.contains(&id) && text.stdout.contains("prod-db"),
+        "{text}"
+    );
+    assert!(
+        text.stdout.contains("password:vault") && text.stdout.contains("key:credential:ci"),
+        "{text}"
+    );
+    assert!(
+        !text.stdout.contains("s3cret") && !text.stdout.contains("ci-key-123"),
+        "{text}"
+    );
+    let json = cli(&["entry", "list", "--json"]).ok();
+    let entries = json.json()["entries"].as_array().cloned().unwrap();
+    assert_eq!(entries.len(), 1, "{json}");
+    assert_eq!(entries[0]["id"], id.as_str());
+    assert_eq!(entries[0]["title"], "prod-db");
+    assert!(!json.stdout.contains("s3cret"), "{json}");
+
+    // Get by title.
+    let got = cli(&["entry", "get", "prod-db"]).ok();
+    assert!(
+        got.stdout.contains(&id) && got.stdout.contains("postgres://db.internal"),
+        "{got}"
+    );
+    assert!(!got.stdout.contains("s3cret"), "{got}");
+    let got = cli(&["entry", "get", "prod-db", "--json"]).ok().json();
+    assert_eq!(got["username"], "app");
+
+    // Read a value.
+    let read = cli(&["read", "clavitor://prod-db/password"]).ok();
+    assert_eq!(read.stdout, "s3cret=with=equals\n");
+    let read = cli(&["read", "-n", "clavitor://prod-db/key"]).ok();
+    assert_eq!(read.stdout, "ci-key-123");
+    let read = cli(&["read", &format!("clavitor://{id}/key"), "--json"])
+        .ok()
+        .json();
+    assert_eq!(read["value"], "ci-key-123");
+    assert_eq!(read["tier"], "credential");
+
+    // Run: the secret reaches the child's environment; the child's exit code comes back.
+    let run = cli(&[
+        "run",
+        "--env",
+        "DB_PASS=clavitor://prod-db/password",
+        "--",
+        "sh",
+        "-c",
+        "test \"$DB_PASS\" = 's3cret=with=equals'",
+    ]);
+    assert_eq!(run.code(), Some(0), "{run}");
+    let run = cli(&[
+        "run",
+        "--env",
+        "DB_PASS=clavitor://prod-db/password",
+        "--",
+        "sh",
+        "-c",
+        "test \"$DB_PASS\" = wrong",
+    ]);
+    assert_eq!(run.code(), Some(1), "{run}");
+    let run = cli(&["run", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(run.code(), Some(7), "{run}");
+    // A reference already in the environment is resolved too.
+    let run = clavitor_in(
+        Some(cwd),
+        &[
+            "run",
+            "--server",
+            &url,
+            "--",
+            "sh",
+            "-c",
+            "test \"$K\" = ci-key-123",
+        ],
+        &[("K", "clavitor://prod-db/key")],
+    );
+    assert_eq!(run.code(), Some(0), "{run}");
+    // An unresolvable reference fails before the child runs.
+    let run = cli(&[
+        "run",
+        "--env",
+        "X=clavitor://nope/password",
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(run.stderr.contains("nope"), "{run}");
+
+    // Agents: add, list, use, revoke.
+    let added = cli(&[
+        "agent", "add", "deployer", "--scope", "ci", "--ttl", "1h", "--json",
+    ])
+    .ok()
+    .json();
+    let agent_id = added["id"].as_str().unwrap().to_owned();
+    let agent_token = added["token"].as_str().unwrap().to_owned();
+    let list = cli(&["agent", "list"]).ok();
+    assert!(
+        list.stdout.contains("deployer") && list.stdout.contains("active"),
+        "{list}"
+    );
+    assert!(
+        !list.stdout.contains(&agent_token),
+        "agent list must not show tokens: {list}"
+    );
+    let as_agent = clavitor_in(
+        Some(cwd),
+        &["read", "--server", &url, "clavitor://prod-db/key"],
+        &[("CLAVITOR_TOKEN", &agent_token)],
+    );
+    assert_eq!(as_agent.code(), Some(0), "{as_agent}");
+    assert_eq!(as_agent.stdout, "ci-key-123\n");
+    let revoked = cli(&["agent", "revoke", "deployer"]).ok();
+    assert!(revoked.stdout.contains(&agent_id), "{revoked}");
+    let list = cli(&["agent", "list", "--json"]).ok().json();
+    let me = list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == agent_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(me["status"], "revoked");
+    let as_agent = clavitor_in(
+        Some(cwd),
+        &["read", "--server", &url, "clavitor://prod-db/key"],
+        &[("CLAVITOR_TOKEN", &agent_token)],
+    );
+    assert_eq!(
+        as_agent.code(),
+        Some(1),
+        "a revoked token stops working at once: {as_agent}"
+    );
+
+    // Remove.
+    let rm = cli(&["entry", "rm", "prod-db"]).ok();
+    assert!(rm.stdout.contains(&id), "{rm}");
+    let list = cli(&["entry", "list", "--json"]).ok().json();
+    assert_eq!(list["entries"].as_array().map(Vec::len), Some(0), "{list}");
+    let gone = cli(&["entry", "get", "prod-db"]);
+    assert_eq!(gone.code(), Some(1), "{gone}");
+
+    // Ctrl-C's polite cousin: a clean stop.
+    let mut server = server;
+    server.sigterm();
+    let st = server
+        .wait_timeout(Duration::from_secs(5))
+        .expect("stops after SIGTERM");
+    assert_eq!(st.code(), Some(0), "{}", server.stderr());
+}
