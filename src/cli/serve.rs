@@ -3,7 +3,7 @@
 use crate::crypto::MasterKey;
 use crate::datadir::{self, DataDir};
 use crate::edition::{self, ServeFlags};
-use crate::files;
+use crate::{files, shutdown};
 use crate::server::{self, ServeConfig, Server};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -119,9 +119,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         edition: a.edition,
     };
     rt.block_on(async move {
-        // Listen for signals before saying `listening on`: a SIGTERM that follows that line
-        // at once must be a graceful stop (exit 0), not the default death by signal.
-        let stop = stop_signal()?;
+        let stop = shutdown::install().context("cannot listen for SIGTERM/SIGINT")?;
         let server = Server::build(cfg).await?;
         if let Some(t) = &server.new_owner_token {
             eprintln!(
@@ -145,19 +143,5 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         server.run(stop).await?;
         tracing::info!("stopped");
         Ok(())
-    })
-}
-
-/// Resolves on SIGTERM or SIGINT. Unlike the lazy `shutdown::signal()`, the handlers are
-/// installed when this is called, not when the future is first polled.
-fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
     })
 }

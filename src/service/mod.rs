@@ -85,7 +85,7 @@ impl Vault {
 
     /// Re-reads every agent from the database, e.g. after rows arrived from elsewhere.
     pub async fn reload_principals(&self) -> Result<(), Error> {
-        let rows = self.store.read(|c| store::agents::active_agents(c)).await?;
+        let rows = self.store.read(store::agents::active_agents).await?;
         self.principals.replace_all(&rows);
         Ok(())
     }
