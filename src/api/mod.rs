@@ -9,7 +9,9 @@ mod entries;
 mod error;
 mod extract;
 
+pub use dto::timestamp;
 pub use error::ApiError;
+pub use extract::AppJson;
 
 use crate::edition::Edition;
 use crate::service::Vault;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -65,7 +67,9 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or("-");
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
+                // 5xx that matter are logged by `ApiError` with their cause; a backup's 503 is routine.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
@@ -77,11 +81,15 @@ async fn count(req: Request, next: Next) -> Response {
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
+    let mut body = json!({
         "status": "ok",
         "edition": s.edition.name(),
         "role": s.edition.role().as_str(),
-    }))
+    });
+    if let Some((key, details)) = s.edition.health_details().await {
+        body[key] = details;
+    }
+    Json(body)
 }
 
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {

@@ -16,6 +16,8 @@ mod imp;
 use crate::service::Vault;
 use crate::transport::{ServeFuture, serve_plain};
 use axum::Router;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +71,11 @@ pub trait Edition: Send + Sync + 'static {
 
     /// Adds the edition's routes and its answer to unknown paths and wrong methods.
     fn extend_router(&self, router: Router) -> Router;
+
+    /// An extra section for `/healthz` (Commercial: `replication`), as `(key, value)`.
+    fn health_details(&self) -> Pin<Box<dyn Future<Output = Option<(&'static str, serde_json::Value)>> + Send + '_>> {
+        Box::pin(async { None })
+    }
 
     /// `http` or `https`, for the `listening on` line.
     fn url_scheme(&self) -> &'static str {

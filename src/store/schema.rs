@@ -48,7 +48,8 @@ const MIGRATIONS: &[&str] = &[
         updated_at            INTEGER NOT NULL,
         version               INTEGER NOT NULL
     ) STRICT;
-    CREATE UNIQUE INDEX agents_active_name ON agents (name) WHERE revoked_at IS NULL;
+    -- Agents are addressed by name; owners (one per POP that was initialised) are not.
+    CREATE UNIQUE INDEX agents_active_name ON agents (name) WHERE revoked_at IS NULL AND is_owner = 0;
 
     -- A scope's credential key, sealed under one agent's token. No other copy exists.
     CREATE TABLE scope_keys (

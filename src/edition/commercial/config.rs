@@ -86,9 +86,7 @@ pub struct PopConfig {
     /// The token peers must present when pushing to this POP.
     pub inbound_token: Token,
     pub tls: Option<TlsMaterial>,
-    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
     pub batch_size: usize,
-    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
     pub max_retries: u32,
     pub control_plane: Option<ControlPlane>,
 }
@@ -102,10 +100,8 @@ pub enum PopRole {
 #[derive(Debug, Clone)]
 pub struct BackupPop {
     pub id: String,
-    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
     pub url: reqwest::Url,
     /// The token this POP presents when pushing to the backup.
-    #[expect(dead_code, reason = "read by the replication worker, which comes next")]
     pub token: Token,
 }
 
@@ -180,7 +176,7 @@ pub enum ConfigError {
     )]
     Unreadable { path: PathBuf, reason: String },
     #[error(
-        "{path}: not a valid replication config: {message}. Fix: correct that line; the keys allowed are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane"
+        "{path}: not a valid replication config: {message}. Fix: correct that line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, and an unknown-key message lists those allowed in its section"
     )]
     Syntax { path: PathBuf, message: String },
     #[error("{}", render(path, problems))]

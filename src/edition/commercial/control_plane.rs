@@ -126,28 +126,26 @@ pub async fn post_with_retries(cp: &ControlClient, path: &str, body: &Value) -> 
 }
 
 /// Sends a heartbeat every `heartbeat_interval` (re-read each time, so SIGHUP changes apply).
-pub fn spawn_heartbeat(
-    live: Arc<RwLock<Arc<Live>>>,
-    store: crate::store::Store,
-    shutdown: CancellationToken,
-) {
+pub fn spawn_heartbeat(edition: Arc<super::Commercial>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         loop {
-            let snapshot = live.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let snapshot = edition.snapshot();
             let interval = snapshot
                 .control
                 .as_ref()
                 .map(|c| c.heartbeat_interval)
                 .unwrap_or(Duration::from_secs(60));
             if let Some(cp) = snapshot.control.as_ref() {
+                let report = edition.replication_report().await;
                 let body = json!({
                     "pop_id": snapshot.config.pop_id,
                     "region": snapshot.config.region,
                     "role": snapshot.config.role_name(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "uptime_seconds": started.elapsed().as_secs(),
-                    "replication_backlog": super::schema::backlog(&store).await.unwrap_or(-1),
+                    "replication_backlog": report.get("backlog").cloned().unwrap_or_default(),
+                    "replication": report,
                     "timestamp": now_rfc3339(OffsetDateTime::now_utc()),
                 });
                 tokio::select! {

@@ -5,6 +5,7 @@
 mod config;
 mod control_plane;
 mod peer;
+mod replication;
 mod schema;
 mod tls;
 
@@ -85,18 +86,55 @@ pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
 pub struct Live {
     pub config: PopConfig,
     pub control: Option<ControlClient>,
+    /// One pooled client for pushes to the backup (primary only): connections are reused.
+    pub backup_client: Option<reqwest::Client>,
 }
 
 impl Live {
     fn build(config: PopConfig) -> Result<Self, StartError> {
+        let err = |message: String| StartError::Tls {
+            path: config.path.clone(),
+            message,
+        };
         let control = match &config.control_plane {
-            Some(cp) => Some(ControlClient::build(cp).map_err(|message| StartError::Tls {
-                path: config.path.clone(),
-                message: format!("control_plane: {message}"),
+            Some(cp) => Some(ControlClient::build(cp).map_err(|m| {
+                err(format!(
+                    "control_plane: {m}. Fix: point control_plane.ca_file at the PEM certificate of the CA that signs the control plane's certificate, or remove ca_file"
+                ))
             })?),
             None => None,
         };
-        Ok(Self { config, control })
+        let backup_client = match &config.role {
+            PopRole::Primary { .. } => {
+                // With mTLS the backup is verified against the POP CA and sees our certificate;
+                // without it, the backup sits behind a TLS proxy with a public certificate.
+                let tls = match &config.tls {
+                    Some(m) => tls::peer_client_config(m),
+                    None => tls::public_client_config(&[]),
+                }
+                .map_err(|m| err(format!("backup_pop: {m}")))?;
+                let client = reqwest::Client::builder()
+                    .use_preconfigured_tls(tls)
+                    .timeout(std::time::Duration::from_secs(10))
+                    .pool_idle_timeout(std::time::Duration::from_secs(90))
+                    .build()
+                    .map_err(|e| err(format!("backup_pop: cannot build the client: {e}")))?;
+                Some(client)
+            }
+            PopRole::Backup { .. } => None,
+        };
+        Ok(Self {
+            config,
+            control,
+            backup_client,
+        })
+    }
+
+    pub fn backup_url(&self) -> Option<String> {
+        match &self.config.role {
+            PopRole::Primary { backup } => Some(backup.url.to_string()),
+            PopRole::Backup { .. } => None,
+        }
     }
 }
 
@@ -107,6 +145,9 @@ struct Commercial {
     tls: Option<Arc<RwLock<Arc<ServerConfig>>>>,
     vault: Arc<Vault>,
     alerts: Alerts,
+    status: Arc<replication::Status>,
+    /// Wakes the replication worker after a reload (e.g. a promotion to primary).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Builds the HTTPS server config, and checks now that the same certificate can also
@@ -115,7 +156,9 @@ fn tls_config(cfg: &PopConfig) -> Result<Option<Arc<ServerConfig>>, StartError> 
     let Some(m) = &cfg.tls else { return Ok(None) };
     let err = |message| StartError::Tls {
         path: cfg.path.clone(),
-        message,
+        message: format!(
+            "{message}. Fix: point auth.mtls_cert at this POP's PEM certificate, auth.mtls_key at that certificate's own private key, and auth.mtls_ca at the CA that signed it"
+        ),
     };
     tls::peer_client_config(m).map_err(err)?;
     tls::server_config(m).map(Some).map_err(err)
@@ -130,7 +173,9 @@ pub struct Configured {
 
 impl std::fmt::Debug for Configured {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Configured").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Configured")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,17 +199,32 @@ pub async fn start(
     schema::ensure(vault.store()).await?;
     vault.set_writable(matches!(config.role, PopRole::Primary { .. }));
     if let PopRole::Backup { primary: Some(p) } = &config.role {
-        tracing::info!(primary = p.id.as_deref().unwrap_or("unnamed"), "backup POP; pushes accepted from the primary");
+        tracing::info!(
+            primary = p.id.as_deref().unwrap_or("unnamed"),
+            "backup POP; pushes accepted from the primary"
+        );
     }
     let live = Arc::new(RwLock::new(Arc::new(Live::build(config)?)));
     let alerts = Alerts::spawn(live.clone(), shutdown.clone());
-    control_plane::spawn_heartbeat(live.clone(), vault.store().clone(), shutdown.clone());
+    let status = Arc::new(replication::Status::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
     let edition = Arc::new(Commercial {
         path,
-        live,
+        live: live.clone(),
         tls,
-        vault,
+        vault: vault.clone(),
         alerts,
+        status: status.clone(),
+        wake: wake.clone(),
+    });
+    control_plane::spawn_heartbeat(edition.clone(), shutdown.clone());
+    replication::spawn(replication::Worker {
+        edition: edition.clone(),
+        live,
+        store: vault.store().clone(),
+        status,
+        wake,
+        shutdown: shutdown.clone(),
     });
     spawn_reloader(edition.clone(), shutdown);
     Ok(edition)
@@ -206,6 +266,15 @@ impl Commercial {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Replication state for `/healthz` and heartbeats: backlog, versions, last success, lag.
+    async fn replication_report(&self) -> serde_json::Value {
+        let store = self.vault.store();
+        let backlog = schema::backlog(store).await.unwrap_or(-1);
+        let committed = schema::committed_version(store).await.unwrap_or(-1);
+        let role = self.snapshot().config.role_name();
+        self.status.report(role, backlog, committed)
+    }
+
     /// Validates the file again and swaps it in whole, or changes nothing.
     fn reload(&self) -> Result<String, String> {
         let config = config::load(&self.path).map_err(|e| e.to_string())?;
@@ -224,6 +293,7 @@ impl Commercial {
         }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
         self.vault.set_writable(primary);
+        self.wake.notify_one();
         Ok(line)
     }
 }
@@ -264,11 +334,19 @@ impl Edition for Commercial {
         self.snapshot().control.is_some()
     }
 
+    fn health_details(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<(&'static str, serde_json::Value)>> + Send + '_>> {
+        Box::pin(async { Some(("replication", self.replication_report().await)) })
+    }
+
     fn extend_router(&self, router: Router) -> Router {
         router
             .merge(peer::routes(peer::PeerState {
                 live: self.live.clone(),
                 mtls: self.tls.is_some(),
+                vault: self.vault.clone(),
+                status: self.status.clone(),
             }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
     }

@@ -3,10 +3,16 @@
 //! signed by `auth.mtls_ca`.
 
 use super::Live;
+use super::replication::Status;
+use super::replication::rows;
+use super::replication::wire::{Ack, Batch};
 use super::tls::VerifiedPeer;
-use crate::api::ApiError;
+use crate::api::{ApiError, AppJson};
+use crate::service::{self, Vault};
+use crate::store;
+use axum::Json;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
@@ -20,12 +26,18 @@ pub struct PeerState {
     pub live: Arc<RwLock<Arc<Live>>>,
     /// Whether this POP serves TLS with client certificates (then one is required here).
     pub mtls: bool,
+    pub vault: Arc<Vault>,
+    pub status: Arc<Status>,
 }
+
+/// Batches are capped well below this by the sender (see `replication::worker`).
+const BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 pub fn routes(state: PeerState) -> Router {
     Router::new()
         .route("/v1/replication/batch", post(batch))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT))
         .with_state(state)
 }
 
@@ -62,18 +74,34 @@ async fn authenticate(
     Ok(next.run(req).await)
 }
 
-async fn batch(State(s): State<PeerState>) -> Result<Response, ApiError> {
+/// Applies a batch in one transaction and answers only once it is durable.
+async fn batch(State(s): State<PeerState>, AppJson(batch): AppJson<Batch>) -> Result<Json<Ack>, ApiError> {
     let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
     if live.config.role_name() == "primary" {
+        // A POP that is primary takes no pushes: two primaries must not overwrite each other.
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_a_backup",
             "this POP is a primary; only a backup accepts replication pushes",
         ));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "this build authenticates replication pushes but does not apply batches yet",
-    ))
+    let local = live.config.pop_id.clone();
+    let items = batch.items;
+    let applied = s
+        .vault
+        .store()
+        .write(move |c| rows::apply(c, &local, &items))
+        .await
+        .map_err(|e: store::Error| ApiError::from(service::Error::from(e)))?;
+    if applied.agents_changed {
+        // Tokens that work on the primary must work here, before and after a failover.
+        s.vault.reload_principals().await.map_err(ApiError::from)?;
+    }
+    s.status.pushed(store::now_ms(), applied.max_version);
+    tracing::debug!(origin = %batch.origin, applied = applied.applied, skipped = applied.skipped, "replication batch applied");
+    Ok(Json(Ack {
+        applied: applied.applied,
+        skipped: applied.skipped,
+        acked_version: applied.max_version,
+    }))
 }

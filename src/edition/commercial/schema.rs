@@ -21,10 +21,11 @@ pub async fn ensure(store: &Store) -> Result<(), store::Error> {
     store
         .write(|c| {
             for t in TABLES {
-                if !has_column(c, t, "replicated_at")? {
-                    c.execute_batch(&format!(
-                        "ALTER TABLE {t} ADD COLUMN replicated_at INTEGER;"
-                    ))?;
+                // origin: the POP a row was replicated from (NULL: written here).
+                for (col, ty) in [("replicated_at", "INTEGER"), ("origin", "TEXT")] {
+                    if !has_column(c, t, col)? {
+                        c.execute_batch(&format!("ALTER TABLE {t} ADD COLUMN {col} {ty};"))?;
+                    }
                 }
             }
             c.execute_batch(
@@ -49,6 +50,19 @@ pub async fn backlog(store: &Store) -> Result<i64, store::Error> {
                 )?;
             }
             Ok::<_, store::Error>(n)
+        })
+        .await
+}
+
+/// The last version this POP's database has committed (its own writes and applied ones).
+pub async fn committed_version(store: &Store) -> Result<i64, store::Error> {
+    store
+        .read(|c| {
+            Ok::<_, store::Error>(c.query_row(
+                "SELECT value FROM sequence WHERE name = 'version'",
+                [],
+                |r| r.get(0),
+            )?)
         })
         .await
 }

@@ -1,0 +1,157 @@
+//! A minimal HTTP/1.1 keep-alive client on a raw `TcpStream`, parsed with `httparse`.
+//!
+//! One request in flight per connection, `Content-Length` bodies only (what the servers under
+//! test send), no allocation per request once the buffers have grown: the load generator must
+//! cost as little CPU as possible, because it shares the machine with the server it measures.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Unconsumed response bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    body: Range<usize>,
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Parses a response head: `Some((status, head_len, body_len))` once the head is complete.
+fn parse_head(data: &[u8]) -> io::Result<Option<(u16, usize, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut res = httparse::Response::new(&mut headers);
+    let head_len = match res
+        .parse(data)
+        .map_err(|e| bad(format!("bad response: {e}")))?
+    {
+        httparse::Status::Partial => return Ok(None),
+        httparse::Status::Complete(n) => n,
+    };
+    let status = res.code.ok_or_else(|| bad("response without status"))?;
+    let mut body_len = 0;
+    for h in res.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body_len = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| bad("bad Content-Length"))?;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(bad(
+                "chunked responses are not supported by the bench client",
+            ));
+        }
+    }
+    Ok(Some((status, head_len, body_len)))
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: vec![0; 16 * 1024],
+            start: 0,
+            end: 0,
+            body: 0..0,
+        })
+    }
+
+    /// Sends one complete request and reads its response; returns the status. The body stays
+    /// readable through [`Conn::body`] until the next call.
+    pub async fn roundtrip(&mut self, request: &[u8]) -> io::Result<u16> {
+        self.stream.write_all(request).await?;
+        loop {
+            if self.end > self.start
+                && let Some((status, head, body)) = parse_head(&self.buf[self.start..self.end])?
+            {
+                let total = head + body;
+                if self.end - self.start >= total {
+                    self.body = self.start + head..self.start + total;
+                    self.start += total;
+                    if self.start == self.end {
+                        // Nothing pending: the next response starts at the front again. The
+                        // bytes stay where they are, so `body` remains valid.
+                        self.start = 0;
+                        self.end = 0;
+                    }
+                    return Ok(status);
+                }
+                if total > self.buf.len() {
+                    self.buf.resize(total.next_power_of_two(), 0);
+                }
+            }
+            if self.start > 0 && self.buf.len() - self.end < 4096 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                let n = self.buf.len() * 2;
+                self.buf.resize(n, 0);
+            }
+            let n = self.stream.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ));
+            }
+            self.end += n;
+        }
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.body.clone()]
+    }
+}
+
+/// Appends a complete HTTP/1.1 request to `out`.
+pub fn build_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    path: &str,
+    host: SocketAddr,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    if let Some(t) = token {
+        let _ = write!(out, "Authorization: Bearer {t}\r\n");
+    }
+    match body {
+        Some(b) => {
+            let _ = write!(
+                out,
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            );
+            out.extend_from_slice(b);
+        }
+        None => out.extend_from_slice(b"\r\n"),
+    }
+}
+
+/// One request on a fresh connection, for setup and probes: `(status, body)`.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> io::Result<(u16, String)> {
+    let mut conn = Conn::connect(addr).await?;
+    let mut req = Vec::new();
+    build_request(&mut req, method, path, addr, token, body.map(str::as_bytes));
+    let status = conn.roundtrip(&req).await?;
+    Ok((status, String::from_utf8_lossy(conn.body()).into_owned()))
+}

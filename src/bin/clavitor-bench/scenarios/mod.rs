@@ -1,0 +1,127 @@
+//! The measured scenarios. Each one starts what it needs (real server processes, scratch
+//! files), measures, stops it, and returns figures with their same-run references and goals.
+//!
+//! To add a scenario (e.g. the Commercial ones: replication lag, catch-up after a backup POP
+//! was down, RSS under tarpit load), write a module with a type implementing [`Scenario`] and
+//! list it in [`all`], behind `#[cfg(feature = "commercial")]` where it needs that edition.
+
+mod cold_start;
+mod reads;
+mod writes;
+
+use crate::http;
+use crate::load::{self, LoadResult, LoadSpec};
+use crate::proc::{self, ServerProcess, TempDir};
+use crate::report::Figure;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub trait Scenario {
+    /// Short name, used by `--scenario` and in progress lines.
+    fn name(&self) -> &'static str;
+    fn run(&self, ctx: &mut Ctx) -> Result<Vec<Figure>>;
+}
+
+/// Every scenario, in the order they run.
+pub fn all() -> Vec<Box<dyn Scenario>> {
+    vec![
+        Box::new(reads::Reads),
+        Box::new(writes::Writes),
+        Box::new(cold_start::ColdStart),
+    ]
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Length of each measured window.
+    pub duration: Duration,
+    /// Unmeasured load before each window.
+    pub warmup: Duration,
+    /// Concurrent keep-alive connections for the loaded figures.
+    pub connections: usize,
+}
+
+pub struct Ctx {
+    pub settings: Settings,
+    /// Runs the load generator (deliberately small: it shares the CPUs with the server).
+    pub rt: tokio::runtime::Runtime,
+    pub clavitor: PathBuf,
+    pub scratch: TempDir,
+    /// A data dir with real content left by an earlier scenario, for the ones that want one.
+    pub populated_vault: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub fn progress(&self, scenario: &str, msg: &str) {
+        eprintln!("[{scenario}] {msg}");
+    }
+
+    pub fn load(&self, spec: LoadSpec) -> Result<LoadResult> {
+        self.rt.block_on(load::run(spec))
+    }
+
+    /// A fresh sub-directory of the scratch dir.
+    pub fn dir(&self, name: &str) -> Result<PathBuf> {
+        let p = self.scratch.path().join(name);
+        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        Ok(p)
+    }
+
+    /// `clavitor serve --data-dir DATA_DIR --listen 127.0.0.1:0`; an empty dir gets a new vault.
+    pub fn start_clavitor(&self, data_dir: &Path) -> Result<ServerProcess> {
+        let log = self.scratch.path().join(format!(
+            "clavitor-{}.stderr",
+            data_dir.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        ServerProcess::spawn(
+            "clavitor serve",
+            proc::serve_command(&self.clavitor, data_dir),
+            &log,
+        )
+    }
+
+    pub fn start_bare(&self) -> Result<ServerProcess> {
+        let log = self.scratch.path().join("bare.stderr");
+        ServerProcess::spawn("bare axum server", proc::bare_command()?, &log)
+    }
+
+    pub fn request(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<(u16, String)> {
+        self.rt
+            .block_on(http::request(addr, method, path, token, body))
+            .with_context(|| format!("{method} {path} on {addr} failed"))
+    }
+}
+
+/// The owner token a new vault saved in its data dir.
+pub fn owner_token(data_dir: &Path) -> Result<String> {
+    let p = data_dir.join("owner.token");
+    let t = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    Ok(t.trim().to_owned())
+}
+
+/// The value of string field `key` in a JSON object.
+pub fn json_str(body: &str, key: &str) -> Result<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).with_context(|| format!("not JSON: {body}"))?;
+    v.get(key)
+        .and_then(|x| x.as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no string {key:?} in {body}"))
+}
+
+/// Fails with the server's answer unless it has the expected status.
+pub fn expect_status(what: &str, got: (u16, String), want: u16) -> Result<String> {
+    if got.0 != want {
+        anyhow::bail!("{what}: expected HTTP {want}, got {}: {}", got.0, got.1);
+    }
+    Ok(got.1)
+}

@@ -1,0 +1,164 @@
+//! The primary's replication loop.
+
+use super::Status;
+use super::rows;
+use super::wire::{Ack, Batch, Item};
+use super::super::Live;
+use super::super::config::PopRole;
+use crate::edition::Edition;
+use crate::store::{self, Store, now_ms};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Keeps a batch comfortably under the backup's body limit for this endpoint.
+pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+const SLOW_RETRY_MIN: Duration = Duration::from_secs(1);
+const SLOW_RETRY_MAX: Duration = Duration::from_secs(60);
+
+pub struct Worker {
+    pub edition: Arc<dyn Edition>,
+    pub live: Arc<RwLock<Arc<Live>>>,
+    pub store: Store,
+    pub status: Arc<Status>,
+    /// Poked on SIGHUP, so a POP promoted to primary starts pushing at once.
+    pub wake: Arc<Notify>,
+    pub shutdown: CancellationToken,
+}
+
+pub fn spawn(w: Worker) {
+    tokio::spawn(run(w));
+}
+
+async fn run(w: Worker) {
+    let mut commits = w.store.subscribe_commits();
+    let mut slow_retry: Option<Duration> = None;
+    let mut alerted = false;
+    loop {
+        let live = w.live.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let PopRole::Primary { .. } = live.config.role {
+            match drain(&w, &live).await {
+                Ok(()) => {
+                    if alerted {
+                        tracing::info!("replication to the backup recovered");
+                        alerted = false;
+                    }
+                    slow_retry = None;
+                }
+                Err(e) => {
+                    w.status.failed(now_ms(), e.clone());
+                    if !alerted {
+                        // Once per outage, not once per attempt.
+                        w.edition.alert_operator(
+                            "replication_failed",
+                            &format!("replication to the backup is failing; writes stay owed and will be retried: {e}"),
+                            serde_json::json!({ "backup_url": live.backup_url(), "error": e }),
+                        );
+                        alerted = true;
+                    }
+                    slow_retry = Some(slow_retry.map_or(SLOW_RETRY_MIN, |d| (d * 2).min(SLOW_RETRY_MAX)));
+                }
+            }
+        }
+        let retry = slow_retry.unwrap_or(SLOW_RETRY_MAX);
+        tokio::select! {
+            r = commits.changed() => if r.is_err() { return },
+            () = w.wake.notified() => {}
+            () = tokio::time::sleep(retry), if slow_retry.is_some() => {}
+            () = w.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Sends everything owed, batch by batch, until nothing is left or a batch fails.
+async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
+    let PopRole::Primary { backup } = &live.config.role else {
+        return Ok(());
+    };
+    let Some(client) = live.backup_client.as_ref() else {
+        return Err("no client for the backup".into());
+    };
+    let url = format!("{}/v1/replication/batch", backup.url.as_str().trim_end_matches('/'));
+    loop {
+        if w.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let local = live.config.pop_id.clone();
+        let limit = live.config.batch_size;
+        let items = w
+            .store
+            .read(move |c| rows::collect(c, &local, limit, MAX_BATCH_BYTES))
+            .await
+            .map_err(|e: store::Error| e.to_string())?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            origin: live.config.pop_id.clone(),
+            items,
+        };
+        let ack = send(client, &url, backup.token.expose(), &batch, live.config.max_retries, &w.shutdown).await?;
+        let stamps: Vec<i64> = batch
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Entry(_)))
+            .map(|i| i.stamp().updated_at)
+            .collect();
+        let items = batch.items;
+        w.store
+            .write(move |c| rows::mark(c, &items))
+            .await
+            .map_err(|e: store::Error| e.to_string())?;
+        let now = now_ms();
+        w.status.acked(ack.acked_version, now, stamps.into_iter().map(|t| now - t));
+    }
+}
+
+/// POSTs one batch, retrying with exponential backoff and jitter.
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    batch: &Batch,
+    max_retries: u32,
+    shutdown: &CancellationToken,
+) -> Result<Ack, String> {
+    let mut delay = Duration::from_millis(100);
+    let mut last = String::new();
+    for attempt in 0..=max_retries {
+        if attempt > 0 {
+            let jitter = Duration::from_millis(rand::random_range(0..=delay.as_millis() as u64 / 2));
+            tokio::select! {
+                () = tokio::time::sleep(delay + jitter) => {}
+                () = shutdown.cancelled() => return Err("shutting down".into()),
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        match client.post(url).bearer_auth(token).json(batch).send().await {
+            Ok(r) if r.status().is_success() => match r.json::<Ack>().await {
+                Ok(ack) => return Ok(ack),
+                Err(e) => last = format!("unreadable acknowledgement: {e}"),
+            },
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                last = format!("backup answered {status}: {}", body.chars().take(300).collect::<String>());
+            }
+            Err(e) => last = format!("cannot reach the backup: {}", error_chain(&e)),
+        }
+        tracing::debug!(attempt, error = %last, "replication batch not acknowledged");
+    }
+    Err(last)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
