@@ -1,0 +1,1 @@
+//! Two real POP processes replicating over mTLS (rcgen certificates), bounded in time.
