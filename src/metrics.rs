@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Metrics {
     registry: Registry,
@@ -54,7 +55,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
+/// Requests by status class (1xx..5xx), for summaries that do not parse the text format.
+static BY_CLASS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// `[1xx, 2xx, 3xx, 4xx, 5xx]` answered since start.
+pub fn requests_by_class() -> [u64; 5] {
+    std::array::from_fn(|i| BY_CLASS[i].load(Ordering::Relaxed))
+}
+
 pub fn record_request(status: u16) {
+    if let Some(c) = BY_CLASS.get(usize::from(status / 100).wrapping_sub(1)) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
     METRICS
         .requests
         .get_or_create(&vec![("status".into(), status.to_string())])

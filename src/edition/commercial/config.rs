@@ -19,6 +19,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 100;
 pub const MAX_BATCH_SIZE: usize = 100;
 pub const DEFAULT_MAX_RETRIES: u32 = 5;
 pub const DEFAULT_HEARTBEAT_SECS: u64 = 60;
+pub const DEFAULT_TELEMETRY_SECS: u64 = 60;
 
 // ---- the file as written -------------------------------------------------------------
 
@@ -72,6 +73,7 @@ struct RawControlPlane {
     url: Option<String>,
     token_file: Option<PathBuf>,
     heartbeat_interval: Option<i64>,
+    telemetry_interval: Option<i64>,
     ca_file: Option<PathBuf>,
 }
 
@@ -134,6 +136,7 @@ pub struct ControlPlane {
     pub url: reqwest::Url,
     pub token: Token,
     pub heartbeat_interval: Duration,
+    pub telemetry_interval: Duration,
     /// Extra trust anchors for the control plane (default: the bundled web PKI roots).
     pub ca: Vec<CertificateDer<'static>>,
 }
@@ -439,18 +442,20 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
                 None
             }
         };
-        let interval = match cp.heartbeat_interval {
-            None => DEFAULT_HEARTBEAT_SECS,
+        let mut seconds = |key: &str, value: Option<i64>, default: u64| match value {
+            None => default,
             Some(n) if (1..=86_400).contains(&n) => n as u64,
             Some(n) => {
                 r.add(
-                    "control_plane.heartbeat_interval",
+                    format!("control_plane.{key}"),
                     format!("{n} is out of range"),
-                    format!("use seconds from 1 to 86400 (default {DEFAULT_HEARTBEAT_SECS})"),
+                    format!("use seconds from 1 to 86400 (default {default})"),
                 );
-                DEFAULT_HEARTBEAT_SECS
+                default
             }
         };
+        let interval = seconds("heartbeat_interval", cp.heartbeat_interval, DEFAULT_HEARTBEAT_SECS);
+        let telemetry = seconds("telemetry_interval", cp.telemetry_interval, DEFAULT_TELEMETRY_SECS);
         let ca = match cp.ca_file.as_deref().map(file) {
             Some(p) => load_certs(&mut r, "control_plane.ca_file", &p).unwrap_or_default(),
             None => Vec::new(),
@@ -459,6 +464,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
             url: url?,
             token: token?,
             heartbeat_interval: Duration::from_secs(interval),
+            telemetry_interval: Duration::from_secs(telemetry),
             ca,
         })
     });

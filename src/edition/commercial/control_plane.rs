@@ -78,6 +78,7 @@ pub struct ControlClient {
     pub token: crate::crypto::Token,
     pub http: reqwest::Client,
     pub heartbeat_interval: Duration,
+    pub telemetry_interval: Duration,
 }
 
 impl ControlClient {
@@ -93,6 +94,7 @@ impl ControlClient {
             token: cp.token.clone(),
             http,
             heartbeat_interval: cp.heartbeat_interval,
+            telemetry_interval: cp.telemetry_interval,
         })
     }
 
@@ -125,31 +127,46 @@ pub async fn post_with_retries(cp: &ControlClient, path: &str, body: &Value) -> 
     false
 }
 
-/// Sends a heartbeat every `heartbeat_interval` (re-read each time, so SIGHUP changes apply).
-pub fn spawn_heartbeat(edition: Arc<super::Commercial>, shutdown: CancellationToken) {
+/// What a periodic report sends: heartbeats are small and frequent, telemetry carries metrics.
+#[derive(Clone, Copy)]
+pub enum Report {
+    Heartbeat,
+    Telemetry,
+}
+
+/// Posts `report` to the control plane at its configured interval (re-read every time, so
+/// SIGHUP changes apply). Sending never blocks requests: it runs on its own task and gives
+/// up after a bounded number of attempts.
+pub fn spawn_reporter(edition: Arc<super::Commercial>, report: Report, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         loop {
             let snapshot = edition.snapshot();
-            let interval = snapshot
-                .control
-                .as_ref()
-                .map(|c| c.heartbeat_interval)
-                .unwrap_or(Duration::from_secs(60));
+            let (interval, path) = match (report, snapshot.control.as_ref()) {
+                (Report::Heartbeat, Some(c)) => (c.heartbeat_interval, "/v1/heartbeat"),
+                (Report::Telemetry, Some(c)) => (c.telemetry_interval, "/v1/telemetry"),
+                (_, None) => (Duration::from_secs(60), ""),
+            };
             if let Some(cp) = snapshot.control.as_ref() {
-                let report = edition.replication_report().await;
-                let body = json!({
+                let replication = edition.replication_report().await;
+                let mut body = json!({
                     "pop_id": snapshot.config.pop_id,
                     "region": snapshot.config.region,
                     "role": snapshot.config.role_name(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "uptime_seconds": started.elapsed().as_secs(),
-                    "replication_backlog": report.get("backlog").cloned().unwrap_or_default(),
-                    "replication": report,
+                    "replication_backlog": replication.get("backlog").cloned().unwrap_or_default(),
                     "timestamp": now_rfc3339(OffsetDateTime::now_utc()),
                 });
+                if let Report::Telemetry = report {
+                    let [c1, c2, c3, c4, c5] = crate::metrics::requests_by_class();
+                    body["entries"] = json!(edition.entry_count().await);
+                    body["requests"] = json!({"1xx": c1, "2xx": c2, "3xx": c3, "4xx": c4, "5xx": c5});
+                    body["tarpit_held"] = json!(edition.tarpit_held());
+                }
+                body["replication"] = replication;
                 tokio::select! {
-                    _ = post_with_retries(cp, "/v1/heartbeat", &body) => {}
+                    _ = post_with_retries(cp, path, &body) => {}
                     () = shutdown.cancelled() => return,
                 }
             }

@@ -7,6 +7,7 @@ mod control_plane;
 mod peer;
 mod replication;
 mod schema;
+mod tarpit;
 mod tls;
 
 use super::{Edition, Role};
@@ -15,7 +16,6 @@ use crate::service::Vault;
 use crate::store;
 use crate::transport::{ServeFuture, serve_plain};
 use axum::Router;
-use axum::http::StatusCode;
 use config::{PopConfig, PopRole};
 use control_plane::{Alert, Alerts, ControlClient};
 use rustls::ServerConfig;
@@ -33,12 +33,16 @@ pub struct ServeFlags {
     /// The POP's replication config; the Commercial edition refuses to start without a valid one.
     #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
     pub replication_config: PathBuf,
+    /// For tests: how many connections the tarpit holds at once.
+    #[arg(long, hide = true, default_value_t = tarpit::DEFAULT_CAP)]
+    pub tarpit_cap: usize,
 }
 
 impl Default for ServeFlags {
     fn default() -> Self {
         Self {
             replication_config: config::DEFAULT_PATH.into(),
+            tarpit_cap: tarpit::DEFAULT_CAP,
         }
     }
 }
@@ -148,6 +152,7 @@ struct Commercial {
     status: Arc<replication::Status>,
     /// Wakes the replication worker after a reload (e.g. a promotion to primary).
     wake: Arc<tokio::sync::Notify>,
+    tarpit: Arc<tarpit::Tarpit>,
 }
 
 /// Builds the HTTPS server config, and checks now that the same certificate can also
@@ -169,6 +174,7 @@ pub struct Configured {
     path: PathBuf,
     config: PopConfig,
     tls: Option<Arc<ServerConfig>>,
+    tarpit_cap: usize,
 }
 
 impl std::fmt::Debug for Configured {
@@ -186,6 +192,7 @@ pub fn configure(flags: &ServeFlags) -> Result<Configured, StartError> {
         path: flags.replication_config.clone(),
         config,
         tls,
+        tarpit_cap: flags.tarpit_cap,
     })
 }
 
@@ -194,7 +201,12 @@ pub async fn start(
     vault: Arc<Vault>,
     shutdown: CancellationToken,
 ) -> Result<Arc<dyn Edition>, StartError> {
-    let Configured { path, config, tls } = configured;
+    let Configured {
+        path,
+        config,
+        tls,
+        tarpit_cap,
+    } = configured;
     let tls = tls.map(|c| Arc::new(RwLock::new(c)));
     schema::ensure(vault.store()).await?;
     vault.set_writable(matches!(config.role, PopRole::Primary { .. }));
@@ -208,16 +220,30 @@ pub async fn start(
     let alerts = Alerts::spawn(live.clone(), shutdown.clone());
     let status = Arc::new(replication::Status::default());
     let wake = Arc::new(tokio::sync::Notify::new());
-    let edition = Arc::new(Commercial {
-        path,
-        live: live.clone(),
-        tls,
-        vault: vault.clone(),
-        alerts,
-        status: status.clone(),
-        wake: wake.clone(),
+    let edition = Arc::new_cyclic(|me: &std::sync::Weak<Commercial>| {
+        let me = me.clone();
+        let tarpit = tarpit::Tarpit::new(tarpit_cap, shutdown.clone(), move |cap| {
+            if let Some(e) = me.upgrade() {
+                e.alert_operator(
+                    "tarpit_saturated",
+                    &format!("{cap} scanner connections are held; further unknown requests get a plain 404"),
+                    serde_json::json!({ "cap": cap }),
+                );
+            }
+        });
+        Commercial {
+            path,
+            live: live.clone(),
+            tls,
+            vault: vault.clone(),
+            alerts,
+            status: status.clone(),
+            wake: wake.clone(),
+            tarpit,
+        }
     });
-    control_plane::spawn_heartbeat(edition.clone(), shutdown.clone());
+    control_plane::spawn_reporter(edition.clone(), control_plane::Report::Heartbeat, shutdown.clone());
+    control_plane::spawn_reporter(edition.clone(), control_plane::Report::Telemetry, shutdown.clone());
     replication::spawn(replication::Worker {
         edition: edition.clone(),
         live,
@@ -264,6 +290,18 @@ fn spawn_reloader(edition: Arc<Commercial>, shutdown: CancellationToken) {
 impl Commercial {
     fn snapshot(&self) -> Arc<Live> {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn entry_count(&self) -> i64 {
+        self.vault
+            .store()
+            .read(crate::store::entries::count_live)
+            .await
+            .unwrap_or(-1)
+    }
+
+    fn tarpit_held(&self) -> usize {
+        self.tarpit.held()
     }
 
     /// Replication state for `/healthz` and heartbeats: backlog, versions, last success, lag.
@@ -348,7 +386,14 @@ impl Edition for Commercial {
                 vault: self.vault.clone(),
                 status: self.status.clone(),
             }))
-            .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+            .fallback({
+                let t = self.tarpit.clone();
+                move || async move { t.respond() }
+            })
+            .method_not_allowed_fallback({
+                let t = self.tarpit.clone();
+                move || async move { t.respond() }
+            })
     }
 
     fn url_scheme(&self) -> &'static str {
