@@ -1,0 +1,227 @@
+//! Heartbeats and operator alerts reach the control plane; a slow or failing control plane
+//! never slows client requests or reloads.
+
+use crate::helpers::*;
+use reqwest::Method;
+use std::time::{Duration, Instant};
+
+/// A POP of `role` reporting to a fresh control-plane stand-in answering with `mode`.
+fn setup(role: &str, mode: CpMode) -> (ControlPlane, CpFiles, Pop, Vault) {
+    let ca = Ca::new("control-plane CA");
+    let cp = ControlPlane::start(&ca, mode);
+    let pop = Pop::new();
+    let files = CpFiles::new(&pop, &cp, &ca);
+    pop.write_config(&config_yaml(
+        &pop,
+        role,
+        &Opts {
+            control_plane: Some(&files),
+            ..Opts::default()
+        },
+    ));
+    let v = pop.start();
+    (cp, files, pop, v)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_arrive_with_identity_and_token() {
+    let (cp, files, _pop, v) = setup("backup", CpMode::Ok);
+    let beats = cp
+        .wait_for("/v1/heartbeat", 2, Duration::from_secs(6), |_| true)
+        .await;
+    for b in &beats {
+        assert_eq!(b.body["pop_id"], "zurich-01", "{}", b.body);
+        assert_eq!(b.body["role"], "backup", "{}", b.body);
+        assert_eq!(b.body["version"], VERSION, "{}", b.body);
+        assert!(b.body["timestamp"].as_str().is_some(), "{}", b.body);
+        assert_eq!(
+            b.authorization.as_deref(),
+            Some(format!("Bearer {}", files.token).as_str())
+        );
+    }
+    assert_eq!(health(&plain(), &v.url).await["role"], "backup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alert_has_the_documented_shape() {
+    let (cp, files, pop, v) = setup("primary", CpMode::Ok);
+    std::fs::write(&pop.config, "pop_id: [\n").expect("break the config");
+    v.sighup();
+    let alerts = cp
+        .wait_for("/v1/alerts", 1, Duration::from_secs(10), |_| true)
+        .await;
+    let a = &alerts[0];
+    let obj = a.body.as_object().expect("an alert is a JSON object");
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["details", "message", "pop_id", "timestamp", "type"],
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["type"], "config_reload_failed");
+    assert_eq!(a.body["pop_id"], "calgary-01");
+    assert!(a.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(a.body["details"].is_object(), "{}", a.body);
+    let ts = a.body["timestamp"].as_str().expect("timestamp string");
+    assert!(
+        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(),
+        "timestamp is not RFC 3339: {ts}"
+    );
+    assert_eq!(
+        a.authorization.as_deref(),
+        Some(format!("Bearer {}", files.token).as_str())
+    );
+    for secret in [&files.token, &pop.token] {
+        assert!(
+            !a.body.to_string().contains(secret.as_str()),
+            "a token in the alert"
+        );
+    }
+    // Heartbeats carry the same token.
+    let beats = cp
+        .wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |_| true)
+        .await;
+    assert_eq!(beats[0].body["role"], "primary");
+    assert_eq!(beats[0].authorization, a.authorization);
+}
+
+/// 50 creations and reads, each bounded.
+async fn client_traffic_is_fast(v: &Vault, label: &str) {
+    const BOUND: Duration = Duration::from_secs(2);
+    let c = plain();
+    let entries = format!("{}/v1/entries", v.url);
+    for i in 0..50 {
+        let t0 = Instant::now();
+        let (st, res) = call(
+            &c,
+            Method::POST,
+            &entries,
+            &v.token,
+            Some(entry_body(&format!("{label}-{i}"))),
+        )
+        .await;
+        assert_eq!(st, 201, "{res}");
+        let id = res["id"].as_str().expect("id").to_owned();
+        let (st, res) = call(
+            &c,
+            Method::GET,
+            &format!("{entries}/{id}/fields/password"),
+            &v.token,
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{res}");
+        let took = t0.elapsed();
+        assert!(took < BOUND, "request pair {i} ({label}) took {took:?}");
+    }
+    let t0 = Instant::now();
+    let (st, _) = call(&c, Method::GET, &entries, &v.token, None).await;
+    assert_eq!(st, 200);
+    assert!(t0.elapsed() < BOUND);
+}
+
+/// With the control plane in `mode`: client requests stay fast, SIGHUP alerts do not block,
+/// a valid reload still applies at once, and SIGTERM still stops the POP within 1 s.
+async fn degraded_control_plane(mode: CpMode) {
+    let (cp, files, pop, mut v) = setup("primary", mode);
+    // The first heartbeat has reached the stand-in (and hangs there or gets a 500).
+    cp.wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |_| true)
+        .await;
+    client_traffic_is_fast(&v, "before").await;
+
+    // Several rejected reloads: each raises an alert that cannot be delivered.
+    for _ in 0..3 {
+        std::fs::write(&pop.config, "::: not yaml [\n").expect("break the config");
+        v.sighup();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cp.wait_for("/v1/alerts", 1, Duration::from_secs(5), |r| {
+        r.body["type"] == "config_reload_failed"
+    })
+    .await;
+    if mode == CpMode::Fail500 {
+        // After a 500 the same alert is sent again.
+        let tries = cp
+            .wait_for("/v1/alerts", 2, Duration::from_secs(5), |_| true)
+            .await;
+        assert_eq!(
+            tries[0].body, tries[1].body,
+            "a retry resends the same alert"
+        );
+    }
+    client_traffic_is_fast(&v, "after").await;
+    assert!(v.is_running());
+
+    // A valid reload is not stuck behind the undelivered alerts.
+    pop.write_config(&config_yaml(
+        &pop,
+        "backup",
+        &Opts {
+            control_plane: Some(&files),
+            ..Opts::default()
+        },
+    ));
+    v.sighup();
+    wait_role(&plain(), &v.url, "backup").await;
+
+    v.stop(Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_control_plane_blocks_nothing() {
+    degraded_control_plane(CpMode::Hang).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_control_plane_blocks_nothing_and_is_retried() {
+    degraded_control_plane(CpMode::Fail500).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_control_plane_does_not_stop_start_up() {
+    let ca = Ca::new("control-plane CA");
+    let cp = ControlPlane::start(&ca, CpMode::Ok);
+    let pop = Pop::new();
+    let mut files = CpFiles::new(&pop, &cp, &ca);
+    drop(cp);
+    // Nothing listens on the discard port.
+    files.url = "https://127.0.0.1:9".to_owned();
+    pop.write_config(&config_yaml(
+        &pop,
+        "primary",
+        &Opts {
+            control_plane: Some(&files),
+            ..Opts::default()
+        },
+    ));
+    let v = pop.start();
+    client_traffic_is_fast(&v, "unreachable").await;
+}
+
+/// The vault checks the control plane's certificate: with `ca_file` naming another CA,
+/// nothing is delivered (the handshake fails), and the POP keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_certificate_is_verified() {
+    let ca = Ca::new("control-plane CA");
+    let cp = ControlPlane::start(&ca, CpMode::Ok);
+    let pop = Pop::new();
+    let files = CpFiles::new(&pop, &cp, &Ca::new("some other CA"));
+    pop.write_config(&config_yaml(
+        &pop,
+        "primary",
+        &Opts {
+            control_plane: Some(&files),
+            ..Opts::default()
+        },
+    ));
+    let v = pop.start();
+    std::fs::write(&pop.config, "::: not yaml [\n").expect("break the config");
+    v.sighup();
+    assert!(v.wait_stderr("config_reload_failed", Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(cp.records("/v1/heartbeat").is_empty());
+    assert!(cp.records("/v1/alerts").is_empty());
+    client_traffic_is_fast(&v, "untrusted").await;
+}
