@@ -50,6 +50,10 @@ impl Role {
     }
 }
 
+/// An extra `/healthz` section, as `(key, value)`, computed on demand.
+pub type HealthDetails<'a> =
+    Pin<Box<dyn Future<Output = Option<(&'static str, serde_json::Value)>> + Send + 'a>>;
+
 /// What the rest of the server may ask of the edition.
 pub trait Edition: Send + Sync + 'static {
     /// `community` or `commercial`.
@@ -73,7 +77,7 @@ pub trait Edition: Send + Sync + 'static {
     fn extend_router(&self, router: Router) -> Router;
 
     /// An extra section for `/healthz` (Commercial: `replication`), as `(key, value)`.
-    fn health_details(&self) -> Pin<Box<dyn Future<Output = Option<(&'static str, serde_json::Value)>> + Send + '_>> {
+    fn health_details(&self) -> HealthDetails<'_> {
         Box::pin(async { None })
     }
 

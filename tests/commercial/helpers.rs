@@ -804,7 +804,7 @@ struct CpState {
 }
 
 /// An HTTPS server on 127.0.0.1:0 (certificate from the test CA) that records
-/// `POST /v1/alerts` and `POST /v1/heartbeat` bodies. Stopped on drop.
+/// `POST /v1/alerts`, `/v1/heartbeat` and `/v1/telemetry` bodies. Stopped on drop.
 pub struct ControlPlane {
     pub url: String,
     state: CpState,
@@ -849,6 +849,7 @@ impl ControlPlane {
         let app = Router::new()
             .route("/v1/alerts", post(record))
             .route("/v1/heartbeat", post(record))
+            .route("/v1/telemetry", post(record))
             .with_state(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind control plane");
         listener.set_nonblocking(true).expect("nonblocking");

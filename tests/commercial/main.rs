@@ -9,4 +9,5 @@ mod reload;
 mod roles;
 mod signals;
 mod startup;
+mod tarpit;
 mod validation;

@@ -372,9 +372,7 @@ impl Edition for Commercial {
         self.snapshot().control.is_some()
     }
 
-    fn health_details(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<(&'static str, serde_json::Value)>> + Send + '_>> {
+    fn health_details(&self) -> super::HealthDetails<'_> {
         Box::pin(async { Some(("replication", self.replication_report().await)) })
     }
 

@@ -62,6 +62,12 @@ impl Status {
         }
     }
 
+    /// Nothing was owed once `committed` was committed: the backup holds everything up to it.
+    pub fn caught_up(&self, committed: i64) {
+        let mut s = self.lock();
+        s.acked_version = s.acked_version.max(committed);
+    }
+
     pub fn failed(&self, now_ms: i64, error: String) {
         let mut s = self.lock();
         s.failing_since_ms.get_or_insert(now_ms);

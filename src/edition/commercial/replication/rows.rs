@@ -105,6 +105,11 @@ pub fn collect(conn: &Connection, local: &str, limit: usize, max_bytes: usize) -
     Ok(items)
 }
 
+/// The last version this database committed.
+pub fn committed_version(conn: &Connection) -> Result<i64, store::Error> {
+    Ok(conn.query_row("SELECT value FROM sequence WHERE name = 'version'", [], |r| r.get(0))?)
+}
+
 /// Marks acknowledged rows, but only the version that was sent: a row written again since
 /// has a later `updated_at` and stays owed.
 pub fn mark(conn: &Connection, items: &[Item]) -> Result<(), store::Error> {

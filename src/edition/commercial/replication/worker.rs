@@ -86,12 +86,18 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
         }
         let local = live.config.pop_id.clone();
         let limit = live.config.batch_size;
-        let items = w
+        let (committed, items) = w
             .store
-            .read(move |c| rows::collect(c, &local, limit, MAX_BATCH_BYTES))
+            .read(move |c| {
+                // Read before collecting: if nothing is owed then, everything up to it is acked.
+                let committed = rows::committed_version(c)?;
+                Ok::<_, store::Error>((committed, rows::collect(c, &local, limit, MAX_BATCH_BYTES)?))
+            })
             .await
             .map_err(|e: store::Error| e.to_string())?;
         if items.is_empty() {
+            // Nothing owed (e.g. just after a restart): report the backup as caught up.
+            w.status.caught_up(committed);
             return Ok(());
         }
         let batch = Batch {
