@@ -63,7 +63,7 @@ fn watch(s: &mut TcpStream, window: Duration) -> (String, usize, bool) {
 #[test]
 fn unknown_paths_and_wrong_methods_drip_about_one_byte_a_second() {
     let (_pop, v) = start(10);
-    let mut conns = vec![
+    let mut conns = [
         connect(&v.url, "GET /wp-login.php"),
         connect(&v.url, "GET /.env"),
         connect(&v.url, "PATCH /healthz"),
