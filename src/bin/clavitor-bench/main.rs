@@ -105,6 +105,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         populated_vault: None,
     };
 
+    let load_before = loadavg();
+    if load_before > 0.5 {
+        eprintln!(
+            "warning: load average is {load_before:.2} before the run; other work on this machine will skew the figures"
+        );
+    }
     let mut figures = Vec::new();
     let mut failures = Vec::new();
     for s in &selected {
@@ -124,6 +130,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 format!("{version} ({})", clavitor.display()),
             ),
             ("Machine".into(), machine()),
+            (
+                "Load".into(),
+                format!(
+                    "1-min load average {load_before:.2} before, {:.2} after the run",
+                    loadavg()
+                ),
+            ),
             (
                 "Settings".into(),
                 format!(
@@ -165,4 +178,12 @@ fn machine() -> String {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     format!("{cores} cores, {model}, {mem_gib:.1} GiB RAM")
+}
+
+/// The 1-minute load average (0 when unknown).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
