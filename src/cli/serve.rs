@@ -3,8 +3,8 @@
 use crate::crypto::MasterKey;
 use crate::datadir::{self, DataDir};
 use crate::edition::{self, ServeFlags};
-use crate::{files, shutdown};
 use crate::server::{self, ServeConfig, Server};
+use crate::{files, shutdown};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;

@@ -1,1 +1,11 @@
-//! Two real POP processes replicating over mTLS (rcgen certificates), bounded in time.
+//! Two real POP processes replicating over mTLS (rcgen certificates), bounded in time: steady
+//! state, outages (backup down, primary SIGKILLed, partitions, lost acknowledgements), the
+//! wire (duplicates, reordering, tombstones, batch size), POP authentication, and failover.
+
+mod auth;
+mod batches;
+mod failover;
+mod helpers;
+mod outage;
+mod proxy;
+mod steady;

@@ -454,8 +454,16 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
                 default
             }
         };
-        let interval = seconds("heartbeat_interval", cp.heartbeat_interval, DEFAULT_HEARTBEAT_SECS);
-        let telemetry = seconds("telemetry_interval", cp.telemetry_interval, DEFAULT_TELEMETRY_SECS);
+        let interval = seconds(
+            "heartbeat_interval",
+            cp.heartbeat_interval,
+            DEFAULT_HEARTBEAT_SECS,
+        );
+        let telemetry = seconds(
+            "telemetry_interval",
+            cp.telemetry_interval,
+            DEFAULT_TELEMETRY_SECS,
+        );
         let ca = match cp.ca_file.as_deref().map(file) {
             Some(p) => load_certs(&mut r, "control_plane.ca_file", &p).unwrap_or_default(),
             None => Vec::new(),

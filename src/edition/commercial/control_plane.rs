@@ -137,7 +137,11 @@ pub enum Report {
 /// Posts `report` to the control plane at its configured interval (re-read every time, so
 /// SIGHUP changes apply). Sending never blocks requests: it runs on its own task and gives
 /// up after a bounded number of attempts.
-pub fn spawn_reporter(edition: Arc<super::Commercial>, report: Report, shutdown: CancellationToken) {
+pub fn spawn_reporter(
+    edition: Arc<super::Commercial>,
+    report: Report,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         loop {
@@ -161,7 +165,8 @@ pub fn spawn_reporter(edition: Arc<super::Commercial>, report: Report, shutdown:
                 if let Report::Telemetry = report {
                     let [c1, c2, c3, c4, c5] = crate::metrics::requests_by_class();
                     body["entries"] = json!(edition.entry_count().await);
-                    body["requests"] = json!({"1xx": c1, "2xx": c2, "3xx": c3, "4xx": c4, "5xx": c5});
+                    body["requests"] =
+                        json!({"1xx": c1, "2xx": c2, "3xx": c3, "4xx": c4, "5xx": c5});
                     body["tarpit_held"] = json!(edition.tarpit_held());
                 }
                 body["replication"] = replication;

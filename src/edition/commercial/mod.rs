@@ -242,8 +242,16 @@ pub async fn start(
             tarpit,
         }
     });
-    control_plane::spawn_reporter(edition.clone(), control_plane::Report::Heartbeat, shutdown.clone());
-    control_plane::spawn_reporter(edition.clone(), control_plane::Report::Telemetry, shutdown.clone());
+    control_plane::spawn_reporter(
+        edition.clone(),
+        control_plane::Report::Heartbeat,
+        shutdown.clone(),
+    );
+    control_plane::spawn_reporter(
+        edition.clone(),
+        control_plane::Report::Telemetry,
+        shutdown.clone(),
+    );
     replication::spawn(replication::Worker {
         edition: edition.clone(),
         live,

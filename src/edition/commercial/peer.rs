@@ -75,7 +75,10 @@ async fn authenticate(
 }
 
 /// Applies a batch in one transaction and answers only once it is durable.
-async fn batch(State(s): State<PeerState>, AppJson(batch): AppJson<Batch>) -> Result<Json<Ack>, ApiError> {
+async fn batch(
+    State(s): State<PeerState>,
+    AppJson(batch): AppJson<Batch>,
+) -> Result<Json<Ack>, ApiError> {
     let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
     if live.config.role_name() == "primary" {
         // A POP that is primary takes no pushes: two primaries must not overwrite each other.

@@ -9,7 +9,12 @@ const OWED: &str = "(replicated_at IS NULL OR replicated_at < updated_at)";
 
 /// Up to `limit` owed rows, agents first (scope keys reference them), then scope keys, then
 /// entries, oldest change first; stops early once the batch weighs `max_bytes`.
-pub fn collect(conn: &Connection, local: &str, limit: usize, max_bytes: usize) -> Result<Vec<Item>, store::Error> {
+pub fn collect(
+    conn: &Connection,
+    local: &str,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Vec<Item>, store::Error> {
     let mut items: Vec<Item> = Vec::new();
     let mut weight = 0usize;
     let full = |items: &Vec<Item>, weight: usize| items.len() >= limit || weight >= max_bytes;
@@ -107,7 +112,11 @@ pub fn collect(conn: &Connection, local: &str, limit: usize, max_bytes: usize) -
 
 /// The last version this database committed.
 pub fn committed_version(conn: &Connection) -> Result<i64, store::Error> {
-    Ok(conn.query_row("SELECT value FROM sequence WHERE name = 'version'", [], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT value FROM sequence WHERE name = 'version'",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Marks acknowledged rows, but only the version that was sent: a row written again since
@@ -140,14 +149,21 @@ pub struct Applied {
     pub agents_changed: bool,
 }
 
-fn existing(conn: &Connection, sql: &str, local: &str, key: impl rusqlite::Params) -> Result<Option<Stamp>, store::Error> {
+fn existing(
+    conn: &Connection,
+    sql: &str,
+    local: &str,
+    key: impl rusqlite::Params,
+) -> Result<Option<Stamp>, store::Error> {
     Ok(conn
         .prepare_cached(sql)?
         .query_row(key, |r| {
             Ok(Stamp {
                 version: r.get(0)?,
                 updated_at: r.get(1)?,
-                origin: r.get::<_, Option<String>>(2)?.unwrap_or_else(|| local.to_owned()),
+                origin: r
+                    .get::<_, Option<String>>(2)?
+                    .unwrap_or_else(|| local.to_owned()),
             })
         })
         .optional()?)
@@ -164,14 +180,24 @@ pub fn apply(conn: &Connection, local: &str, items: &[Item]) -> Result<Applied, 
         let stamp = item.stamp();
         out.max_version = out.max_version.max(stamp.version);
         let current = match item {
-            Item::Agent(a) => existing(conn, "SELECT version, updated_at, origin FROM agents WHERE id = ?1", local, [&a.id])?,
+            Item::Agent(a) => existing(
+                conn,
+                "SELECT version, updated_at, origin FROM agents WHERE id = ?1",
+                local,
+                [&a.id],
+            )?,
             Item::ScopeKey(k) => existing(
                 conn,
                 "SELECT version, updated_at, origin FROM scope_keys WHERE scope = ?1 AND agent_id = ?2",
                 local,
                 [&k.scope, &k.agent_id],
             )?,
-            Item::Entry(e) => existing(conn, "SELECT version, updated_at, origin FROM entries WHERE id = ?1", local, [&e.id])?,
+            Item::Entry(e) => existing(
+                conn,
+                "SELECT version, updated_at, origin FROM entries WHERE id = ?1",
+                local,
+                [&e.id],
+            )?,
         };
         if current.as_ref().is_some_and(|c| c >= stamp) {
             out.skipped += 1;
@@ -226,7 +252,14 @@ pub fn apply(conn: &Connection, local: &str, items: &[Item]) -> Result<Applied, 
                     "INSERT INTO fields (entry_id, position, name, tier, scope, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for f in &e.fields {
-                    ins.execute(params![e.id, f.position, f.name, f.tier, f.scope, f.ciphertext])?;
+                    ins.execute(params![
+                        e.id,
+                        f.position,
+                        f.name,
+                        f.tier,
+                        f.scope,
+                        f.ciphertext
+                    ])?;
                 }
             }
         }

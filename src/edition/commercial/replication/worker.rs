@@ -1,10 +1,10 @@
 //! The primary's replication loop.
 
+use super::super::Live;
+use super::super::config::PopRole;
 use super::Status;
 use super::rows;
 use super::wire::{Ack, Batch, Item};
-use super::super::Live;
-use super::super::config::PopRole;
 use crate::edition::Edition;
 use crate::store::{self, Store, now_ms};
 use std::sync::{Arc, RwLock};
@@ -57,7 +57,8 @@ async fn run(w: Worker) {
                         );
                         alerted = true;
                     }
-                    slow_retry = Some(slow_retry.map_or(SLOW_RETRY_MIN, |d| (d * 2).min(SLOW_RETRY_MAX)));
+                    slow_retry =
+                        Some(slow_retry.map_or(SLOW_RETRY_MIN, |d| (d * 2).min(SLOW_RETRY_MAX)));
                 }
             }
         }
@@ -79,7 +80,10 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
     let Some(client) = live.backup_client.as_ref() else {
         return Err("no client for the backup".into());
     };
-    let url = format!("{}/v1/replication/batch", backup.url.as_str().trim_end_matches('/'));
+    let url = format!(
+        "{}/v1/replication/batch",
+        backup.url.as_str().trim_end_matches('/')
+    );
     loop {
         if w.shutdown.is_cancelled() {
             return Ok(());
@@ -91,7 +95,10 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
             .read(move |c| {
                 // Read before collecting: if nothing is owed then, everything up to it is acked.
                 let committed = rows::committed_version(c)?;
-                Ok::<_, store::Error>((committed, rows::collect(c, &local, limit, MAX_BATCH_BYTES)?))
+                Ok::<_, store::Error>((
+                    committed,
+                    rows::collect(c, &local, limit, MAX_BATCH_BYTES)?,
+                ))
             })
             .await
             .map_err(|e: store::Error| e.to_string())?;
@@ -104,7 +111,15 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
             origin: live.config.pop_id.clone(),
             items,
         };
-        let ack = send(client, &url, backup.token.expose(), &batch, live.config.max_retries, &w.shutdown).await?;
+        let ack = send(
+            client,
+            &url,
+            backup.token.expose(),
+            &batch,
+            live.config.max_retries,
+            &w.shutdown,
+        )
+        .await?;
         let stamps: Vec<i64> = batch
             .items
             .iter()
@@ -117,7 +132,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
             .await
             .map_err(|e: store::Error| e.to_string())?;
         let now = now_ms();
-        w.status.acked(ack.acked_version, now, stamps.into_iter().map(|t| now - t));
+        w.status
+            .acked(ack.acked_version, now, stamps.into_iter().map(|t| now - t));
     }
 }
 
@@ -134,7 +150,8 @@ async fn send(
     let mut last = String::new();
     for attempt in 0..=max_retries {
         if attempt > 0 {
-            let jitter = Duration::from_millis(rand::random_range(0..=delay.as_millis() as u64 / 2));
+            let jitter =
+                Duration::from_millis(rand::random_range(0..=delay.as_millis() as u64 / 2));
             tokio::select! {
                 () = tokio::time::sleep(delay + jitter) => {}
                 () = shutdown.cancelled() => return Err("shutting down".into()),
@@ -149,7 +166,10 @@ async fn send(
             Ok(r) => {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
-                last = format!("backup answered {status}: {}", body.chars().take(300).collect::<String>());
+                last = format!(
+                    "backup answered {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                );
             }
             Err(e) => last = format!("cannot reach the backup: {}", error_chain(&e)),
         }

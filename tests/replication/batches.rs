@@ -1,0 +1,335 @@
+//! The wire: duplicate and reordered batches posted by hand (idempotence, last-write-wins),
+//! tombstones, and the batch size cap.
+
+use crate::helpers::*;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// An entry row as the primary stores it, as a wire item (wire.rs): blobs in base64.
+fn entry_item(db: &Path, id: &str, origin: &str) -> Value {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the primary's database");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    let (meta, created_at, deleted, version, updated_at): (Vec<u8>, i64, bool, i64, i64) = conn
+        .query_row(
+            "SELECT meta, created_at, deleted, version, updated_at FROM entries WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .expect("entry row");
+    let mut stmt = conn
+        .prepare("SELECT position, name, tier, scope, ciphertext FROM fields WHERE entry_id = ?1 ORDER BY position")
+        .expect("fields query");
+    let fields: Vec<Value> = stmt
+        .query_map([id], |r| {
+            Ok(json!({
+                "position": r.get::<_, i64>(0)?,
+                "name": r.get::<_, String>(1)?,
+                "tier": r.get::<_, String>(2)?,
+                "scope": r.get::<_, Option<String>>(3)?,
+                "ciphertext": STANDARD.encode(r.get::<_, Vec<u8>>(4)?),
+            }))
+        })
+        .expect("fields")
+        .collect::<Result<_, _>>()
+        .expect("field rows");
+    json!({
+        "kind": "entry",
+        "id": id,
+        "meta": STANDARD.encode(meta),
+        "created_at": created_at,
+        "deleted": deleted,
+        "fields": fields,
+        "version": version,
+        "updated_at": updated_at,
+        "origin": origin,
+    })
+}
+
+async fn push(c: &reqwest::Client, backup: &str, token: &str, items: &[&Value]) -> (u16, Value) {
+    let res = c
+        .post(format!("{backup}/v1/replication/batch"))
+        .bearer_auth(token)
+        .json(&json!({"origin": PRIMARY_ID, "items": items}))
+        .send()
+        .await
+        .expect("push");
+    let st = res.status().as_u16();
+    (st, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_and_reordered_batches_change_nothing() {
+    // A primary whose pushes go nowhere (its proxy drops everything), and a backup fed by hand.
+    let ca = Ca::new("Clavitor POP CA");
+    let mut primary = Pop::new(PRIMARY_ID, &ca);
+    let mut backup = Pop::new(BACKUP_ID, &ca);
+    primary.init(None);
+    backup.init(Some(&primary.master_key()));
+    backup.write_backup(PRIMARY_ID);
+    let proxy = Proxy::start();
+    proxy.set_mode(Mode::Drop);
+    primary.write_primary(
+        &BackupRef {
+            id: BACKUP_ID,
+            url: &proxy.url(),
+            token_file: &backup.token_file,
+        },
+        100,
+        0,
+    );
+    let pn = primary.start();
+    let bn = backup.start();
+    let api = Api::new(&ca);
+    let (p, b) = (pn.url.clone(), bn.url.clone());
+    let db = primary.data.join("vault.db");
+
+    // Two versions of entry E, and of entry F, captured as the primary stored them.
+    let e = api.create(&p, &primary.owner, &entry("e-v1")).await;
+    let e1 = entry_item(&db, &e, PRIMARY_ID);
+    let f = api.create(&p, &primary.owner, &entry("f-v1")).await;
+    let f1 = entry_item(&db, &f, PRIMARY_ID);
+    for (id, title) in [(&e, "e-v2"), (&f, "f-v2")] {
+        let (st, v) = api
+            .call(
+                reqwest::Method::PUT,
+                &format!("{p}/v1/entries/{id}"),
+                &primary.owner,
+                Some(&entry(title)),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let e2 = entry_item(&db, &e, PRIMARY_ID);
+    let f2 = entry_item(&db, &f, PRIMARY_ID);
+    assert!(e2["version"].as_i64() > e1["version"].as_i64());
+
+    let peer = client(&ca, Some(&ca.leaf(PRIMARY_ID)));
+    let title = |id: String| {
+        let (api, b, t) = (api.clone(), b.clone(), backup.owner.clone());
+        async move {
+            let (st, v) = api.get_entry(&b, &t, &id).await;
+            assert_eq!(st, 200, "{v}");
+            v["title"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+
+    // The newer version of E, then the very same batch again: the second changes nothing.
+    let (st, ack) = push(&peer, &b, &backup.token, &[&e2]).await;
+    assert_eq!(st, 200, "{ack}");
+    assert_eq!(
+        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
+        (Some(1), Some(0)),
+        "{ack}"
+    );
+    assert_eq!(ack["acked_version"], e2["version"], "{ack}");
+    let health_after_first = api.health(&b).await["replication"]["committed_version"].clone();
+    let (st, ack) = push(&peer, &b, &backup.token, &[&e2]).await;
+    assert_eq!(st, 200, "{ack}");
+    assert_eq!(
+        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
+        (Some(0), Some(1)),
+        "{ack}"
+    );
+    assert_eq!(
+        api.health(&b).await["replication"]["committed_version"],
+        health_after_first
+    );
+    assert_eq!(title(e.clone()).await, "e-v2");
+
+    // The older version of E arriving late does not overwrite the newer one.
+    let (st, ack) = push(&peer, &b, &backup.token, &[&e1]).await;
+    assert_eq!(st, 200, "{ack}");
+    assert_eq!(
+        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
+        (Some(0), Some(1)),
+        "{ack}"
+    );
+    assert_eq!(title(e.clone()).await, "e-v2");
+    let (_, fv) = api.field(&b, &backup.owner, &e, "password").await;
+    assert_eq!(fv["value"], "pw-e-v2", "{fv}");
+
+    // Within one batch, newer first then older: the newer stays.
+    let (st, ack) = push(&peer, &b, &backup.token, &[&f2, &f1]).await;
+    assert_eq!(st, 200, "{ack}");
+    assert_eq!(
+        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
+        (Some(1), Some(1)),
+        "{ack}"
+    );
+    assert_eq!(title(f.clone()).await, "f-v2");
+
+    // Same version and time, different origin: the tie is broken by origin, deterministically.
+    let mut e2_other = e2.clone();
+    e2_other["origin"] = json!("aaa-lower-origin");
+    let (_, ack) = push(&peer, &b, &backup.token, &[&e2_other]).await;
+    assert_eq!(
+        ack["skipped"].as_i64(),
+        Some(1),
+        "a lower origin won a tie: {ack}"
+    );
+
+    // A tombstone (newer) deletes; a stale live copy cannot resurrect the entry.
+    assert_eq!(api.delete(&p, &primary.owner, &e).await, 204);
+    let e3 = entry_item(&db, &e, PRIMARY_ID);
+    assert_eq!(e3["deleted"], true);
+    let (_, ack) = push(&peer, &b, &backup.token, &[&e3]).await;
+    assert_eq!(ack["applied"].as_i64(), Some(1), "{ack}");
+    assert_eq!(api.get_entry(&b, &backup.owner, &e).await.0, 404);
+    let (_, ack) = push(&peer, &b, &backup.token, &[&e2, &e1]).await;
+    assert_eq!(ack["skipped"].as_i64(), Some(2), "{ack}");
+    assert_eq!(api.get_entry(&b, &backup.owner, &e).await.0, 404);
+
+    let listed: Vec<String> = api.ids(&b, &backup.owner).await;
+    assert_eq!(listed, vec![f.clone()], "the backup holds exactly F");
+    drop((pn, bn));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletions_replicate_and_batches_respect_batch_size() {
+    let mut pair = Pair::new(Opts {
+        batch_size: 5,
+        backup_args: &["--log-level", "debug"],
+        start_backup: false,
+        ..Opts::default()
+    });
+    let api = pair.api.clone();
+    let p = pair.purl();
+    let owner = pair.owner();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(api.create(&p, &owner, &entry(&format!("bulk-{i}"))).await);
+    }
+    // Three deleted while the backup is down: they travel as tombstones.
+    let gone: Vec<String> = ids.drain(..3).collect();
+    for id in &gone {
+        assert_eq!(api.delete(&p, &owner, id).await, 204);
+    }
+    let h = api.health(&p).await;
+    assert!(h["replication"]["backlog"].as_i64() >= Some(41), "{h}");
+
+    let up = Instant::now();
+    pair.start_backup();
+    let b = pair.burl();
+    let live: HashSet<String> = ids.iter().cloned().collect();
+    api.wait_has(&b, &pair.backup.owner, &live, Duration::from_secs(60))
+        .await;
+    api.wait_caught_up(&p, Duration::from_secs(20)).await;
+    eprintln!(
+        "batch size: 43 rows caught up {:?} after the backup started",
+        up.elapsed()
+    );
+    for id in &gone {
+        assert_eq!(
+            api.get_entry(&b, &owner, id).await.0,
+            404,
+            "deleted {id} exists on the backup"
+        );
+    }
+    assert_eq!(api.ids(&b, &pair.backup.owner).await.len(), 37);
+
+    let log = pair.b().stderr();
+    let sizes: Vec<(u64, u64)> = log
+        .lines()
+        .filter(|l| l.contains("replication batch applied"))
+        .map(|l| {
+            let num = |key: &str| -> u64 {
+                let at = l.find(key).unwrap_or_else(|| panic!("no {key} in {l}")) + key.len();
+                l[at..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .expect("count")
+            };
+            (num(" applied="), num(" skipped="))
+        })
+        .collect();
+    let total: u64 = sizes.iter().map(|(a, s)| a + s).sum();
+    eprintln!(
+        "batch size: {} batches, sizes {:?}",
+        sizes.len(),
+        sizes.iter().map(|(a, s)| a + s).collect::<Vec<_>>()
+    );
+    assert!(total >= 41, "only {total} items pushed: {sizes:?}\n{log}");
+    assert!(sizes.len() >= 9, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|(a, s)| a + s <= 5),
+        "a batch exceeded batch_size 5: {sizes:?}"
+    );
+
+    // A deletion in steady state reaches the backup too.
+    let victim = ids[0].clone();
+    assert_eq!(api.get_entry(&b, &owner, &victim).await.0, 200);
+    assert_eq!(api.delete(&p, &owner, &victim).await, 204);
+    let t0 = Instant::now();
+    wait_for(CONVERGE, "the deletion on the backup", || async {
+        let (st, v) = api.get_entry(&b, &owner, &victim).await;
+        (st == 404).then_some(()).ok_or((st, v))
+    })
+    .await;
+    eprintln!("deletion reached the backup in {:?}", t0.elapsed());
+    assert_eq!(api.ids(&b, &pair.backup.owner).await.len(), 36);
+}
+
+/// Entries near the client API's 1 MiB body limit, many per batch: the batch endpoint has its
+/// own, larger limit, and the sender caps a batch's weight.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_entries_replicate_in_multi_megabyte_batches() {
+    let pair = Pair::new(Opts {
+        backup_args: &["--log-level", "debug"],
+        ..Opts::default()
+    });
+    let api = pair.api.clone();
+    let (p, b) = (pair.purl(), pair.burl());
+    let owner = pair.owner();
+    pair.proxy.set_mode(Mode::Drop);
+    let mut ids = HashSet::new();
+    for i in 0..12 {
+        // 14 fields of 60 KiB: about 840 KiB per entry, just under the client body limit.
+        let fields: Vec<serde_json::Value> = (0..14)
+            .map(|k| json!({"name": format!("blob{k}"), "value": format!("{i:02}").repeat(30 * 1024), "tier": "vault"}))
+            .collect();
+        let body = json!({"title": format!("big-{i}"), "fields": fields});
+        ids.insert(api.create(&p, &owner, &body).await);
+    }
+    pair.proxy.set_mode(Mode::Forward);
+    let t0 = Instant::now();
+    api.wait_has(&b, &pair.backup.owner, &ids, Duration::from_secs(60))
+        .await;
+    api.wait_caught_up(&p, Duration::from_secs(20)).await;
+    eprintln!(
+        "large entries: 12 x 840 KiB on the backup {:?} after healing",
+        t0.elapsed()
+    );
+    let biggest = pair
+        .b()
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("replication batch applied"))
+        .filter_map(|l| {
+            let at = l.find(" applied=")? + " applied=".len();
+            l[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        biggest >= 2,
+        "never more than {biggest} large entries per batch"
+    );
+    let id = ids.iter().next().expect("an id");
+    let (st, f) = api.field(&b, &owner, id, "blob13").await;
+    assert_eq!(st, 200);
+    assert_eq!(f["value"].as_str().map(str::len), Some(60 * 1024));
+}

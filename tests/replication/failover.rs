@@ -1,0 +1,182 @@
+//! Manual failover by SIGHUP: the roles swap, the new primary replicates to the old one, and
+//! the old primary refuses client writes.
+
+use crate::helpers::*;
+use nix::sys::signal::Signal;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+async fn wait_role(api: &Api, base: &str, role: &str) {
+    wait_for(
+        Duration::from_secs(10),
+        &format!("{base} to report role {role}"),
+        || async {
+            let h = api.health(base).await;
+            (h["role"] == role).then_some(()).ok_or(h)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_role_swap_replicates_back_to_the_old_primary() {
+    let pair = Pair::new(Opts::default());
+    let api = pair.api.clone();
+    let (p, b) = (pair.purl(), pair.burl());
+    let owner = pair.owner();
+    let mut ids = HashSet::new();
+    for i in 0..5 {
+        ids.insert(api.create(&p, &owner, &entry(&format!("pre-{i}"))).await);
+    }
+    api.wait_has(&b, &pair.backup.owner, &ids, CONVERGE).await;
+    api.wait_caught_up(&p, Duration::from_secs(10)).await;
+
+    // 1. Demote the old primary.
+    pair.primary.write_backup(BACKUP_ID);
+    pair.p().signal(Signal::SIGHUP);
+    wait_role(&api, &p, "backup").await;
+    let (st, v) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("{p}/v1/entries"),
+            &owner,
+            Some(&entry("refused")),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (503, Some("read_only_backup")),
+        "{v}"
+    );
+
+    // 2. Promote the backup: it pushes straight to the old primary with the token that one accepts.
+    let t0 = Instant::now();
+    pair.backup.write_primary(
+        &BackupRef {
+            id: PRIMARY_ID,
+            url: &p,
+            token_file: &pair.primary.token_file,
+        },
+        100,
+        5,
+    );
+    pair.b().signal(Signal::SIGHUP);
+    wait_role(&api, &b, "primary").await;
+
+    // 3. Clients (same owner token, thanks to the shared master key and replicated agents) write
+    //    to the new primary; it replicates to the old one.
+    let new = api.create(&b, &owner, &entry("after-failover")).await;
+    let moved = ids.iter().next().expect("an old entry").clone();
+    let (st, v) = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("{b}/v1/entries/{moved}"),
+            &owner,
+            Some(&entry("edited-on-zurich")),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let want: HashSet<String> = [new.clone()].into();
+    let took = api.wait_has(&p, &pair.primary.owner, &want, CONVERGE).await;
+    eprintln!(
+        "failover: first write on the new primary reached the old one {took:?} later ({:?} since promotion)",
+        t0.elapsed()
+    );
+    let (_, f) = api.field(&p, &owner, &new, "password").await;
+    assert_eq!(f["value"], "pw-after-failover", "{f}");
+    wait_for(CONVERGE, "the edit on the old primary", || async {
+        let (_, e) = api.get_entry(&p, &owner, &moved).await;
+        (e["title"] == "edited-on-zurich").then_some(()).ok_or(e)
+    })
+    .await;
+
+    let h = api.wait_caught_up(&b, Duration::from_secs(20)).await;
+    eprintln!("failover: new primary replication = {}", h["replication"]);
+    let hp = api.health(&p).await;
+    assert_eq!(hp["role"], "backup");
+    assert!(hp["replication"]["last_push"].is_string(), "{hp}");
+
+    // Both hold the same entries; the old primary still refuses writes.
+    let on_b: HashSet<String> = api.ids(&b, &owner).await.into_iter().collect();
+    let on_p: HashSet<String> = api.ids(&p, &owner).await.into_iter().collect();
+    assert_eq!(on_b, on_p);
+    assert_eq!(on_p.len(), 6);
+    let (st, v) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{p}/v1/entries/{new}"),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (503, Some("read_only_backup")),
+        "{v}"
+    );
+    assert!(
+        pair.b().stderr().contains("configuration reloaded"),
+        "{}",
+        pair.logs()
+    );
+}
+
+/// Promoted before the old primary stepped down: two primaries. The old one refuses the new
+/// one's pushes (409 not_a_backup) so neither overwrites the other; once it is demoted, the
+/// new primary's backlog drains to it without further writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn promotion_before_demotion_waits_for_the_old_primary() {
+    let pair = Pair::new(Opts::default());
+    let api = pair.api.clone();
+    let (p, b) = (pair.purl(), pair.burl());
+    let owner = pair.owner();
+    let first = api.create(&p, &owner, &entry("pre")).await;
+    api.wait_has(&b, &pair.backup.owner, &[first].into(), CONVERGE)
+        .await;
+    api.wait_caught_up(&p, Duration::from_secs(10)).await;
+
+    pair.backup.write_primary(
+        &BackupRef {
+            id: PRIMARY_ID,
+            url: &p,
+            token_file: &pair.primary.token_file,
+        },
+        100,
+        1,
+    );
+    pair.b().signal(Signal::SIGHUP);
+    wait_role(&api, &b, "primary").await;
+    let new = api.create(&b, &owner, &entry("split")).await;
+    let h = wait_for(
+        Duration::from_secs(20),
+        "the new primary failing with 409",
+        || async {
+            let h = api.health(&b).await;
+            let err = h["replication"]["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (err.contains("409") && err.contains("not_a_backup"))
+                .then_some(h.clone())
+                .ok_or(h)
+        },
+    )
+    .await;
+    assert!(h["replication"]["failing_since"].is_string(), "{h}");
+    assert_eq!(
+        api.get_entry(&p, &owner, &new).await.0,
+        404,
+        "a primary accepted a push"
+    );
+
+    pair.primary.write_backup(BACKUP_ID);
+    pair.p().signal(Signal::SIGHUP);
+    wait_role(&api, &p, "backup").await;
+    let t0 = Instant::now();
+    let took = api.wait_has(&p, &owner, &[new].into(), CONVERGE).await;
+    api.wait_caught_up(&b, Duration::from_secs(20)).await;
+    eprintln!(
+        "split brain: drained to the demoted POP {took:?} after demotion ({:?} to backlog 0)",
+        t0.elapsed()
+    );
+}
