@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Metrics {
     registry: Registry,
-    requests: Family<Vec<(String, String)>, Counter>,
+    requests: Family<[(&'static str, u16); 1], Counter>,
     commits: Counter,
     writes: Counter,
     batch_size: Histogram,
@@ -23,7 +23,7 @@ struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("clavitor");
-    let requests = Family::<Vec<(String, String)>, Counter>::default();
+    let requests = Family::<[(&'static str, u16); 1], Counter>::default();
     let commits = Counter::default();
     let writes = Counter::default();
     let batch_size = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
@@ -67,10 +67,7 @@ pub fn record_request(status: u16) {
     if let Some(c) = BY_CLASS.get(usize::from(status / 100).wrapping_sub(1)) {
         c.fetch_add(1, Ordering::Relaxed);
     }
-    METRICS
-        .requests
-        .get_or_create(&vec![("status".into(), status.to_string())])
-        .inc();
+    METRICS.requests.get_or_create(&[("status", status)]).inc();
 }
 
 pub fn record_commit(writes: usize) {

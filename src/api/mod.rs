@@ -8,6 +8,7 @@ mod dto;
 mod entries;
 mod error;
 mod extract;
+mod request_context;
 
 pub use dto::timestamp;
 pub use error::ApiError;
@@ -15,18 +16,16 @@ pub use extract::AppJson;
 
 use crate::edition::Edition;
 use crate::service::Vault;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -39,7 +38,6 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
     let edition = state.edition.clone();
     let api = Router::new()
         .route("/healthz", get(healthz))
@@ -54,30 +52,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(middleware::from_fn(count))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        // Spans carry method, path and request id; never headers, so never a token.
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
-                // 5xx that matter are logged by `ApiError` with their cause; a backup's 503 is routine.
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-}
-
-async fn count(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
-    crate::metrics::record_request(res.status().as_u16());
-    res
+        .layer(middleware::from_fn(request_context::layer))
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {

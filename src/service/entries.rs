@@ -224,7 +224,7 @@ impl Vault {
         let key = id.to_string();
         let row = self
             .store
-            .read(move |c| rows::get_entry(c, &key))
+            .lookup(move |c| rows::get_entry(c, &key))
             .await?
             .ok_or_else(|| Error::EntryNotFound(id.to_string()))?;
         view(&self.sealer, row, caller)?.ok_or_else(|| Error::EntryNotFound(id.to_string()))
@@ -251,7 +251,7 @@ impl Vault {
         let sealer = self.sealer.clone();
         let caller = caller.clone();
         self.store
-            .read(move |c| {
+            .lookup(move |c| {
                 let row = match rows::get_field(c, id.as_str(), &name) {
                     Ok(Some(row)) => row,
                     Ok(None) => {

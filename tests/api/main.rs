@@ -12,5 +12,6 @@ mod concurrency;
 mod entries;
 mod health;
 mod helpers;
+mod request_id;
 mod stolen_db;
 mod tiers;
