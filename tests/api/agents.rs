@@ -1,7 +1,7 @@
 //! Agents: scopes, owner-only operations, expiry, revocation, rate limits, IP allowlists,
 //! and the token checks every request goes through.
 
-use crate::helpers::{assert_error, distinctive, eventually, json_ok, send, spawn_app};
+use crate::helpers::{TestApp, assert_error, distinctive, eventually, json_ok, send, spawn_app};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
@@ -83,8 +83,9 @@ async fn agent_reads_its_scope_and_nothing_else() {
     assert_eq!(app.entry_count().await, 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_cannot_do_owner_things() {
+/// A fresh vault holding one entry with a credential field `k` = "v" in scope `s`, and an
+/// agent `name` holding scope `s`: `(app, entry id, agent id, agent token)`.
+async fn entry_and_agent(name: &str) -> (TestApp, String, String, String) {
     let app = spawn_app().await;
     let id = app
         .create_entry(&json!({"title": "t", "fields": [
@@ -92,47 +93,29 @@ async fn agents_cannot_do_owner_things() {
         ]}))
         .await;
     let (agent_id, agent) = app
-        .create_agent(&json!({"name": "a", "scopes": ["s"]}))
+        .create_agent(&json!({"name": name, "scopes": ["s"]}))
         .await;
+    (app, id, agent_id, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_cannot_do_owner_things() {
+    let (app, id, agent_id, agent) = entry_and_agent("a").await;
 
     let entry = json!({"title": "by agent", "fields": [{"name": "x", "value": "y"}]});
-    assert_error(
-        app.post_entry(&agent, &entry).await,
-        StatusCode::FORBIDDEN,
-        "owner_only",
-    )
-    .await;
-    assert_error(
-        app.put_entry(&agent, &id, &entry).await,
-        StatusCode::FORBIDDEN,
-        "owner_only",
-    )
-    .await;
-    assert_error(
-        app.delete_entry(&agent, &id).await,
-        StatusCode::FORBIDDEN,
-        "owner_only",
-    )
-    .await;
-    assert_error(
-        app.post_agent(&agent, &json!({"name": "child", "scopes": ["s"]}))
-            .await,
-        StatusCode::FORBIDDEN,
-        "owner_only",
-    )
-    .await;
-    assert_error(
-        app.get("/v1/agents", &agent).await,
-        StatusCode::FORBIDDEN,
-        "owner_only",
-    )
-    .await;
-    assert_error(
-        send(app.request(Method::DELETE, &format!("/v1/agents/{agent_id}"), &agent)).await,
-        StatusCode::FORBIDDEN,
-        "owner_only",
-    )
-    .await;
+    for req in [
+        app.request(Method::POST, "/v1/entries", &agent)
+            .json(&entry),
+        app.request(Method::PUT, &format!("/v1/entries/{id}"), &agent)
+            .json(&entry),
+        app.request(Method::DELETE, &format!("/v1/entries/{id}"), &agent),
+        app.request(Method::POST, "/v1/agents", &agent)
+            .json(&json!({"name": "child", "scopes": ["s"]})),
+        app.request(Method::GET, "/v1/agents", &agent),
+        app.request(Method::DELETE, &format!("/v1/agents/{agent_id}"), &agent),
+    ] {
+        assert_error(send(req).await, StatusCode::FORBIDDEN, "owner_only").await;
+    }
 
     // Nothing changed.
     let (_, entries) = app.list_entries(&app.owner_token).await;
@@ -168,15 +151,7 @@ async fn agent_token_expires_after_its_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_agent_is_refused_on_its_very_next_request() {
-    let app = spawn_app().await;
-    let id = app
-        .create_entry(&json!({"title": "t", "fields": [
-            {"name": "k", "value": "v", "tier": "credential", "scope": "s"}
-        ]}))
-        .await;
-    let (agent_id, agent) = app
-        .create_agent(&json!({"name": "gone", "scopes": ["s"]}))
-        .await;
+    let (app, id, agent_id, agent) = entry_and_agent("gone").await;
     assert_eq!(app.field_value(&agent, &id, "k").await, "v");
 
     let res = app.revoke_agent(&agent_id).await;

@@ -215,54 +215,26 @@ async fn missing_content_type_is_rejected() {
     assert_eq!(before, app.list_entries(&app.owner_token).await.0);
 }
 
+/// Every route that takes an entry id (GET, DELETE, a field, PUT) rejects `id` the same way.
+async fn every_entry_route_rejects(app: &TestApp, id: &str, status: StatusCode, code: &str) {
+    for req in [
+        app.owner(Method::GET, &format!("/v1/entries/{id}")),
+        app.owner(Method::DELETE, &format!("/v1/entries/{id}")),
+        app.owner(Method::GET, &format!("/v1/entries/{id}/fields/k")),
+        app.owner(Method::PUT, &format!("/v1/entries/{id}"))
+            .json(&json!({"title": "x"})),
+    ] {
+        rejected(app, req, status, code).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_entry_id_is_404_and_non_uuid_is_400() {
     let (app, _) = app_with_one_entry().await;
     let unknown = uuid::Uuid::new_v4().to_string();
-    let new_body = json!({"title": "x"});
-    for (method, path) in [
-        (Method::GET, format!("/v1/entries/{unknown}")),
-        (Method::DELETE, format!("/v1/entries/{unknown}")),
-        (Method::GET, format!("/v1/entries/{unknown}/fields/k")),
-    ] {
-        rejected(
-            &app,
-            app.owner(method, &path),
-            StatusCode::NOT_FOUND,
-            "entry_not_found",
-        )
-        .await;
-    }
-    rejected(
-        &app,
-        app.owner(Method::PUT, &format!("/v1/entries/{unknown}"))
-            .json(&new_body),
-        StatusCode::NOT_FOUND,
-        "entry_not_found",
-    )
-    .await;
+    every_entry_route_rejects(&app, &unknown, StatusCode::NOT_FOUND, "entry_not_found").await;
     for bad in ["not-a-uuid", "..%2F..%2Fetc", "12345"] {
-        for (method, path) in [
-            (Method::GET, format!("/v1/entries/{bad}")),
-            (Method::DELETE, format!("/v1/entries/{bad}")),
-            (Method::GET, format!("/v1/entries/{bad}/fields/k")),
-        ] {
-            rejected(
-                &app,
-                app.owner(method, &path),
-                StatusCode::BAD_REQUEST,
-                "validation_failed",
-            )
-            .await;
-        }
-        rejected(
-            &app,
-            app.owner(Method::PUT, &format!("/v1/entries/{bad}"))
-                .json(&new_body),
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-        )
-        .await;
+        every_entry_route_rejects(&app, bad, StatusCode::BAD_REQUEST, "validation_failed").await;
     }
 }
 

@@ -1,6 +1,6 @@
 //! `/healthz`, `/metrics` and unknown paths.
 
-use crate::helpers::{json_ok, send, spawn_app};
+use crate::helpers::{content_type, json_ok, send, spawn_app};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -21,12 +21,7 @@ async fn unknown_paths_get_a_plain_404() {
     for path in ["/nope", "/v1/nothing-here", "/v1/entries/a/b/c/d"] {
         let res = send(app.owner(reqwest::Method::GET, path)).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
-        let content_type = res
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let content_type = content_type(&res);
         assert!(
             !content_type.contains("json"),
             "community answers unknown paths with a plain 404, got {content_type:?}"
@@ -41,12 +36,7 @@ async fn metrics_is_prometheus_text_counting_requests() {
     json_ok(send(app.client.get(app.url("/healthz"))).await).await;
     let res = send(app.client.get(app.url("/metrics"))).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let content_type = res
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&res);
     assert!(
         content_type.starts_with("text/plain")
             || content_type.starts_with("application/openmetrics-text"),

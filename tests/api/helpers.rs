@@ -251,17 +251,21 @@ pub async fn json_ok(res: Response) -> Value {
     serde_json::from_str(&text).expect("JSON body")
 }
 
+/// The response's `Content-Type` (empty if none).
+pub fn content_type(res: &Response) -> String {
+    res.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Asserts the contract's error shape: `status`, a JSON body that is exactly
 /// `{"error":{"code","message"}}`, the given `code`, and a message a person can read.
 /// Returns the whole body text so callers can check it leaks nothing.
 pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> String {
     let got = res.status();
-    let content_type = res
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&res);
     let text = res.text().await.expect("read body");
     assert_eq!(got, status, "status; body: {text}");
     assert!(

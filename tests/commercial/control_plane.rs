@@ -7,18 +7,8 @@ use std::time::{Duration, Instant};
 
 /// A POP of `role` reporting to a fresh control-plane stand-in answering with `mode`.
 fn setup(role: &str, mode: CpMode) -> (ControlPlane, CpFiles, Pop, Vault) {
-    let ca = Ca::new("control-plane CA");
-    let cp = ControlPlane::start(&ca, mode);
-    let pop = Pop::new();
-    let files = CpFiles::new(&pop, &cp, &ca);
-    pop.write_config(&config_yaml(
-        &pop,
-        role,
-        &Opts {
-            control_plane: Some(&files),
-            ..Opts::default()
-        },
-    ));
+    let (cp, files, pop) = pop_with_control_plane(mode);
+    pop.configure(role, &Opts::with_control_plane(&files));
     let v = pop.start();
     (cp, files, pop, v)
 }
@@ -94,14 +84,7 @@ async fn client_traffic_is_fast(v: &Vault, label: &str) {
     let entries = format!("{}/v1/entries", v.url);
     for i in 0..50 {
         let t0 = Instant::now();
-        let (st, res) = call(
-            &c,
-            Method::POST,
-            &entries,
-            &v.token,
-            Some(entry_body(&format!("{label}-{i}"))),
-        )
-        .await;
+        let (st, res) = post_entry(&c, v, &format!("{label}-{i}")).await;
         assert_eq!(st, 201, "{res}");
         let id = res["id"].as_str().expect("id").to_owned();
         let (st, res) = call(
@@ -155,14 +138,7 @@ async fn degraded_control_plane(mode: CpMode) {
     assert!(v.is_running());
 
     // A valid reload is not stuck behind the undelivered alerts.
-    pop.write_config(&config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            control_plane: Some(&files),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("backup", &Opts::with_control_plane(&files));
     v.sighup();
     wait_role(&plain(), &v.url, "backup").await;
 
@@ -181,21 +157,11 @@ async fn failing_control_plane_blocks_nothing_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_control_plane_does_not_stop_start_up() {
-    let ca = Ca::new("control-plane CA");
-    let cp = ControlPlane::start(&ca, CpMode::Ok);
-    let pop = Pop::new();
-    let mut files = CpFiles::new(&pop, &cp, &ca);
+    let (cp, mut files, pop) = pop_with_control_plane(CpMode::Ok);
     drop(cp);
     // Nothing listens on the discard port.
     files.url = "https://127.0.0.1:9".to_owned();
-    pop.write_config(&config_yaml(
-        &pop,
-        "primary",
-        &Opts {
-            control_plane: Some(&files),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("primary", &Opts::with_control_plane(&files));
     let v = pop.start();
     client_traffic_is_fast(&v, "unreachable").await;
 }
@@ -208,14 +174,7 @@ async fn control_plane_certificate_is_verified() {
     let cp = ControlPlane::start(&ca, CpMode::Ok);
     let pop = Pop::new();
     let files = CpFiles::new(&pop, &cp, &Ca::new("some other CA"));
-    pop.write_config(&config_yaml(
-        &pop,
-        "primary",
-        &Opts {
-            control_plane: Some(&files),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("primary", &Opts::with_control_plane(&files));
     let v = pop.start();
     std::fs::write(&pop.config, "::: not yaml [\n").expect("break the config");
     v.sighup();

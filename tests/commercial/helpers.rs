@@ -1,295 +1,41 @@
-//! Shared machinery: token files, a test CA (rcgen), replication.yaml variants, a `serve`
-//! child that is killed on drop, TLS-capable HTTP clients, a raw keep-alive HTTP/1.1
-//! connection, and a control-plane stand-in served over TLS.
+//! The commercial suite's own helpers: a POP's directory and replication.yaml variants, HTTP
+//! calls, a raw keep-alive HTTP/1.1 connection, and a control-plane stand-in served over TLS.
+//! Child processes, certificates and waiting come from `tests/common`.
 
+pub use crate::common::files::{mode, q, write_file};
+use crate::common::http::try_call;
+pub use crate::common::http::{call, health};
+use crate::common::pki::provider;
+pub use crate::common::pki::{Ca, TlsFiles, client, plain, token_text, write_token};
+pub use crate::common::poll::{wait_for, wait_until};
+pub use crate::common::process::{VERSION, Vault, clavitor, command, run};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use reqwest::Method;
 use serde_json::{Value, json};
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_clavitor");
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// How long `serve` may take to print `listening on` (or to exit on a bad config).
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a one-shot command may run.
-const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a reload may take to show on /healthz.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
-// ---- one-shot commands ----------------------------------------------------------------
+// ---- HTTP -------------------------------------------------------------------------------------
 
-/// A `clavitor` command with a clean environment.
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("CLAVITOR_TOKEN")
-        .env_remove("CLAVITOR_SERVER")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-    });
-    rx
-}
-
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait on the child") {
-            return Some(st);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-#[derive(Debug)]
-pub struct Output {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl std::fmt::Display for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `clavitor ARGS` to completion, bounded.
-pub fn clavitor(args: &[&str]) -> Output {
-    let mut child = command(args)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-    let out = drain(child.stdout.take().expect("piped stdout"));
-    let err = drain(child.stderr.take().expect("piped stderr"));
-    let Some(status) = wait_child(&mut child, CLI_TIMEOUT) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("clavitor {args:?} did not finish within {CLI_TIMEOUT:?}");
-    };
-    let grab =
-        |rx: mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    Output {
-        status,
-        stdout: grab(out),
-        stderr: grab(err),
-    }
-}
-
-// ---- files ------------------------------------------------------------------------------
-
-/// Writes `contents` to a new file with `mode`.
-pub fn write_file(path: &Path, contents: &str, mode: u32) {
-    let _ = std::fs::remove_file(path);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    f.write_all(contents.as_bytes()).expect("write");
-    // The umask may have narrowed the mode; set it exactly.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-pub fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
-}
-
-/// A POP token in the documented format: `clavitor-pop-v1-` + base64 of `bytes` random bytes.
-pub fn token_text(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    rand::fill(&mut raw[..]);
-    format!(
-        "clavitor-pop-v1-{}",
-        base64::engine::general_purpose::STANDARD.encode(&raw)
-    )
-}
-
-/// Writes a fresh 256-bit token file (mode 0600) and returns the token.
-pub fn write_token(path: &Path) -> String {
-    let t = token_text(32);
-    write_file(path, &format!("{t}\n"), 0o600);
-    t
-}
-
-/// The path as a YAML double-quoted scalar.
-pub fn q(path: &Path) -> String {
-    format!("{:?}", path.to_str().expect("UTF-8 temp path"))
-}
-
-// ---- certificates -------------------------------------------------------------------------
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A certificate and its private key, PEM.
-pub struct Leaf {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl Leaf {
-    pub fn certs(&self) -> Vec<CertificateDer<'static>> {
-        vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).expect("cert PEM")]
-    }
-
-    pub fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("key PEM")
-    }
-}
-
-/// A test certificate authority.
-pub struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    pub fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("CA key");
-        Self {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("self-signed CA"),
-        }
-    }
-
-    pub fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A certificate for 127.0.0.1 and localhost, usable by servers and clients.
-    pub fn leaf(&self, name: &str) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("leaf params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &*self.issuer).expect("sign leaf");
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-
-    pub fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).expect("CA as root");
-        roots
-    }
-}
-
-/// A POP's TLS files, written next to its config.
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub ca: PathBuf,
-}
-
-// ---- HTTP clients -------------------------------------------------------------------------
-
-/// A reqwest client trusting `ca` (none: no roots, fine for http://), presenting `identity`.
-pub fn client(ca: Option<&Ca>, identity: Option<&Leaf>) -> reqwest::Client {
-    let roots = ca.map(Ca::roots).unwrap_or_else(RootCertStore::empty);
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots);
-    let cfg = match identity {
-        Some(l) => builder
-            .with_client_auth_cert(l.certs(), l.key())
-            .expect("client cert"),
-        None => builder.with_no_client_auth(),
-    };
-    reqwest::Client::builder()
-        .use_preconfigured_tls(cfg)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("reqwest client")
-}
-
-/// A client for plain http:// vaults.
-pub fn plain() -> reqwest::Client {
-    client(None, None)
-}
-
-/// Sends a request and returns the status and the JSON body (`Null` when not JSON).
-pub async fn call(
-    c: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = c.request(method.clone(), url).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+/// `POST /v1/entries` on `v` as its owner, with [`entry_body`]`(title)`.
+pub async fn post_entry(c: &reqwest::Client, v: &Vault, title: &str) -> (u16, Value) {
+    let url = format!("{}/v1/entries", v.url);
+    call(c, Method::POST, &url, &v.token, Some(&entry_body(title))).await
 }
 
 pub fn entry_body(title: &str) -> Value {
@@ -301,32 +47,13 @@ pub fn entry_body(title: &str) -> Value {
     })
 }
 
-/// `GET /healthz` as JSON.
-pub async fn health(c: &reqwest::Client, base: &str) -> Value {
-    let res = c
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {base}/healthz: {e:?}"));
-    assert_eq!(res.status().as_u16(), 200);
-    res.json().await.expect("healthz JSON")
-}
-
 /// Polls /healthz until it reports `role` (bounded by [`RELOAD_TIMEOUT`]).
 pub async fn wait_role(c: &reqwest::Client, base: &str, role: &str) {
-    let deadline = Instant::now() + RELOAD_TIMEOUT;
-    loop {
+    wait_for(RELOAD_TIMEOUT, &format!("role {role}"), || async {
         let h = health(c, base).await;
-        if h["role"] == role {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "role still {} after {RELOAD_TIMEOUT:?}, expected {role}",
-            h["role"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (h["role"] == role).then_some(()).ok_or(h)
+    })
+    .await;
 }
 
 /// An empty replication batch, valid for every version of the protocol.
@@ -340,15 +67,8 @@ pub async fn push(
     base: &str,
     token: &str,
 ) -> Result<(u16, Value), reqwest::Error> {
-    let res = c
-        .post(format!("{base}/v1/replication/batch"))
-        .bearer_auth(token)
-        .json(&empty_batch())
-        .send()
-        .await?;
-    let st = res.status().as_u16();
-    let text = res.text().await?;
-    Ok((st, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    let url = format!("{base}/v1/replication/batch");
+    try_call(c, Method::POST, &url, token, Some(&empty_batch())).await
 }
 
 /// A backup's answer to an authenticated push: 2xx once it applies batches, or 501
@@ -480,43 +200,40 @@ impl Pop {
         std::fs::write(&self.config, yaml).expect("write replication.yaml");
     }
 
-    /// Writes a server/client certificate from `ca` (key 0600) and the CA certificate.
+    /// Writes [`config_yaml`] for `role` as this POP's config; returns it.
+    pub fn configure(&self, role: &str, o: &Opts) -> String {
+        let y = config_yaml(self, role, o);
+        self.write_config(&y);
+        y
+    }
+
+    /// Writes a server/client certificate from `ca` (`STEM.crt`, `STEM.key` 0600) and the CA
+    /// certificate (`STEM-ca.crt`).
+    pub fn write_tls_as(&self, stem: &str, ca: &Ca) -> TlsFiles {
+        TlsFiles::write(self.dir.path(), stem, &ca.leaf("pop"), ca)
+    }
+
+    /// [`Pop::write_tls_as`] with the stem `replication`.
     pub fn write_tls(&self, ca: &Ca) -> TlsFiles {
-        let leaf = ca.leaf("pop");
-        let files = TlsFiles {
-            cert: self.path("replication.crt"),
-            key: self.path("replication.key"),
-            ca: self.path("ca.crt"),
-        };
-        write_file(&files.cert, &leaf.cert_pem, 0o644);
-        write_file(&files.key, &leaf.key_pem, 0o600);
-        write_file(&files.ca, &ca.pem(), 0o644);
-        files
+        self.write_tls_as("replication", ca)
     }
 
-    /// The `serve` arguments for this POP.
-    pub fn serve_args(&self) -> Vec<String> {
-        vec![
-            "serve".into(),
-            "--data-dir".into(),
-            self.data.to_str().unwrap().into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--replication-config".into(),
-            self.config.to_str().unwrap().into(),
-        ]
-    }
-
-    pub fn try_start(&self) -> Result<Vault, StartFailure> {
-        let args = self.serve_args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Vault::spawn(&args, &self.data)
+    /// `clavitor serve` for this POP on 127.0.0.1, any port.
+    pub fn serve_cmd(&self) -> Command {
+        command(&[
+            "serve",
+            "--data-dir",
+            self.data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--replication-config",
+            self.config.to_str().unwrap(),
+        ])
     }
 
     #[track_caller]
     pub fn start(&self) -> Vault {
-        self.try_start()
-            .unwrap_or_else(|f| panic!("serve did not start: {f:#?}"))
+        Vault::start(&mut self.serve_cmd(), &self.data)
     }
 }
 
@@ -525,6 +242,22 @@ impl Pop {
 pub struct Opts<'a> {
     pub tls: Option<&'a TlsFiles>,
     pub control_plane: Option<&'a CpFiles>,
+}
+
+impl<'a> Opts<'a> {
+    pub fn with_tls(tls: &'a TlsFiles) -> Self {
+        Self {
+            tls: Some(tls),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_control_plane(cp: &'a CpFiles) -> Self {
+        Self {
+            control_plane: Some(cp),
+            ..Self::default()
+        }
+    }
 }
 
 /// A control plane as the vault sees it: its URL, token file and CA.
@@ -553,6 +286,16 @@ impl CpFiles {
     }
 }
 
+/// A fresh POP holding the token and CA file of a new control-plane stand-in that answers
+/// with `mode`.
+pub fn pop_with_control_plane(mode: CpMode) -> (ControlPlane, CpFiles, Pop) {
+    let ca = Ca::new("control-plane CA");
+    let cp = ControlPlane::start(&ca, mode);
+    let pop = Pop::new();
+    let files = CpFiles::new(&pop, &cp, &ca);
+    (cp, files, pop)
+}
+
 /// A valid replication.yaml for `role` ("primary" replicates to `zurich-01`).
 pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
     let id = if role == "primary" {
@@ -569,12 +312,7 @@ pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
     }
     y.push_str(&format!("auth:\n  token_file: {}\n", q(&pop.token_file)));
     if let Some(t) = o.tls {
-        y.push_str(&format!(
-            "  mtls_cert: {}\n  mtls_key: {}\n  mtls_ca: {}\n",
-            q(&t.cert),
-            q(&t.key),
-            q(&t.ca)
-        ));
+        y.push_str(&t.yaml());
     }
     y.push_str("replication:\n  batch_size: 100\n  max_retries: 5\n");
     if let Some(cp) = o.control_plane {
@@ -587,195 +325,6 @@ pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
         ));
     }
     y
-}
-
-// ---- the serve process ---------------------------------------------------------------------
-
-/// A running `clavitor serve`; SIGKILLed and reaped on drop unless it already exited.
-pub struct Vault {
-    pub url: String,
-    /// Every stdout line up to and including `listening on ...`.
-    pub stdout_lines: Vec<String>,
-    /// The owner token (from the data dir's owner.token).
-    pub token: String,
-    child: Child,
-    exited: Option<ExitStatus>,
-    stderr: Arc<Mutex<String>>,
-}
-
-/// Read through `Debug` in failure messages.
-#[derive(Debug)]
-#[allow(dead_code)]
-pub struct StartFailure {
-    pub status: Option<ExitStatus>,
-    pub stdout_lines: Vec<String>,
-    pub stderr: String,
-}
-
-impl Vault {
-    pub fn spawn(args: &[&str], data_dir: &Path) -> Result<Self, StartFailure> {
-        let mut child = command(args)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let sink = stderr.clone();
-            let pipe = child.stderr.take().expect("piped stderr");
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel::<String>();
-        let pipe = child.stdout.take().expect("piped stdout");
-        thread::spawn(move || {
-            // Keeps reading after start-up so the child never blocks on a full pipe.
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut lines = Vec::new();
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left.min(Duration::from_millis(50))) {
-                Ok(line) => {
-                    let url = line.strip_prefix("listening on ").map(str::to_owned);
-                    lines.push(line);
-                    if let Some(u) = url {
-                        break u;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) if left > Duration::ZERO => {
-                    if let Some(st) = child.try_wait().expect("try_wait") {
-                        while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-                            lines.push(l);
-                        }
-                        return Err(StartFailure {
-                            status: Some(st),
-                            stdout_lines: lines,
-                            stderr: settle(&stderr),
-                        });
-                    }
-                }
-                Err(e) => {
-                    let grace = match e {
-                        mpsc::RecvTimeoutError::Disconnected => Duration::from_secs(5),
-                        mpsc::RecvTimeoutError::Timeout => Duration::ZERO,
-                    };
-                    let st = wait_child(&mut child, grace);
-                    if st.is_none() {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                    }
-                    return Err(StartFailure {
-                        status: st,
-                        stdout_lines: lines,
-                        stderr: settle(&stderr),
-                    });
-                }
-            }
-        };
-        let token = std::fs::read_to_string(data_dir.join("owner.token"))
-            .map(|t| t.trim().to_owned())
-            .unwrap_or_default();
-        Ok(Self {
-            url,
-            stdout_lines: lines,
-            token,
-            child,
-            exited: None,
-            stderr,
-        })
-    }
-
-    pub fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"))
-    }
-
-    pub fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap_or_else(|e| panic!("cannot send {sig} to the server: {e}"));
-    }
-
-    pub fn sighup(&self) {
-        self.signal(Signal::SIGHUP);
-    }
-
-    /// Waits (bounded) for the process to exit; `None` if it is still running.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.exited.is_none() {
-            self.exited = wait_child(&mut self.child, timeout);
-        }
-        self.exited
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.exited.is_none() && matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Everything the server wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Waits (bounded) until stderr contains `needle`.
-    pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stderr().contains(needle) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then asserts exit 0 within `limit`; returns how long it took.
-    #[track_caller]
-    pub fn stop(&mut self, limit: Duration) -> Duration {
-        let t0 = Instant::now();
-        self.signal(Signal::SIGTERM);
-        let st = self
-            .wait_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{}", self.stderr()));
-        let took = t0.elapsed();
-        assert_eq!(
-            st.code(),
-            Some(0),
-            "SIGTERM exit: {st:?}\n{}",
-            self.stderr()
-        );
-        assert!(
-            took <= limit,
-            "exit took {took:?} > {limit:?}\n{}",
-            self.stderr()
-        );
-        took
-    }
-}
-
-fn settle(stderr: &Arc<Mutex<String>>) -> String {
-    thread::sleep(Duration::from_millis(100));
-    stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-impl Drop for Vault {
-    fn drop(&mut self) {
-        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = wait_child(&mut self.child, Duration::from_secs(5));
-    }
 }
 
 // ---- the control-plane stand-in ------------------------------------------------------------
@@ -917,20 +466,20 @@ impl ControlPlane {
         timeout: Duration,
         pred: impl Fn(&Recorded) -> bool,
     ) -> Vec<Recorded> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found: Vec<_> = self.records(path).into_iter().filter(&pred).collect();
-            if found.len() >= n {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} matching {path} requests within {timeout:?}; all: {:#?}",
-                found.len(),
-                self.records(path)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(
+            timeout,
+            &format!("{n} matching {path} requests"),
+            || async {
+                let all = self.records(path);
+                let found: Vec<_> = all.iter().filter(|r| pred(r)).cloned().collect();
+                if found.len() >= n {
+                    Ok(found)
+                } else {
+                    Err(all)
+                }
+            },
+        )
+        .await
     }
 }
 

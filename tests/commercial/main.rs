@@ -1,6 +1,10 @@
 //! Commercial edition tests: replication.yaml, roles, SIGHUP, alerts, TLS. Real binaries,
 //! real certificates (rcgen), a real control-plane stand-in.
 
+// Shared with the other suites, which use parts this one does not.
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
 mod control_plane;
 mod helpers;
 mod pop_auth;

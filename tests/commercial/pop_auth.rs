@@ -6,14 +6,7 @@ use crate::helpers::*;
 fn mtls_pop(role: &str, ca: &Ca) -> (Pop, Vault) {
     let pop = Pop::new();
     let tls = pop.write_tls(ca);
-    pop.write_config(&config_yaml(
-        &pop,
-        role,
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    ));
+    pop.configure(role, &Opts::with_tls(&tls));
     let v = pop.start();
     assert!(v.url.starts_with("https://"), "{}", v.url);
     (pop, v)
@@ -24,7 +17,7 @@ async fn mtls_backup_checks_certificate_and_token() {
     let ca = Ca::new("POP CA");
     let (pop, v) = mtls_pop("backup", &ca);
     let peer = ca.leaf("calgary-01");
-    let with_cert = client(Some(&ca), Some(&peer));
+    let with_cert = client(&ca, Some(&peer));
 
     // Right certificate, right token: through authentication to the handler.
     let (st, res) = push(&with_cert, &v.url, &pop.token).await.expect("request");
@@ -44,7 +37,7 @@ async fn mtls_backup_checks_certificate_and_token() {
     assert_eq!(res.status().as_u16(), 401);
 
     // No client certificate, even with the right token.
-    let no_cert = client(Some(&ca), None);
+    let no_cert = client(&ca, None);
     let (st, res) = push(&no_cert, &v.url, &pop.token).await.expect("request");
     assert_eq!(
         (st, code(&res)),
@@ -56,7 +49,7 @@ async fn mtls_backup_checks_certificate_and_token() {
 
     // A certificate from another CA: the TLS handshake fails.
     let other = Ca::new("rogue CA");
-    let rogue = client(Some(&ca), Some(&other.leaf("rogue")));
+    let rogue = client(&ca, Some(&other.leaf("rogue")));
     let r = push(&rogue, &v.url, &pop.token).await;
     assert!(
         r.is_err(),
@@ -72,12 +65,12 @@ async fn mtls_backup_checks_certificate_and_token() {
 async fn mtls_primary_authenticates_then_refuses_pushes() {
     let ca = Ca::new("POP CA");
     let (pop, v) = mtls_pop("primary", &ca);
-    let with_cert = client(Some(&ca), Some(&ca.leaf("zurich-01")));
+    let with_cert = client(&ca, Some(&ca.leaf("zurich-01")));
     let (st, res) = push(&with_cert, &v.url, &pop.token).await.expect("request");
     assert_eq!((st, code(&res)), (409, "not_a_backup"), "{res}");
     let (st, res) = push(&with_cert, &v.url, "wrong").await.expect("request");
     assert_eq!((st, code(&res)), (401, "invalid_pop_token"), "{res}");
-    let (st, res) = push(&client(Some(&ca), None), &v.url, &pop.token)
+    let (st, res) = push(&client(&ca, None), &v.url, &pop.token)
         .await
         .expect("request");
     assert_eq!(
@@ -90,7 +83,7 @@ async fn mtls_primary_authenticates_then_refuses_pushes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn token_only_without_mtls() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
+    pop.configure("backup", &Opts::default());
     let v = pop.start();
     let c = plain();
     let (st, res) = push(&c, &v.url, &pop.token).await.expect("request");

@@ -7,28 +7,19 @@ use std::time::Duration;
 
 /// Polls /healthz on the raw connection until it reports `role` (bounded).
 fn wait_role_raw(conn: &mut RawConn, role: &str) {
-    let deadline = std::time::Instant::now() + RELOAD_TIMEOUT;
-    loop {
+    let what = format!("role {role} on the kept-alive connection");
+    wait_until(RELOAD_TIMEOUT, &what, || {
         let (st, h) = conn.request("GET", "/healthz", None, None);
         assert_eq!(st, 200, "{h}");
-        if h["role"] == role {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "role still {} after {RELOAD_TIMEOUT:?}",
-            h["role"]
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (h["role"] == role).then_some(()).ok_or(h)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_promoted_to_primary_keeps_connections() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
+    pop.configure("backup", &Opts::default());
     let v = pop.start();
-    let entries = format!("{}/v1/entries", v.url);
     let body = entry_body("promoted");
 
     // One raw keep-alive connection and one pooled reqwest client, both opened before.
@@ -36,17 +27,17 @@ async fn backup_promoted_to_primary_keeps_connections() {
     let (st, res) = conn.request("POST", "/v1/entries", Some(&v.token), Some(&body));
     assert_eq!((st, code(&res)), (503, "read_only_backup"), "{res}");
     let c = plain();
-    let (st, res) = call(&c, Method::POST, &entries, &v.token, Some(body.clone())).await;
+    let (st, res) = post_entry(&c, &v, "promoted").await;
     assert_eq!((st, code(&res)), (503, "read_only_backup"), "{res}");
 
-    pop.write_config(&config_yaml(&pop, "primary", &Opts::default()));
+    pop.configure("primary", &Opts::default());
     v.sighup();
     wait_role_raw(&mut conn, "primary");
 
     // Same connection, same request flow: now the write goes through.
     let (st, res) = conn.request("POST", "/v1/entries", Some(&v.token), Some(&body));
     assert_eq!(st, 201, "{res}");
-    let (st, res) = call(&c, Method::POST, &entries, &v.token, Some(body.clone())).await;
+    let (st, res) = post_entry(&c, &v, "promoted").await;
     assert_eq!(st, 201, "{res}");
     let (st, list) = conn.request("GET", "/v1/entries", Some(&v.token), None);
     assert_eq!(st, 200, "{list}");
@@ -61,7 +52,7 @@ async fn backup_promoted_to_primary_keeps_connections() {
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_demoted_to_backup_refuses_writes() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "primary", &Opts::default()));
+    pop.configure("primary", &Opts::default());
     let v = pop.start();
     let entries = format!("{}/v1/entries", v.url);
     let c = plain();
@@ -73,10 +64,10 @@ async fn primary_demoted_to_backup_refuses_writes() {
         Some(&entry_body("before")),
     );
     assert_eq!(st, 201, "{res}");
-    let (st, res) = call(&c, Method::POST, &entries, &v.token, Some(entry_body("a"))).await;
+    let (st, res) = post_entry(&c, &v, "a").await;
     assert_eq!(st, 201, "{res}");
 
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
+    pop.configure("backup", &Opts::default());
     v.sighup();
     wait_role_raw(&mut conn, "backup");
 
@@ -87,7 +78,7 @@ async fn primary_demoted_to_backup_refuses_writes() {
         Some(&entry_body("after")),
     );
     assert_eq!((st, code(&res)), (503, "read_only_backup"), "{res}");
-    let (st, res) = call(&c, Method::POST, &entries, &v.token, Some(entry_body("b"))).await;
+    let (st, res) = post_entry(&c, &v, "b").await;
     assert_eq!((st, code(&res)), (503, "read_only_backup"), "{res}");
     let (st, list) = call(&c, Method::GET, &entries, &v.token, None).await;
     assert_eq!(st, 200, "{list}");
@@ -96,19 +87,8 @@ async fn primary_demoted_to_backup_refuses_writes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_reload_keeps_the_old_config_and_alerts() {
-    let ca = Ca::new("control-plane CA");
-    let cp = ControlPlane::start(&ca, CpMode::Ok);
-    let pop = Pop::new();
-    let files = CpFiles::new(&pop, &cp, &ca);
-    let good = config_yaml(
-        &pop,
-        "primary",
-        &Opts {
-            control_plane: Some(&files),
-            ..Opts::default()
-        },
-    );
-    pop.write_config(&good);
+    let (cp, files, pop) = pop_with_control_plane(CpMode::Ok);
+    let good = pop.configure("primary", &Opts::with_control_plane(&files));
     let mut v = pop.start();
     let c = plain();
 
@@ -135,14 +115,7 @@ async fn invalid_reload_keeps_the_old_config_and_alerts() {
     // Old config in force: still a primary that takes writes, still running.
     assert!(v.is_running());
     assert_eq!(health(&c, &v.url).await["role"], "primary");
-    let (st, res) = call(
-        &c,
-        Method::POST,
-        &format!("{}/v1/entries", v.url),
-        &v.token,
-        Some(entry_body("still")),
-    )
-    .await;
+    let (st, res) = post_entry(&c, &v, "still").await;
     assert_eq!(st, 201, "{res}");
     assert!(
         v.wait_stderr("config_reload_failed", Duration::from_secs(5)),
@@ -179,7 +152,7 @@ async fn invalid_reload_keeps_the_old_config_and_alerts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_rotates_the_pop_token() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
+    pop.configure("backup", &Opts::default());
     let v = pop.start();
     let c = plain();
     let passes = async |token: &str| {
@@ -196,14 +169,10 @@ async fn reload_rotates_the_pop_token() {
 
     let new = write_token(&pop.token_file);
     v.sighup();
-    let deadline = std::time::Instant::now() + RELOAD_TIMEOUT;
-    while !passes(&new).await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "new token not accepted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(RELOAD_TIMEOUT, "the new token accepted", || async {
+        passes(&new).await.then_some(()).ok_or(())
+    })
+    .await;
     assert!(!passes(&old).await, "the old token still works");
 }
 
@@ -213,36 +182,19 @@ async fn reload_swaps_certificates_for_new_connections_only() {
     let ca2 = Ca::new("POP CA 2");
     let pop = Pop::new();
     let tls = pop.write_tls(&ca1);
-    let yaml = config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    );
-    pop.write_config(&yaml);
+    let yaml = pop.configure("backup", &Opts::with_tls(&tls));
     let v = pop.start();
-    let old_client = client(Some(&ca1), Some(&ca1.leaf("calgary-01")));
+    let old_client = client(&ca1, Some(&ca1.leaf("calgary-01")));
     let (st, res) = push(&old_client, &v.url, &pop.token)
         .await
         .expect("push over CA 1");
     assert!(accepted_by_backup(st, &res), "{st} {res}");
 
     // Rotate to CA 2: new certificate, key and CA files.
-    let leaf = ca2.leaf("pop");
-    let cert2 = pop.path("replication2.crt");
-    let key2 = pop.path("replication2.key");
-    let ca2_file = pop.path("ca2.crt");
-    write_file(&cert2, &leaf.cert_pem, 0o644);
-    write_file(&key2, &leaf.key_pem, 0o600);
-    write_file(&ca2_file, &ca2.pem(), 0o644);
-    pop.write_config(
-        &yaml
-            .replace(&q(&tls.cert), &q(&cert2))
-            .replace(&q(&tls.key), &q(&key2))
-            .replace(&q(&tls.ca), &q(&ca2_file)),
-    );
+    let tls2 = pop.write_tls_as("replication2", &ca2);
+    let rotated = yaml.replace(&tls.yaml(), &tls2.yaml());
+    assert_ne!(rotated, yaml, "the config names the TLS files");
+    pop.write_config(&rotated);
     v.sighup();
     assert!(
         v.wait_stderr("configuration reloaded", RELOAD_TIMEOUT),
@@ -251,12 +203,12 @@ async fn reload_swaps_certificates_for_new_connections_only() {
     );
 
     // New connections get the new certificate and need a CA 2 client certificate.
-    let new_client = client(Some(&ca2), Some(&ca2.leaf("calgary-01")));
+    let new_client = client(&ca2, Some(&ca2.leaf("calgary-01")));
     let (st, res) = push(&new_client, &v.url, &pop.token)
         .await
         .expect("push over CA 2");
     assert!(accepted_by_backup(st, &res), "{st} {res}");
-    let fresh_old = client(Some(&ca1), Some(&ca1.leaf("calgary-01")));
+    let fresh_old = client(&ca1, Some(&ca1.leaf("calgary-01")));
     assert!(
         fresh_old
             .get(format!("{}/healthz", v.url))
@@ -276,18 +228,10 @@ async fn reload_swaps_certificates_for_new_connections_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_cannot_turn_tls_on() {
     let pop = Pop::new();
-    let plain_yaml = config_yaml(&pop, "primary", &Opts::default());
-    pop.write_config(&plain_yaml);
+    pop.configure("primary", &Opts::default());
     let mut v = pop.start();
     let tls = pop.write_tls(&Ca::new("POP CA"));
-    pop.write_config(&config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("backup", &Opts::with_tls(&tls));
     v.sighup();
     assert!(
         v.wait_stderr("needs a restart", RELOAD_TIMEOUT),
@@ -301,21 +245,15 @@ async fn reload_cannot_turn_tls_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn heartbeats_follow_a_reload() {
-    let ca = Ca::new("control-plane CA");
-    let cp = ControlPlane::start(&ca, CpMode::Ok);
-    let pop = Pop::new();
-    let files = CpFiles::new(&pop, &cp, &ca);
-    let opts = Opts {
-        control_plane: Some(&files),
-        ..Opts::default()
-    };
-    pop.write_config(&config_yaml(&pop, "primary", &opts));
+    let (cp, files, pop) = pop_with_control_plane(CpMode::Ok);
+    let opts = Opts::with_control_plane(&files);
+    pop.configure("primary", &opts);
     let v = pop.start();
     cp.wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |r| {
         r.body["role"] == "primary" && r.body["pop_id"] == "calgary-01"
     })
     .await;
-    pop.write_config(&config_yaml(&pop, "backup", &opts));
+    pop.configure("backup", &opts);
     v.sighup();
     cp.wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |r| {
         r.body["role"] == "backup" && r.body["pop_id"] == "zurich-01"

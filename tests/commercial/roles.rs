@@ -10,16 +10,9 @@ async fn backup_refuses_client_writes_and_serves_reads() {
     let c = plain();
 
     // As a primary: create an entry and an agent to aim the backup's writes at.
-    pop.write_config(&config_yaml(&pop, "primary", &Opts::default()));
+    pop.configure("primary", &Opts::default());
     let mut v = pop.start();
-    let (st, created) = call(
-        &c,
-        Method::POST,
-        &format!("{}/v1/entries", v.url),
-        &v.token,
-        Some(entry_body("github")),
-    )
-    .await;
+    let (st, created) = post_entry(&c, &v, "github").await;
     assert_eq!(st, 201, "{created}");
     let entry = created["id"].as_str().expect("entry id").to_owned();
     let (st, agent) = call(
@@ -27,7 +20,7 @@ async fn backup_refuses_client_writes_and_serves_reads() {
         Method::POST,
         &format!("{}/v1/agents", v.url),
         &v.token,
-        Some(serde_json::json!({"name": "ci", "scopes": ["deploy"]})),
+        Some(&serde_json::json!({"name": "ci", "scopes": ["deploy"]})),
     )
     .await;
     assert_eq!(st, 201, "{agent}");
@@ -36,7 +29,7 @@ async fn backup_refuses_client_writes_and_serves_reads() {
     drop(v);
 
     // The same vault as a backup.
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
+    pop.configure("backup", &Opts::default());
     let v = pop.start();
     assert_eq!(health(&c, &v.url).await["role"], "backup");
     let u = &v.url;
@@ -60,7 +53,7 @@ async fn backup_refuses_client_writes_and_serves_reads() {
         (Method::DELETE, format!("{u}/v1/agents/{agent}"), None),
     ];
     for (m, url, body) in writes {
-        let (st, res) = call(&c, m.clone(), &url, &v.token, body).await;
+        let (st, res) = call(&c, m.clone(), &url, &v.token, body.as_ref()).await;
         assert_eq!(st, 503, "{m} {url}: {res}");
         assert_eq!(code(&res), "read_only_backup", "{m} {url}: {res}");
         assert!(
@@ -104,16 +97,9 @@ async fn backup_refuses_client_writes_and_serves_reads() {
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_accepts_client_writes() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "primary", &Opts::default()));
+    pop.configure("primary", &Opts::default());
     let v = pop.start();
     let c = plain();
-    let (st, res) = call(
-        &c,
-        Method::POST,
-        &format!("{}/v1/entries", v.url),
-        &v.token,
-        Some(entry_body("a")),
-    )
-    .await;
+    let (st, res) = post_entry(&c, &v, "a").await;
     assert_eq!(st, 201, "{res}");
 }

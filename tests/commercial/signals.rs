@@ -6,7 +6,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_plain_pop() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "primary", &Opts::default()));
+    pop.configure("primary", &Opts::default());
     let mut v = pop.start();
     // An idle keep-alive connection stays open during the stop.
     let c = plain();
@@ -19,16 +19,9 @@ async fn sigterm_tls_pop() {
     let ca = Ca::new("POP CA");
     let pop = Pop::new();
     let tls = pop.write_tls(&ca);
-    pop.write_config(&config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("backup", &Opts::with_tls(&tls));
     let mut v = pop.start();
-    let c = client(Some(&ca), Some(&ca.leaf("calgary-01")));
+    let c = client(&ca, Some(&ca.leaf("calgary-01")));
     assert_eq!(health(&c, &v.url).await["role"], "backup");
     v.stop(Duration::from_secs(1));
 }
@@ -36,7 +29,7 @@ async fn sigterm_tls_pop() {
 #[test]
 fn sigterm_right_after_start() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
+    pop.configure("backup", &Opts::default());
     let mut v = pop.start();
     v.stop(Duration::from_secs(1));
 }

@@ -2,47 +2,57 @@
 
 use crate::helpers::*;
 
-fn starting_line() -> String {
-    format!("Starting Clavitor Vault v{VERSION} - Commercial Edition")
+/// Asserts exactly three start-up lines: the edition banner, `role_line`, and `listening on`
+/// a `scheme`://127.0.0.1 URL.
+#[track_caller]
+fn assert_startup_lines(v: &Vault, role_line: &str, scheme: &str) {
+    assert_eq!(
+        v.stdout_lines,
+        [
+            format!("Starting Clavitor Vault v{VERSION} - Commercial Edition"),
+            role_line.to_owned(),
+            format!("listening on {}", v.url),
+        ]
+    );
+    assert!(
+        v.url.starts_with(&format!("{scheme}://127.0.0.1:")),
+        "{:?}",
+        v.stdout_lines
+    );
 }
+
+/// Asserts /healthz (through `c`) says ok, commercial, `role`.
+async fn assert_health(c: &reqwest::Client, v: &Vault, role: &str) {
+    let h = health(c, &v.url).await;
+    assert_eq!(
+        (&h["status"], &h["edition"], &h["role"]),
+        (&"ok".into(), &"commercial".into(), &role.into()),
+        "{h}"
+    );
+}
+
+const PRIMARY_LINE: &str = "Commercial edition: primary POP, replicating to zurich-01";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_startup_lines_and_health() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "primary", &Opts::default()));
+    pop.configure("primary", &Opts::default());
     let v = pop.start();
-    assert_eq!(v.stdout_lines.len(), 3, "{:?}", v.stdout_lines);
-    assert_eq!(v.stdout_lines[0], starting_line());
-    assert_eq!(
-        v.stdout_lines[1],
-        "Commercial edition: primary POP, replicating to zurich-01"
-    );
-    assert!(
-        v.stdout_lines[2].starts_with("listening on http://127.0.0.1:"),
-        "{:?}",
-        v.stdout_lines
-    );
-    let h = health(&plain(), &v.url).await;
-    assert_eq!(h["status"], "ok");
-    assert_eq!(h["edition"], "commercial");
-    assert_eq!(h["role"], "primary");
+    assert_startup_lines(&v, PRIMARY_LINE, "http");
+    assert_health(&plain(), &v, "primary").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_startup_lines_and_health() {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
+    pop.configure("backup", &Opts::default());
     let v = pop.start();
-    assert_eq!(v.stdout_lines.len(), 3, "{:?}", v.stdout_lines);
-    assert_eq!(v.stdout_lines[0], starting_line());
-    assert_eq!(
-        v.stdout_lines[1],
-        "Commercial edition: backup POP, accepting replication from primary"
+    assert_startup_lines(
+        &v,
+        "Commercial edition: backup POP, accepting replication from primary",
+        "http",
     );
-    assert!(v.stdout_lines[2].starts_with("listening on http://127.0.0.1:"));
-    let h = health(&plain(), &v.url).await;
-    assert_eq!(h["edition"], "commercial");
-    assert_eq!(h["role"], "backup");
+    assert_health(&plain(), &v, "backup").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,30 +60,11 @@ async fn mtls_config_serves_https() {
     let pop = Pop::new();
     let ca = Ca::new("POP CA");
     let tls = pop.write_tls(&ca);
-    pop.write_config(&config_yaml(
-        &pop,
-        "primary",
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("primary", &Opts::with_tls(&tls));
     let v = pop.start();
-    assert_eq!(v.stdout_lines.len(), 3, "{:?}", v.stdout_lines);
-    assert_eq!(v.stdout_lines[0], starting_line());
-    assert_eq!(
-        v.stdout_lines[1],
-        "Commercial edition: primary POP, replicating to zurich-01"
-    );
-    assert!(
-        v.url.starts_with("https://127.0.0.1:"),
-        "{:?}",
-        v.stdout_lines
-    );
+    assert_startup_lines(&v, PRIMARY_LINE, "https");
     // A client that trusts the POP CA reaches it without a client certificate.
-    let h = health(&client(Some(&ca), None), &v.url).await;
-    assert_eq!(h["edition"], "commercial");
-    assert_eq!(h["role"], "primary");
+    assert_health(&client(&ca, None), &v, "primary").await;
     // Plain HTTP on the TLS port does not get an answer.
     let http = v.url.replacen("https://", "http://", 1);
     assert!(plain().get(format!("{http}/healthz")).send().await.is_err());

@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 /// A backup POP on plain HTTP, holding at most `cap` scanner connections.
 fn start(cap: usize) -> (Pop, Vault) {
     let pop = Pop::new();
-    pop.write_config(&config_yaml(&pop, "backup", &Opts::default()));
-    let mut args = pop.serve_args();
-    args.extend(["--tarpit-cap".to_owned(), cap.to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let v =
-        Vault::spawn(&args, &pop.data).unwrap_or_else(|f| panic!("serve did not start: {f:#?}"));
+    pop.configure("backup", &Opts::default());
+    let v = Vault::start(
+        pop.serve_cmd().args(["--tarpit-cap", &cap.to_string()]),
+        &pop.data,
+    );
     (pop, v)
 }
 
@@ -105,10 +104,7 @@ fn past_the_cap_a_plain_404_at_once_and_one_alert_per_burst() {
             "plain 404 body expected: {text}"
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !v.stderr().contains("tarpit_saturated") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    v.wait_stderr("tarpit_saturated", Duration::from_secs(3));
     assert_eq!(
         v.stderr().matches("alert=\"tarpit_saturated\"").count(),
         1,
@@ -124,31 +120,13 @@ fn sigterm_with_held_connections_exits_zero_within_a_second() {
         .map(|i| connect(&v.url, &format!("GET /scan/{i}")))
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    let started = Instant::now();
-    v.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = v.wait_timeout(Duration::from_secs(3)).expect("exited");
-    assert!(status.success(), "{status:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    v.stop(Duration::from_secs(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn telemetry_reports_metrics_periodically() {
-    let ca = Ca::new("control-plane CA");
-    let cp = ControlPlane::start(&ca, CpMode::Ok);
-    let pop = Pop::new();
-    let files = CpFiles::new(&pop, &cp, &ca);
-    let mut yaml = config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            control_plane: Some(&files),
-            ..Opts::default()
-        },
-    );
+    let (cp, files, pop) = pop_with_control_plane(CpMode::Ok);
+    let mut yaml = config_yaml(&pop, "backup", &Opts::with_control_plane(&files));
     yaml.push_str("  telemetry_interval: 1\n");
     pop.write_config(&yaml);
     let v = pop.start();

@@ -8,9 +8,7 @@ use std::path::Path;
 /// `keys`, each of `also`, and a `Fix:`; and that no data dir was created.
 #[track_caller]
 fn refused(pop: &Pop, keys: &[&str], also: &[&str]) -> String {
-    let args = pop.serve_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = clavitor(&args);
+    let out = run(&mut pop.serve_cmd());
     assert!(
         !out.status.success() && out.status.code().is_some(),
         "expected a non-zero exit: {out}"
@@ -42,6 +40,24 @@ fn primary(pop: &Pop) -> String {
     config_yaml(pop, "primary", &Opts::default())
 }
 
+/// A fresh POP whose config is `base` with `from` replaced by `to`: refused, naming `keys` and
+/// `also` (see [`refused`]). Returns the stderr.
+#[track_caller]
+fn refused_edit(
+    base: fn(&Pop) -> String,
+    from: &str,
+    to: &str,
+    keys: &[&str],
+    also: &[&str],
+) -> String {
+    let pop = Pop::new();
+    let good = base(&pop);
+    let y = good.replace(from, to);
+    assert_ne!(y, good, "{from:?} is not in the config");
+    pop.write_config(&y);
+    refused(&pop, keys, also)
+}
+
 #[test]
 fn missing_file() {
     let pop = Pop::new();
@@ -58,10 +74,13 @@ fn unknown_key() {
 
 #[test]
 fn unknown_nested_key() {
-    let pop = Pop::new();
-    let y = backup(&pop).replace("auth:\n", "auth:\n  tokenfile: \"x\"\n");
-    pop.write_config(&y);
-    let err = refused(&pop, &["tokenfile"], &["token_file"]);
+    let err = refused_edit(
+        backup,
+        "auth:\n",
+        "auth:\n  tokenfile: \"x\"\n",
+        &["tokenfile"],
+        &["token_file"],
+    );
     // The fix must not claim that only the top-level keys are allowed inside auth.
     let fix = &err[err.find("Fix:").unwrap()..];
     assert!(!fix.contains("the keys allowed are pop_id"), "{err}");
@@ -69,40 +88,57 @@ fn unknown_nested_key() {
 
 #[test]
 fn misspelled_role() {
-    let pop = Pop::new();
-    pop.write_config(&backup(&pop).replace("role: \"backup\"", "role: \"primari\""));
-    refused(&pop, &["role"], &["primari"]);
+    refused_edit(
+        backup,
+        "role: \"backup\"",
+        "role: \"primari\"",
+        &["role"],
+        &["primari"],
+    );
 }
 
 #[test]
 fn primary_without_backup_pop() {
-    let pop = Pop::new();
-    pop.write_config(&backup(&pop).replace("role: \"backup\"", "role: \"primary\""));
-    refused(&pop, &["backup_pop"], &[]);
+    refused_edit(
+        backup,
+        "role: \"backup\"",
+        "role: \"primary\"",
+        &["backup_pop"],
+        &[],
+    );
 }
 
 #[test]
 fn primary_without_backup_url() {
-    let pop = Pop::new();
-    let y = primary(&pop).replace("  url: \"https://zurich-01.example.com\"\n", "");
-    assert!(!y.contains("url:"), "{y}");
-    pop.write_config(&y);
-    refused(&pop, &["backup_pop.url"], &[]);
+    refused_edit(
+        primary,
+        "  url: \"https://zurich-01.example.com\"\n",
+        "",
+        &["backup_pop.url"],
+        &[],
+    );
 }
 
 #[test]
 fn plain_http_backup_url() {
-    let pop = Pop::new();
-    pop.write_config(&primary(&pop).replace("https://zurich", "http://zurich"));
-    refused(&pop, &["backup_pop.url"], &["https://"]);
+    refused_edit(
+        primary,
+        "https://zurich",
+        "http://zurich",
+        &["backup_pop.url"],
+        &["https://"],
+    );
 }
 
 #[test]
 fn backup_with_backup_pop_is_a_cascade() {
-    let pop = Pop::new();
-    let y = primary(&pop).replace("role: \"primary\"", "role: \"backup\"");
-    pop.write_config(&y);
-    refused(&pop, &["backup_pop"], &["cascade"]);
+    refused_edit(
+        primary,
+        "role: \"primary\"",
+        "role: \"backup\"",
+        &["backup_pop"],
+        &["cascade"],
+    );
 }
 
 #[test]
@@ -151,45 +187,45 @@ fn token_file_same_as_mtls_key_as_in_the_spec_example() {
     assert!(err.contains(tls.key.to_str().unwrap()), "{err}");
 }
 
+/// A backup whose `auth` names only the mTLS files in `lines` (from a real certificate set):
+/// refused, naming `missing`.
+#[track_caller]
+fn partial_mtls_refused(lines: fn(&TlsFiles) -> [(&str, &Path); 2], missing: &str) {
+    let pop = Pop::new();
+    let tls = pop.write_tls(&Ca::new("test CA"));
+    let auth: String = lines(&tls)
+        .iter()
+        .map(|(key, path)| format!("  {key}: {}\n", q(path)))
+        .collect();
+    pop.write_config(&backup(&pop).replace("auth:\n", &format!("auth:\n{auth}")));
+    refused(&pop, &[missing], &[]);
+}
+
 #[test]
 fn mtls_cert_without_key() {
-    let pop = Pop::new();
-    let ca = Ca::new("test CA");
-    let tls = pop.write_tls(&ca);
-    let y = backup(&pop).replace(
-        "auth:\n",
-        &format!(
-            "auth:\n  mtls_cert: {}\n  mtls_ca: {}\n",
-            q(&tls.cert),
-            q(&tls.ca)
-        ),
+    partial_mtls_refused(
+        |t| [("mtls_cert", &t.cert), ("mtls_ca", &t.ca)],
+        "auth.mtls_key",
     );
-    pop.write_config(&y);
-    refused(&pop, &["auth.mtls_key"], &[]);
 }
 
 #[test]
 fn mtls_without_ca() {
-    let pop = Pop::new();
-    let ca = Ca::new("test CA");
-    let tls = pop.write_tls(&ca);
-    let y = backup(&pop).replace(
-        "auth:\n",
-        &format!(
-            "auth:\n  mtls_cert: {}\n  mtls_key: {}\n",
-            q(&tls.cert),
-            q(&tls.key)
-        ),
+    partial_mtls_refused(
+        |t| [("mtls_cert", &t.cert), ("mtls_key", &t.key)],
+        "auth.mtls_ca",
     );
-    pop.write_config(&y);
-    refused(&pop, &["auth.mtls_ca"], &[]);
 }
 
 #[test]
 fn batch_size_over_100() {
-    let pop = Pop::new();
-    pop.write_config(&backup(&pop).replace("batch_size: 100", "batch_size: 101"));
-    refused(&pop, &["replication.batch_size"], &["101"]);
+    refused_edit(
+        backup,
+        "batch_size: 100",
+        "batch_size: 101",
+        &["replication.batch_size"],
+        &["101"],
+    );
 }
 
 #[test]
@@ -227,7 +263,7 @@ fn three_problems_reported_at_once() {
 fn the_baseline_configs_are_valid() {
     for role in ["primary", "backup"] {
         let pop = Pop::new();
-        pop.write_config(&config_yaml(&pop, role, &Opts::default()));
+        pop.configure(role, &Opts::default());
         let v = pop.start();
         assert!(v.url.starts_with("http://127.0.0.1:"), "{}", v.url);
         assert!(Path::new(&pop.data).join("vault.db").exists());
@@ -243,14 +279,7 @@ fn mtls_key_readable_by_others() {
         std::os::unix::fs::PermissionsExt::from_mode(0o640),
     )
     .unwrap();
-    pop.write_config(&config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("backup", &Opts::with_tls(&tls));
     let chmod = format!("chmod 600 {}", tls.key.display());
     refused(&pop, &["auth.mtls_key"], &[&chmod]);
 }
@@ -261,14 +290,7 @@ fn mtls_key_of_another_certificate() {
     let ca = Ca::new("test CA");
     let tls = pop.write_tls(&ca);
     write_file(&tls.key, &ca.leaf("other").key_pem, 0o600);
-    pop.write_config(&config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("backup", &Opts::with_tls(&tls));
     refused(&pop, &["auth.mtls_cert", "auth.mtls_key"], &[]);
 }
 
@@ -277,14 +299,7 @@ fn mtls_ca_not_a_certificate() {
     let pop = Pop::new();
     let tls = pop.write_tls(&Ca::new("test CA"));
     write_file(&tls.ca, "not a certificate\n", 0o644);
-    pop.write_config(&config_yaml(
-        &pop,
-        "backup",
-        &Opts {
-            tls: Some(&tls),
-            ..Opts::default()
-        },
-    ));
+    pop.configure("backup", &Opts::with_tls(&tls));
     refused(&pop, &["auth.mtls_ca"], &[]);
 }
 

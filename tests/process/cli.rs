@@ -1,11 +1,12 @@
 //! The CLI's own contract: version line, exit codes, `init`, token files.
 
-use crate::helpers::{Scratch, Server, VERSION, chmod, clavitor, init, mode};
+use crate::helpers::Scratch;
+use crate::helpers::{Output, VERSION, chmod, clavitor, command, init, mode, run, serve};
 use std::net::TcpListener;
 
 #[test]
 fn version_names_the_edition() {
-    let out = clavitor(&["--version"], &[]).ok();
+    let out = clavitor(&["--version"]).ok();
     assert_eq!(
         out.stdout.trim_end(),
         format!("clavitor {VERSION} (community)")
@@ -21,12 +22,9 @@ fn usage_errors_exit_2() {
         &["run", "--server", "http://127.0.0.1:1"],
         &["entry", "add"],
     ] {
-        let out = clavitor(args, &[]);
-        assert_eq!(out.code(), Some(2), "clavitor {args:?}: {out}");
-        assert!(
-            !out.stderr.is_empty(),
-            "clavitor {args:?} explains itself: {out}"
-        );
+        let out = clavitor(args);
+        assert_eq!(out.code(), Some(2), "{out}");
+        assert!(!out.stderr.is_empty(), "explains itself: {out}");
     }
 }
 
@@ -38,78 +36,70 @@ fn dead_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// Asserts `out` is a client error: exit 1, with `needle` in the message.
+#[track_caller]
+fn exit_1_saying(out: &Output, needle: &str) {
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr.contains(needle),
+        "stderr lacks {needle:?}: {out}"
+    );
+}
+
 #[test]
 fn client_errors_exit_1_with_a_message() {
     let tmp = Scratch::new();
     // Server not running.
-    let out = clavitor(
-        &["entry", "list", "--server", &dead_url()],
-        &[("CLAVITOR_TOKEN", "clv_whatever")],
-    );
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("cannot connect"), "{out}");
+    let out =
+        run(command(&["entry", "list", "--server", &dead_url()])
+            .env("CLAVITOR_TOKEN", "clv_whatever"));
+    exit_1_saying(&out, "cannot connect");
     assert!(out.stdout.is_empty(), "{out}");
 
-    // No token anywhere.
+    // No token anywhere: says how to give one.
     let none = tmp.path().join("nothing-here");
-    let out = clavitor(
-        &[
-            "entry",
-            "list",
-            "--server",
-            &dead_url(),
-            "--data-dir",
-            none.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(
-        out.stderr.contains("--token-file"),
-        "tells how to give a token: {out}"
-    );
+    let out = clavitor(&[
+        "entry",
+        "list",
+        "--server",
+        &dead_url(),
+        "--data-dir",
+        none.to_str().unwrap(),
+    ]);
+    exit_1_saying(&out, "--token-file");
 
-    // Unknown entry and a bad token, against a live server.
-    let server = Server::start(&tmp.data());
-    let tok = [("CLAVITOR_TOKEN", server.token.as_str())];
-    let out = clavitor(
-        &["entry", "get", "no-such-entry", "--server", &server.url],
-        &tok,
-    );
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("no-such-entry"), "{out}");
-    let out = clavitor(
-        &[
-            "read",
-            "clavitor://00000000-0000-4000-8000-000000000000/password",
-            "--server",
-            &server.url,
-        ],
-        &tok,
-    );
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("404"), "{out}");
-    let out = clavitor(
-        &["entry", "list", "--server", &server.url],
-        &[("CLAVITOR_TOKEN", "clv_not_a_real_token")],
-    );
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("401"), "{out}");
-    // Malformed input the server rejects.
-    let out = clavitor(
-        &[
-            "entry",
-            "add",
-            "x",
-            "--field",
-            "k:nonsense=v",
-            "--server",
-            &server.url,
-        ],
-        &tok,
-    );
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("400"), "{out}");
+    // Against a live server: an unknown entry, an unknown id, a bad token, malformed input.
+    let server = serve(&tmp.data());
+    let url = server.url.as_str();
+    let read = "clavitor://00000000-0000-4000-8000-000000000000/password";
+    for (args, token, needle) in [
+        (
+            &["entry", "get", "no-such-entry", "--server", url][..],
+            server.token.as_str(),
+            "no-such-entry",
+        ),
+        (&["read", read, "--server", url], &server.token, "404"),
+        (
+            &["entry", "list", "--server", url],
+            "clv_not_a_real_token",
+            "401",
+        ),
+        (
+            &[
+                "entry",
+                "add",
+                "x",
+                "--field",
+                "k:nonsense=v",
+                "--server",
+                url,
+            ],
+            &server.token,
+            "400",
+        ),
+    ] {
+        exit_1_saying(&run(command(args).env("CLAVITOR_TOKEN", token)), needle);
+    }
 }
 
 #[test]
@@ -117,7 +107,7 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
     let tmp = Scratch::new();
     let data = tmp.data();
     let d = data.to_str().unwrap();
-    let out = clavitor(&["init", "--data-dir", d, "--json"], &[]).ok();
+    let out = clavitor(&["init", "--data-dir", d, "--json"]).ok();
     let v = out.json();
     let token = v["owner_token"].as_str().unwrap_or_else(|| panic!("{out}"));
     assert!(token.starts_with("clv_"), "{out}");
@@ -136,9 +126,8 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
     );
     let key_before = std::fs::read(data.join("master.key")).unwrap();
 
-    let again = clavitor(&["init", "--data-dir", d, "--json"], &[]);
-    assert_eq!(again.code(), Some(1), "{again}");
-    assert!(again.stderr.contains("refusing to overwrite"), "{again}");
+    let again = clavitor(&["init", "--data-dir", d, "--json"]);
+    exit_1_saying(&again, "refusing to overwrite");
     assert!(
         again.stdout.is_empty(),
         "no token on a refused init: {again}"
@@ -151,13 +140,12 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
 
     // Text mode shows the token too, and the server started on that dir accepts it.
     let other = tmp.path().join("text");
-    let out = clavitor(&["init", "--data-dir", other.to_str().unwrap()], &[]).ok();
-    let server = Server::start(&data);
+    let out = clavitor(&["init", "--data-dir", other.to_str().unwrap()]).ok();
+    let server = serve(&data);
     assert_eq!(server.token, token);
     assert!(out.stdout.contains("clv_"), "{out}");
-    let list = clavitor(
-        &["entry", "list", "--json", "--server", &server.url],
-        &[("CLAVITOR_TOKEN", token)],
+    let list = run(
+        command(&["entry", "list", "--json", "--server", &server.url]).env("CLAVITOR_TOKEN", token),
     )
     .ok();
     assert_eq!(list.json()["entries"], serde_json::json!([]));
@@ -167,25 +155,22 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
 fn token_files_must_be_private() {
     let tmp = Scratch::new();
     let token = init(&tmp.data());
-    let server = Server::start(&tmp.data());
+    let server = serve(&tmp.data());
     let tf = tmp.path().join("token");
     std::fs::write(&tf, format!("{token}\n")).unwrap();
     chmod(&tf, 0o644);
     let tfs = tf.to_str().unwrap();
+    let list = [
+        "entry",
+        "list",
+        "--server",
+        &server.url,
+        "--token-file",
+        tfs,
+    ];
 
-    let out = clavitor(
-        &[
-            "entry",
-            "list",
-            "--server",
-            &server.url,
-            "--token-file",
-            tfs,
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("chmod 600"), "{out}");
+    let out = clavitor(&list);
+    exit_1_saying(&out, "chmod 600");
     assert!(out.stderr.contains(tfs), "names the file: {out}");
     assert!(
         !out.stderr.contains(&token),
@@ -193,16 +178,5 @@ fn token_files_must_be_private() {
     );
 
     chmod(&tf, 0o600);
-    clavitor(
-        &[
-            "entry",
-            "list",
-            "--server",
-            &server.url,
-            "--token-file",
-            tfs,
-        ],
-        &[],
-    )
-    .ok();
+    clavitor(&list).ok();
 }

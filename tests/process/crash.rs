@@ -1,7 +1,7 @@
 //! Crash durability: SIGKILL under concurrent write load never loses an acknowledged write
 //! and never leaves a partial entry.
 
-use crate::helpers::{Load, Scratch, Server, jitter, runtime, verify_all, verify_listing};
+use crate::helpers::{Load, Scratch, jitter, runtime, serve, verify_all, verify_listing};
 use std::time::Duration;
 
 const ROUNDS: usize = 5;
@@ -13,7 +13,7 @@ fn sigkill_under_write_load_loses_no_acknowledged_write() {
     let rt = runtime();
     let mut all = Vec::new();
     for round in 0..ROUNDS {
-        let mut server = Server::start(&tmp.data());
+        let mut server = serve(&tmp.data());
         let api = server.api();
 
         // Whatever survived the previous crash is still there, whole.
@@ -23,7 +23,7 @@ fn sigkill_under_write_load_loses_no_acknowledged_write() {
         load.wait_for(1, Duration::from_secs(10));
         let after = jitter(200, 800);
         std::thread::sleep(Duration::from_millis(after));
-        server.crash();
+        server.kill9();
         let acked = load.finish(&rt);
         eprintln!(
             "round {round}: killed after {after} ms with {} acknowledged writes ({listed} entries before)",
@@ -32,7 +32,7 @@ fn sigkill_under_write_load_loses_no_acknowledged_write() {
         assert!(!acked.is_empty());
 
         // Restart on the same data dir: every acknowledged write of this round reads back.
-        let server = Server::start(&tmp.data());
+        let server = serve(&tmp.data());
         let api = server.api();
         verify_all(&rt, &api, &acked, WRITERS);
         all.extend(acked);
@@ -47,7 +47,7 @@ fn sigkill_under_write_load_loses_no_acknowledged_write() {
     }
 
     // A last full pass over everything acknowledged across all rounds.
-    let server = Server::start(&tmp.data());
+    let server = serve(&tmp.data());
     let api = server.api();
     verify_listing(&rt, &api, &all);
     verify_all(&rt, &api, &all, WRITERS);

@@ -1,11 +1,11 @@
 //! The Community binary: no Commercial code or strings in it, and Community behaviour on the wire.
 
-use crate::helpers::{BIN, Scratch, Server, runtime};
+use crate::helpers::{Scratch, bin, runtime, serve};
 use std::time::{Duration, Instant};
 
 #[test]
 fn the_community_binary_holds_no_commercial_code_or_strings() {
-    let bin = std::fs::read(BIN).expect("read the clavitor binary");
+    let bin = std::fs::read(bin()).expect("read the clavitor binary");
     // Lossy text keeps every ASCII run intact, and `str::contains` is fast even here.
     let text = String::from_utf8_lossy(&bin);
     for needle in [
@@ -28,7 +28,7 @@ fn the_community_binary_holds_no_commercial_code_or_strings() {
 #[test]
 fn health_says_community_and_unknown_paths_get_a_plain_404() {
     let tmp = Scratch::new();
-    let server = Server::start(&tmp.data());
+    let server = serve(&tmp.data());
     let rt = runtime();
     rt.block_on(async {
         let http = reqwest::Client::builder()

@@ -1,330 +1,31 @@
-//! Running the real `clavitor` binary: a `serve` child that is killed on drop, a bounded
-//! one-shot CLI runner, and a small async HTTP client for load.
+//! The process suite's own helpers: `serve` on a scratch data dir, and a small async HTTP
+//! client for load and verification. Child processes come from `tests/common`.
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+pub use crate::common::files::{chmod, mode};
+use crate::common::poll::wait_until;
+pub use crate::common::process::{Output, VERSION, Vault, bin, clavitor, command, run};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_clavitor");
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// How long `serve` may take to print its `listening on` line.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a one-shot CLI command may run.
-const CLI_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A `clavitor` command with a clean environment: no client settings leak in from the
-/// developer's shell.
-fn command(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("CLAVITOR_TOKEN")
-        .env_remove("CLAVITOR_SERVER")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+/// `clavitor serve --data-dir DIR --listen 127.0.0.1:0`.
+pub fn serve_cmd(data_dir: &Path) -> Command {
+    let dir = data_dir.to_str().expect("UTF-8 temp path");
+    command(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
 }
 
-/// Reads a pipe to the end on a thread; the result arrives on the returned channel.
-fn drain(mut r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-    });
-    rx
+/// `serve` on `data_dir`, up and listening (panics otherwise).
+#[track_caller]
+pub fn serve(data_dir: &Path) -> Vault {
+    Vault::start(&mut serve_cmd(data_dir), data_dir)
 }
 
-/// Polls `child` until it exits or `timeout` passes.
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait on the child") {
-            return Some(st);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-#[derive(Debug)]
-pub struct CliOutput {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl CliOutput {
-    pub fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    /// Panics with both streams unless the command exited 0.
-    #[track_caller]
-    pub fn ok(self) -> Self {
-        assert!(self.status.success(), "expected success, got {self}");
-        self
-    }
-
-    /// The stdout parsed as JSON.
-    #[track_caller]
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self}"))
-    }
-}
-
-impl std::fmt::Display for CliOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `clavitor ARGS` to completion (bounded) in `cwd` (default: this process's).
-pub fn clavitor_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-    let mut child = command(cwd, args, env)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-    let out = drain(child.stdout.take().expect("piped stdout"));
-    let err = drain(child.stderr.take().expect("piped stderr"));
-    let Some(status) = wait_child(&mut child, CLI_TIMEOUT) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("clavitor {args:?} did not finish within {CLI_TIMEOUT:?}");
-    };
-    let grab =
-        |rx: mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    CliOutput {
-        status,
-        stdout: grab(out),
-        stderr: grab(err),
-    }
-}
-
-/// Runs `clavitor ARGS` with extra environment variables.
-pub fn clavitor(args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-    clavitor_in(None, args, env)
-}
-
-/// A running `clavitor serve`. Killed (SIGKILL) and reaped on drop unless it already exited.
-pub struct Server {
-    pub url: String,
-    /// Every stdout line up to and including `listening on ...`.
-    pub stdout_lines: Vec<String>,
-    pub token: String,
-    child: Child,
-    exited: Option<ExitStatus>,
-    stderr: Arc<Mutex<String>>,
-}
-
-/// Why `serve` did not come up.
-#[derive(Debug)]
-pub struct StartFailure {
-    pub status: Option<ExitStatus>,
-    pub stdout_lines: Vec<String>,
-    pub stderr: String,
-}
-
-impl Server {
-    /// `clavitor serve --data-dir DIR --listen 127.0.0.1:0`.
-    #[track_caller]
-    pub fn start(data_dir: &Path) -> Self {
-        let dir = data_dir.to_str().expect("UTF-8 temp path");
-        Self::spawn(
-            None,
-            &["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"],
-            data_dir,
-        )
-        .unwrap_or_else(|f| panic!("serve did not start: {f:#?}"))
-    }
-
-    /// Starts `clavitor ARGS` in `cwd` and waits for `listening on http://...`; `data_dir` is
-    /// where the owner token is read from afterwards.
-    pub fn spawn(cwd: Option<&Path>, args: &[&str], data_dir: &Path) -> Result<Self, StartFailure> {
-        Self::spawn_as(cwd, args, data_dir, None)
-    }
-
-    /// Like [`Server::spawn`], optionally as another user (`uid`, used as gid too; needs root).
-    pub fn spawn_as(
-        cwd: Option<&Path>,
-        args: &[&str],
-        data_dir: &Path,
-        uid: Option<u32>,
-    ) -> Result<Self, StartFailure> {
-        let mut cmd = command(cwd, args, &[]);
-        if let Some(id) = uid {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(id).gid(id);
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let sink = stderr.clone();
-            let pipe = child.stderr.take().expect("piped stderr");
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel::<String>();
-        let pipe = child.stdout.take().expect("piped stdout");
-        thread::spawn(move || {
-            // Keeps reading after start-up so the child never blocks on a full pipe.
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut lines = Vec::new();
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left.min(Duration::from_millis(50))) {
-                Ok(line) => {
-                    let url = line.strip_prefix("listening on ").map(str::to_owned);
-                    lines.push(line);
-                    if let Some(u) = url {
-                        break u;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) if left > Duration::ZERO => {
-                    if let Some(st) = child.try_wait().expect("try_wait") {
-                        // Exited: collect what is left of its output.
-                        while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-                            lines.push(l);
-                        }
-                        return Err(StartFailure {
-                            status: Some(st),
-                            stdout_lines: lines,
-                            stderr: settle(&stderr),
-                        });
-                    }
-                }
-                Err(e) => {
-                    // Stdout closed: the child is exiting. Otherwise it never became ready.
-                    let grace = match e {
-                        mpsc::RecvTimeoutError::Disconnected => Duration::from_secs(5),
-                        mpsc::RecvTimeoutError::Timeout => Duration::ZERO,
-                    };
-                    let st = wait_child(&mut child, grace);
-                    if st.is_none() {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                    }
-                    return Err(StartFailure {
-                        status: st,
-                        stdout_lines: lines,
-                        stderr: settle(&stderr),
-                    });
-                }
-            }
-        };
-        let token = std::fs::read_to_string(data_dir.join("owner.token"))
-            .map(|t| t.trim().to_owned())
-            .unwrap_or_default();
-        Ok(Self {
-            url,
-            stdout_lines: lines,
-            token,
-            child,
-            exited: None,
-            stderr,
-        })
-    }
-
-    pub fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"))
-    }
-
-    pub fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap_or_else(|e| panic!("cannot send {sig} to the server: {e}"));
-    }
-
-    pub fn sigterm(&self) {
-        self.signal(Signal::SIGTERM);
-    }
-
-    pub fn sigkill(&self) {
-        self.signal(Signal::SIGKILL);
-    }
-
-    /// Waits (bounded) for the process to exit; `None` if it is still running.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.exited.is_none() {
-            self.exited = wait_child(&mut self.child, timeout);
-        }
-        self.exited
-    }
-
-    /// SIGKILL, then reap; returns the exit status (a signal death).
-    pub fn crash(&mut self) -> ExitStatus {
-        self.sigkill();
-        let st = self
-            .wait_timeout(Duration::from_secs(5))
-            .expect("a SIGKILLed server is gone within 5 s");
-        assert_eq!(
-            st.signal(),
-            Some(9),
-            "expected death by SIGKILL, got {st:?}"
-        );
-        st
-    }
-
-    /// Everything the server wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
+impl Vault {
     /// An async HTTP client for this server, authenticated as the owner.
     pub fn api(&self) -> Api {
         Api::new(&self.url, &self.token)
-    }
-}
-
-/// Gives the stderr reader a moment to catch the last lines of an exited child.
-fn settle(stderr: &Arc<Mutex<String>>) -> String {
-    thread::sleep(Duration::from_millis(100));
-    stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = wait_child(&mut self.child, Duration::from_secs(5));
     }
 }
 
@@ -354,30 +55,11 @@ impl Scratch {
 
 /// `clavitor init --data-dir DIR --json`, returning the owner token.
 pub fn init(data_dir: &Path) -> String {
-    let out = clavitor(
-        &["init", "--data-dir", data_dir.to_str().unwrap(), "--json"],
-        &[],
-    )
-    .ok();
+    let out = clavitor(&["init", "--data-dir", data_dir.to_str().unwrap(), "--json"]).ok();
     out.json()["owner_token"]
         .as_str()
         .expect("owner_token in init --json")
         .to_owned()
-}
-
-pub fn mode(p: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o777
-}
-
-pub fn chmod(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", p.display()));
 }
 
 /// A pseudo-random number in `lo..hi` (no RNG crate needed for jitter).
@@ -577,15 +259,10 @@ impl Load {
     /// Waits (bounded) until at least `n` writes were acknowledged.
     #[track_caller]
     pub fn wait_for(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.acked() < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} writes acknowledged in {timeout:?}",
-                self.acked()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(timeout, &format!("{n} acknowledged writes"), || {
+            let acked = self.acked();
+            if acked >= n { Ok(()) } else { Err(acked) }
+        });
     }
 
     /// Stops the writers and returns every acknowledged write.

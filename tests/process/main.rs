@@ -5,6 +5,10 @@
 #![cfg(not(feature = "commercial"))]
 
 mod cli;
+// Shared with the other suites, which use parts this one does not.
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 mod edition;
 mod helpers;

@@ -1,7 +1,7 @@
 //! The README's quick start, end to end: `serve` in an empty directory, then the client
 //! commands against it.
 
-use crate::helpers::{Scratch, Server, VERSION, clavitor_in, mode};
+use crate::helpers::{Scratch, VERSION, Vault, command, mode, run};
 use std::time::Duration;
 
 #[test]
@@ -9,8 +9,10 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
     let tmp = Scratch::new();
     let cwd = tmp.path();
     let data = cwd.join("clavitor-data");
-    let server = Server::spawn(Some(cwd), &["serve", "--listen", "127.0.0.1:0"], &data)
-        .unwrap_or_else(|f| panic!("serve did not start: {f:#?}"));
+    let mut server = Vault::start(
+        command(&["serve", "--listen", "127.0.0.1:0"]).current_dir(cwd),
+        &data,
+    );
 
     // Start-up lines, exactly and in order.
     assert_eq!(server.stdout_lines.len(), 2, "{:?}", server.stdout_lines);
@@ -43,7 +45,7 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         let mut all = args.to_vec();
         let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
         all.splice(at..at, ["--server", url.as_str()]);
-        clavitor_in(Some(cwd), &all, &[])
+        run(command(&all).current_dir(cwd))
     };
 
     let id = cli(&[
@@ -108,45 +110,38 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
     assert_eq!(read["tier"], "credential");
 
     // Run: the secret reaches the child's environment; the child's exit code comes back.
-    let run = cli(&[
-        "run",
-        "--env",
-        "DB_PASS=clavitor://prod-db/password",
-        "--",
-        "sh",
-        "-c",
-        "test \"$DB_PASS\" = 's3cret=with=equals'",
-    ]);
-    assert_eq!(run.code(), Some(0), "{run}");
-    let run = cli(&[
-        "run",
-        "--env",
-        "DB_PASS=clavitor://prod-db/password",
-        "--",
-        "sh",
-        "-c",
-        "test \"$DB_PASS\" = wrong",
-    ]);
-    assert_eq!(run.code(), Some(1), "{run}");
-    let run = cli(&["run", "--", "sh", "-c", "exit 7"]);
-    assert_eq!(run.code(), Some(7), "{run}");
-    // A reference already in the environment is resolved too.
-    let run = clavitor_in(
-        Some(cwd),
-        &[
+    for (script, code) in [
+        ("test \"$DB_PASS\" = 's3cret=with=equals'", 0),
+        ("test \"$DB_PASS\" = wrong", 1),
+    ] {
+        let out = cli(&[
             "run",
-            "--server",
-            &url,
+            "--env",
+            "DB_PASS=clavitor://prod-db/password",
             "--",
             "sh",
             "-c",
-            "test \"$K\" = ci-key-123",
-        ],
-        &[("K", "clavitor://prod-db/key")],
-    );
-    assert_eq!(run.code(), Some(0), "{run}");
+            script,
+        ]);
+        assert_eq!(out.code(), Some(code), "{out}");
+    }
+    let out = cli(&["run", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.code(), Some(7), "{out}");
+    // A reference already in the environment is resolved too.
+    let out = run(command(&[
+        "run",
+        "--server",
+        &url,
+        "--",
+        "sh",
+        "-c",
+        "test \"$K\" = ci-key-123",
+    ])
+    .current_dir(cwd)
+    .env("K", "clavitor://prod-db/key"));
+    assert_eq!(out.code(), Some(0), "{out}");
     // An unresolvable reference fails before the child runs.
-    let run = cli(&[
+    let out = cli(&[
         "run",
         "--env",
         "X=clavitor://nope/password",
@@ -155,8 +150,8 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         "-c",
         "exit 0",
     ]);
-    assert_eq!(run.code(), Some(1), "{run}");
-    assert!(run.stderr.contains("nope"), "{run}");
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("nope"), "{out}");
 
     // Agents: add, list, use, revoke.
     let added = cli(&[
@@ -175,13 +170,16 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         !list.stdout.contains(&agent_token),
         "agent list must not show tokens: {list}"
     );
-    let as_agent = clavitor_in(
-        Some(cwd),
-        &["read", "--server", &url, "clavitor://prod-db/key"],
-        &[("CLAVITOR_TOKEN", &agent_token)],
-    );
-    assert_eq!(as_agent.code(), Some(0), "{as_agent}");
-    assert_eq!(as_agent.stdout, "ci-key-123\n");
+    let as_agent = || {
+        run(
+            command(&["read", "--server", &url, "clavitor://prod-db/key"])
+                .current_dir(cwd)
+                .env("CLAVITOR_TOKEN", &agent_token),
+        )
+    };
+    let read = as_agent();
+    assert_eq!(read.code(), Some(0), "{read}");
+    assert_eq!(read.stdout, "ci-key-123\n");
     let revoked = cli(&["agent", "revoke", "deployer"]).ok();
     assert!(revoked.stdout.contains(&agent_id), "{revoked}");
     let list = cli(&["agent", "list", "--json"]).ok().json();
@@ -193,15 +191,11 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         .cloned()
         .unwrap();
     assert_eq!(me["status"], "revoked");
-    let as_agent = clavitor_in(
-        Some(cwd),
-        &["read", "--server", &url, "clavitor://prod-db/key"],
-        &[("CLAVITOR_TOKEN", &agent_token)],
-    );
+    let read = as_agent();
     assert_eq!(
-        as_agent.code(),
+        read.code(),
         Some(1),
-        "a revoked token stops working at once: {as_agent}"
+        "a revoked token stops working at once: {read}"
     );
 
     // Remove.
@@ -213,10 +207,5 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
     assert_eq!(gone.code(), Some(1), "{gone}");
 
     // Ctrl-C's polite cousin: a clean stop.
-    let mut server = server;
-    server.sigterm();
-    let st = server
-        .wait_timeout(Duration::from_secs(5))
-        .expect("stops after SIGTERM");
-    assert_eq!(st.code(), Some(0), "{}", server.stderr());
+    server.stop(Duration::from_secs(5));
 }

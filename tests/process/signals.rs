@@ -1,31 +1,16 @@
 //! SIGTERM and SIGINT: graceful shutdown, exit 0 within 1 s, nothing acknowledged is lost.
 
-use crate::helpers::{Load, Scratch, Server, runtime, verify_all, verify_listing};
+use crate::helpers::{Load, Scratch, Vault, runtime, serve, verify_all, verify_listing};
 use nix::sys::signal::Signal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The contract: exit 0 within 1 s of SIGTERM/SIGINT.
 const EXIT_WITHIN: Duration = Duration::from_secs(1);
 
-/// Sends `sig` and returns how long the server took to exit 0.
+/// Sends `sig`; asserts exit 0 within [`EXIT_WITHIN`] and no panic on the way out.
 #[track_caller]
-fn stop_with(server: &mut Server, sig: Signal) -> Duration {
-    let sent = Instant::now();
-    server.signal(sig);
-    let st = server
-        .wait_timeout(Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("server still running 5 s after {sig}\n{}", server.stderr()));
-    let took = sent.elapsed();
-    assert_eq!(
-        st.code(),
-        Some(0),
-        "{sig}: exit status {st:?}\n{}",
-        server.stderr()
-    );
-    assert!(
-        took <= EXIT_WITHIN,
-        "{sig}: exited after {took:?}, over {EXIT_WITHIN:?}"
-    );
+fn stop_with(server: &mut Vault, sig: Signal) -> Duration {
+    let took = server.exit_on(sig, EXIT_WITHIN);
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
     took
 }
@@ -33,7 +18,7 @@ fn stop_with(server: &mut Server, sig: Signal) -> Duration {
 #[test]
 fn sigterm_on_an_idle_server_exits_0_quickly_and_the_vault_reopens() {
     let tmp = Scratch::new();
-    let mut server = Server::start(&tmp.data());
+    let mut server = serve(&tmp.data());
     let rt = runtime();
     let api = server.api();
     let w = rt
@@ -42,22 +27,22 @@ fn sigterm_on_an_idle_server_exits_0_quickly_and_the_vault_reopens() {
         .expect("201");
     stop_with(&mut server, Signal::SIGTERM);
 
-    let server = Server::start(&tmp.data());
+    let server = serve(&tmp.data());
     verify_all(&rt, &server.api(), &[w], 1);
 }
 
 #[test]
 fn sigint_exits_0_quickly() {
     let tmp = Scratch::new();
-    let mut server = Server::start(&tmp.data());
+    let mut server = serve(&tmp.data());
     stop_with(&mut server, Signal::SIGINT);
-    Server::start(&tmp.data());
+    serve(&tmp.data());
 }
 
 #[test]
 fn sigterm_under_write_load_exits_0_and_keeps_every_acknowledged_write() {
     let tmp = Scratch::new();
-    let mut server = Server::start(&tmp.data());
+    let mut server = serve(&tmp.data());
     let rt = runtime();
     let load = Load::start(&rt, &server.api(), 16, "term", 5_000);
     load.wait_for(50, Duration::from_secs(10));
@@ -66,7 +51,7 @@ fn sigterm_under_write_load_exits_0_and_keeps_every_acknowledged_write() {
     let acked = load.finish(&rt);
     assert!(acked.len() >= 50, "{}", acked.len());
 
-    let server = Server::start(&tmp.data());
+    let server = serve(&tmp.data());
     let api = server.api();
     let listed = verify_listing(&rt, &api, &acked);
     // Nothing beyond what was sent can appear; at most the 16 in flight were unanswered.

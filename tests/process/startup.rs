@@ -1,37 +1,31 @@
 //! `serve` refuses to start on an unsafe or broken data dir, and says which file and how to fix.
 
-use crate::helpers::{Scratch, Server, StartFailure, chmod, init};
+use crate::common::process::StartFailure;
+use crate::helpers::{Scratch, Vault, chmod, command, init, serve, serve_cmd};
 use std::path::Path;
 
-/// Starts `serve` on `data` and expects it to exit non-zero without ever listening.
+/// Expects `serve` to have exited 1 without ever listening, saying each of `needles` on stderr.
 #[track_caller]
-fn refused(data: &Path) -> StartFailure {
-    let d = data.to_str().unwrap();
-    match Server::spawn(
-        None,
-        &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
-        data,
-    ) {
-        Ok(s) => panic!(
-            "serve started on a bad data dir: {:?}\n{}",
-            s.stdout_lines,
-            s.stderr()
-        ),
-        Err(f) => {
-            let st = f
-                .status
-                .unwrap_or_else(|| panic!("serve neither started nor exited: {f:#?}"));
-            assert!(
-                !st.success() && st.code().is_some(),
-                "exit non-zero: {f:#?}"
-            );
-            assert!(
-                !f.stdout_lines.iter().any(|l| l.starts_with("listening on")),
-                "{f:#?}"
-            );
-            f
-        }
+fn refused(res: Result<Vault, StartFailure>, needles: &[&str]) -> StartFailure {
+    let f = match res {
+        Ok(s) => panic!("serve started: {:?}\n{}", s.stdout_lines, s.stderr()),
+        Err(f) => f,
+    };
+    assert_eq!(f.status.and_then(|s| s.code()), Some(1), "exit 1: {f:#?}");
+    assert!(
+        !f.stdout_lines.iter().any(|l| l.starts_with("listening on")),
+        "{f:#?}"
+    );
+    for n in needles {
+        assert!(f.stderr.contains(n), "stderr lacks {n:?}: {}", f.stderr);
     }
+    f
+}
+
+/// `serve` on `data`, expected to be refused.
+#[track_caller]
+fn refused_on(data: &Path, needles: &[&str]) -> StartFailure {
+    refused(Vault::spawn(&mut serve_cmd(data), data), needles)
 }
 
 #[test]
@@ -40,22 +34,12 @@ fn refuses_a_master_key_others_can_read() {
     init(&tmp.data());
     let key = tmp.data().join("master.key");
     chmod(&key, 0o644);
-    let f = refused(&tmp.data());
-    assert!(
-        f.stderr.contains(&key.display().to_string()),
-        "names the key file: {}",
-        f.stderr
-    );
-    assert!(
-        f.stderr.contains("chmod 600"),
-        "says how to fix: {}",
-        f.stderr
-    );
-    assert_eq!(f.status.unwrap().code(), Some(1));
+    // Names the key file and says how to fix.
+    refused_on(&tmp.data(), &[&key.display().to_string(), "chmod 600"]);
 
     // Fixed as told, it starts.
     chmod(&key, 0o600);
-    Server::start(&tmp.data());
+    serve(&tmp.data());
 }
 
 #[test]
@@ -65,26 +49,15 @@ fn refuses_a_truncated_master_key() {
     let key = tmp.data().join("master.key");
     let full = std::fs::read(&key).unwrap();
     std::fs::write(&key, &full[..5]).unwrap();
-    let f = refused(&tmp.data());
-    assert!(
-        f.stderr.contains(&key.display().to_string()),
-        "names the key file: {}",
-        f.stderr
-    );
-    assert!(
-        f.stderr.contains("5 bytes"),
-        "says what is wrong: {}",
-        f.stderr
-    );
-    assert!(
-        f.stderr.contains("Fix:") && f.stderr.contains("backup"),
-        "says how to fix: {}",
-        f.stderr
+    // Names the key file, says what is wrong and how to fix.
+    refused_on(
+        &tmp.data(),
+        &[&key.display().to_string(), "5 bytes", "Fix:", "backup"],
     );
 
     // Restored from "backup", it starts.
     std::fs::write(&key, &full).unwrap();
-    Server::start(&tmp.data());
+    serve(&tmp.data());
 }
 
 #[test]
@@ -93,13 +66,7 @@ fn refuses_a_missing_master_key() {
     init(&tmp.data());
     let key = tmp.data().join("master.key");
     std::fs::remove_file(&key).unwrap();
-    let f = refused(&tmp.data());
-    assert!(
-        f.stderr.contains(&key.display().to_string()),
-        "{}",
-        f.stderr
-    );
-    assert!(f.stderr.contains("Fix:"), "{}", f.stderr);
+    refused_on(&tmp.data(), &[&key.display().to_string(), "Fix:"]);
 }
 
 /// The unprivileged user the not-writable test runs `serve` as when the tests run as root.
@@ -116,7 +83,7 @@ fn refuses_a_data_dir_it_cannot_write() {
         // A new file is owned by the effective uid.
         std::fs::metadata(data.join("owner.token")).unwrap().uid() == 0
     };
-    let uid = as_root.then_some(NOBODY);
+    let mut cmd = serve_cmd(&data);
     if as_root {
         chmod(tmp.path(), 0o711);
         for p in [
@@ -127,27 +94,15 @@ fn refuses_a_data_dir_it_cannot_write() {
         ] {
             std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
         }
+        use std::os::unix::process::CommandExt;
+        cmd.uid(NOBODY).gid(NOBODY);
     }
     chmod(&data, 0o500);
-    let d = data.to_str().unwrap();
-    let res = Server::spawn_as(
-        None,
-        &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
-        &data,
-        uid,
-    );
+    let res = Vault::spawn(&mut cmd, &data);
     chmod(&data, 0o700);
-    let f = match res {
-        Ok(s) => panic!("serve started on a read-only data dir: {}", s.stderr()),
-        Err(f) => f,
-    };
-    assert_eq!(f.status.and_then(|s| s.code()), Some(1), "{f:#?}");
-    assert!(
-        f.stderr.contains(&format!("data dir {d} is not writable")),
-        "names the dir: {}",
-        f.stderr
-    );
-    assert!(f.stderr.contains("Fix:"), "{}", f.stderr);
+    let d = data.display();
+    // Names the dir.
+    refused(res, &[&format!("data dir {d} is not writable"), "Fix:"]);
 }
 
 #[test]
@@ -156,23 +111,12 @@ fn refuses_an_address_in_use() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let d = tmp.data();
-    let f = Server::spawn(
-        None,
-        &[
-            "serve",
-            "--data-dir",
-            d.to_str().unwrap(),
-            "--listen",
-            &addr,
-        ],
-        &d,
-    )
-    .err()
-    .expect("serve must not start on a busy port");
-    assert_eq!(f.status.and_then(|s| s.code()), Some(1), "{f:#?}");
-    assert!(
-        f.stderr.contains(&addr) && f.stderr.contains("--listen"),
-        "{}",
-        f.stderr
-    );
+    let mut cmd = command(&[
+        "serve",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--listen",
+        &addr,
+    ]);
+    refused(Vault::spawn(&mut cmd, &d), &[&addr, "--listen"]);
 }

@@ -84,7 +84,7 @@ async fn wrong_pop_token_is_refused() {
     let primary = Pop::new(PRIMARY_ID, &ca);
     let backup = Pop::new(BACKUP_ID, &ca);
     let wrong = primary.path("wrong.token");
-    write_file(&wrong, &format!("{}\n", token_text()), 0o600);
+    write_file(&wrong, &format!("{}\n", token_text(32)), 0o600);
     let err = cannot_replicate(&[&ca], primary, backup, Some(wrong)).await;
     assert!(
         err.contains("401") && err.contains("invalid_pop_token"),

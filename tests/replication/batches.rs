@@ -67,27 +67,15 @@ async fn push(c: &reqwest::Client, backup: &str, token: &str, items: &[&Value]) 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_and_reordered_batches_change_nothing() {
     // A primary whose pushes go nowhere (its proxy drops everything), and a backup fed by hand.
-    let ca = Ca::new("Clavitor POP CA");
-    let mut primary = Pop::new(PRIMARY_ID, &ca);
-    let mut backup = Pop::new(BACKUP_ID, &ca);
-    primary.init(None);
-    backup.init(Some(&primary.master_key()));
-    backup.write_backup(PRIMARY_ID);
-    let proxy = Proxy::start();
-    proxy.set_mode(Mode::Drop);
-    primary.write_primary(
-        &BackupRef {
-            id: BACKUP_ID,
-            url: &proxy.url(),
-            token_file: &backup.token_file,
-        },
-        100,
-        0,
-    );
-    let pn = primary.start();
-    let bn = backup.start();
-    let api = Api::new(&ca);
-    let (p, b) = (pn.url.clone(), bn.url.clone());
+    let mut pair = Pair::new(Opts {
+        max_retries: 0,
+        start_backup: false,
+        ..Opts::default()
+    });
+    pair.b = Some(pair.backup.start());
+    let (api, ca) = (&pair.api, &pair.ca);
+    let (primary, backup) = (&pair.primary, &pair.backup);
+    let (p, b) = (pair.purl(), pair.burl());
     let db = primary.data.join("vault.db");
 
     // Two versions of entry E, and of entry F, captured as the primary stored them.
@@ -110,7 +98,7 @@ async fn duplicate_and_reordered_batches_change_nothing() {
     let f2 = entry_item(&db, &f, PRIMARY_ID);
     assert!(e2["version"].as_i64() > e1["version"].as_i64());
 
-    let peer = client(&ca, Some(&ca.leaf(PRIMARY_ID)));
+    let peer = client(ca, Some(&ca.leaf(PRIMARY_ID)));
     let title = |id: String| {
         let (api, b, t) = (api.clone(), b.clone(), backup.owner.clone());
         async move {
@@ -120,23 +108,23 @@ async fn duplicate_and_reordered_batches_change_nothing() {
         }
     };
 
+    // Pushes `items` as the primary; asserts 200 and the (applied, skipped) counts.
+    let feed = async |what: &str, items: &[&Value], applied: i64, skipped: i64| -> Value {
+        let (st, ack) = push(&peer, &b, &backup.token, items).await;
+        assert_eq!(st, 200, "{what}: {ack}");
+        assert_eq!(
+            (ack["applied"].as_i64(), ack["skipped"].as_i64()),
+            (Some(applied), Some(skipped)),
+            "{what}: {ack}"
+        );
+        ack
+    };
+
     // The newer version of E, then the very same batch again: the second changes nothing.
-    let (st, ack) = push(&peer, &b, &backup.token, &[&e2]).await;
-    assert_eq!(st, 200, "{ack}");
-    assert_eq!(
-        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
-        (Some(1), Some(0)),
-        "{ack}"
-    );
+    let ack = feed("E v2", &[&e2], 1, 0).await;
     assert_eq!(ack["acked_version"], e2["version"], "{ack}");
     let health_after_first = api.health(&b).await["replication"]["committed_version"].clone();
-    let (st, ack) = push(&peer, &b, &backup.token, &[&e2]).await;
-    assert_eq!(st, 200, "{ack}");
-    assert_eq!(
-        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
-        (Some(0), Some(1)),
-        "{ack}"
-    );
+    feed("E v2 again", &[&e2], 0, 1).await;
     assert_eq!(
         api.health(&b).await["replication"]["committed_version"],
         health_after_first
@@ -144,60 +132,39 @@ async fn duplicate_and_reordered_batches_change_nothing() {
     assert_eq!(title(e.clone()).await, "e-v2");
 
     // The older version of E arriving late does not overwrite the newer one.
-    let (st, ack) = push(&peer, &b, &backup.token, &[&e1]).await;
-    assert_eq!(st, 200, "{ack}");
-    assert_eq!(
-        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
-        (Some(0), Some(1)),
-        "{ack}"
-    );
+    feed("E v1 late", &[&e1], 0, 1).await;
     assert_eq!(title(e.clone()).await, "e-v2");
     let (_, fv) = api.field(&b, &backup.owner, &e, "password").await;
     assert_eq!(fv["value"], "pw-e-v2", "{fv}");
 
     // Within one batch, newer first then older: the newer stays.
-    let (st, ack) = push(&peer, &b, &backup.token, &[&f2, &f1]).await;
-    assert_eq!(st, 200, "{ack}");
-    assert_eq!(
-        (ack["applied"].as_i64(), ack["skipped"].as_i64()),
-        (Some(1), Some(1)),
-        "{ack}"
-    );
+    feed("F v2 then v1", &[&f2, &f1], 1, 1).await;
     assert_eq!(title(f.clone()).await, "f-v2");
 
     // Same version and time, different origin: the tie is broken by origin, deterministically.
     let mut e2_other = e2.clone();
     e2_other["origin"] = json!("aaa-lower-origin");
-    let (_, ack) = push(&peer, &b, &backup.token, &[&e2_other]).await;
-    assert_eq!(
-        ack["skipped"].as_i64(),
-        Some(1),
-        "a lower origin won a tie: {ack}"
-    );
+    feed("a lower origin must not win a tie", &[&e2_other], 0, 1).await;
 
     // A tombstone (newer) deletes; a stale live copy cannot resurrect the entry.
     assert_eq!(api.delete(&p, &primary.owner, &e).await, 204);
     let e3 = entry_item(&db, &e, PRIMARY_ID);
     assert_eq!(e3["deleted"], true);
-    let (_, ack) = push(&peer, &b, &backup.token, &[&e3]).await;
-    assert_eq!(ack["applied"].as_i64(), Some(1), "{ack}");
+    feed("E tombstone", &[&e3], 1, 0).await;
     assert_eq!(api.get_entry(&b, &backup.owner, &e).await.0, 404);
-    let (_, ack) = push(&peer, &b, &backup.token, &[&e2, &e1]).await;
-    assert_eq!(ack["skipped"].as_i64(), Some(2), "{ack}");
+    feed("E v2 and v1 after the tombstone", &[&e2, &e1], 0, 2).await;
     assert_eq!(api.get_entry(&b, &backup.owner, &e).await.0, 404);
 
     let listed: Vec<String> = api.ids(&b, &backup.owner).await;
     assert_eq!(listed, vec![f.clone()], "the backup holds exactly F");
-    drop((pn, bn));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deletions_replicate_and_batches_respect_batch_size() {
     let mut pair = Pair::new(Opts {
         batch_size: 5,
-        backup_args: &["--log-level", "debug"],
         start_backup: false,
-        ..Opts::default()
+        ..Opts::debug_backup()
     });
     let api = pair.api.clone();
     let p = pair.purl();
@@ -218,8 +185,7 @@ async fn deletions_replicate_and_batches_respect_batch_size() {
     pair.start_backup();
     let b = pair.burl();
     let live: HashSet<String> = ids.iter().cloned().collect();
-    api.wait_has(&b, &pair.backup.owner, &live, Duration::from_secs(60))
-        .await;
+    pair.wait_backup_has(&live, Duration::from_secs(60)).await;
     api.wait_caught_up(&p, Duration::from_secs(20)).await;
     eprintln!(
         "batch size: 43 rows caught up {:?} after the backup started",
@@ -235,22 +201,7 @@ async fn deletions_replicate_and_batches_respect_batch_size() {
     assert_eq!(api.ids(&b, &pair.backup.owner).await.len(), 37);
 
     let log = pair.b().stderr();
-    let sizes: Vec<(u64, u64)> = log
-        .lines()
-        .filter(|l| l.contains("replication batch applied"))
-        .map(|l| {
-            let num = |key: &str| -> u64 {
-                let at = l.find(key).unwrap_or_else(|| panic!("no {key} in {l}")) + key.len();
-                l[at..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-                    .parse()
-                    .expect("count")
-            };
-            (num(" applied="), num(" skipped="))
-        })
-        .collect();
+    let sizes = applied_batches(&log);
     let total: u64 = sizes.iter().map(|(a, s)| a + s).sum();
     eprintln!(
         "batch size: {} batches, sizes {:?}",
@@ -282,10 +233,7 @@ async fn deletions_replicate_and_batches_respect_batch_size() {
 /// own, larger limit, and the sender caps a batch's weight.
 #[tokio::test(flavor = "multi_thread")]
 async fn large_entries_replicate_in_multi_megabyte_batches() {
-    let pair = Pair::new(Opts {
-        backup_args: &["--log-level", "debug"],
-        ..Opts::default()
-    });
+    let pair = Pair::new(Opts::debug_backup());
     let api = pair.api.clone();
     let (p, b) = (pair.purl(), pair.burl());
     let owner = pair.owner();
@@ -301,27 +249,15 @@ async fn large_entries_replicate_in_multi_megabyte_batches() {
     }
     pair.proxy.set_mode(Mode::Forward);
     let t0 = Instant::now();
-    api.wait_has(&b, &pair.backup.owner, &ids, Duration::from_secs(60))
-        .await;
+    pair.wait_backup_has(&ids, Duration::from_secs(60)).await;
     api.wait_caught_up(&p, Duration::from_secs(20)).await;
     eprintln!(
         "large entries: 12 x 840 KiB on the backup {:?} after healing",
         t0.elapsed()
     );
-    let biggest = pair
-        .b()
-        .stderr()
-        .lines()
-        .filter(|l| l.contains("replication batch applied"))
-        .filter_map(|l| {
-            let at = l.find(" applied=")? + " applied=".len();
-            l[at..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse::<u64>()
-                .ok()
-        })
+    let biggest = applied_batches(&pair.b().stderr())
+        .iter()
+        .map(|(applied, _)| *applied)
         .max()
         .unwrap_or(0);
     assert!(

@@ -2,7 +2,8 @@
 //! the old primary refuses client writes.
 
 use crate::helpers::*;
-use nix::sys::signal::Signal;
+use reqwest::Method;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,39 @@ async fn wait_role(api: &Api, base: &str, role: &str) {
     .await;
 }
 
+/// SIGHUP with a backup config (of the old backup): the primary steps down.
+async fn demote_primary(pair: &Pair) {
+    pair.primary.write_backup(BACKUP_ID);
+    pair.p().sighup();
+    wait_role(&pair.api, &pair.purl(), "backup").await;
+}
+
+/// SIGHUP with a primary config: the backup steps up and pushes straight to the old primary,
+/// with the token that one accepts.
+async fn promote_backup(pair: &Pair, max_retries: u32) {
+    pair.backup.write_primary(
+        &BackupRef {
+            id: PRIMARY_ID,
+            url: &pair.purl(),
+            token_file: &pair.primary.token_file,
+        },
+        100,
+        max_retries,
+    );
+    pair.b().sighup();
+    wait_role(&pair.api, &pair.burl(), "primary").await;
+}
+
+/// Asserts a client write to `url` is refused as on a backup.
+async fn assert_read_only(api: &Api, method: Method, url: &str, owner: &str, body: Option<&Value>) {
+    let (st, v) = api.call(method.clone(), url, owner, body).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (503, Some("read_only_backup")),
+        "{method} {url}: {v}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_role_swap_replicates_back_to_the_old_primary() {
     let pair = Pair::new(Opts::default());
@@ -28,40 +62,24 @@ async fn sighup_role_swap_replicates_back_to_the_old_primary() {
     for i in 0..5 {
         ids.insert(api.create(&p, &owner, &entry(&format!("pre-{i}"))).await);
     }
-    api.wait_has(&b, &pair.backup.owner, &ids, CONVERGE).await;
+    pair.wait_backup_has(&ids, CONVERGE).await;
     api.wait_caught_up(&p, Duration::from_secs(10)).await;
 
     // 1. Demote the old primary.
-    pair.primary.write_backup(BACKUP_ID);
-    pair.p().signal(Signal::SIGHUP);
-    wait_role(&api, &p, "backup").await;
-    let (st, v) = api
-        .call(
-            reqwest::Method::POST,
-            &format!("{p}/v1/entries"),
-            &owner,
-            Some(&entry("refused")),
-        )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (503, Some("read_only_backup")),
-        "{v}"
-    );
+    demote_primary(&pair).await;
+    let entries = format!("{p}/v1/entries");
+    assert_read_only(
+        &api,
+        Method::POST,
+        &entries,
+        &owner,
+        Some(&entry("refused")),
+    )
+    .await;
 
-    // 2. Promote the backup: it pushes straight to the old primary with the token that one accepts.
+    // 2. Promote the backup.
     let t0 = Instant::now();
-    pair.backup.write_primary(
-        &BackupRef {
-            id: PRIMARY_ID,
-            url: &p,
-            token_file: &pair.primary.token_file,
-        },
-        100,
-        5,
-    );
-    pair.b().signal(Signal::SIGHUP);
-    wait_role(&api, &b, "primary").await;
+    promote_backup(&pair, 5).await;
 
     // 3. Clients (same owner token, thanks to the shared master key and replicated agents) write
     //    to the new primary; it replicates to the old one.
@@ -69,7 +87,7 @@ async fn sighup_role_swap_replicates_back_to_the_old_primary() {
     let moved = ids.iter().next().expect("an old entry").clone();
     let (st, v) = api
         .call(
-            reqwest::Method::PUT,
+            Method::PUT,
             &format!("{b}/v1/entries/{moved}"),
             &owner,
             Some(&entry("edited-on-zurich")),
@@ -101,19 +119,14 @@ async fn sighup_role_swap_replicates_back_to_the_old_primary() {
     let on_p: HashSet<String> = api.ids(&p, &owner).await.into_iter().collect();
     assert_eq!(on_b, on_p);
     assert_eq!(on_p.len(), 6);
-    let (st, v) = api
-        .call(
-            reqwest::Method::DELETE,
-            &format!("{p}/v1/entries/{new}"),
-            &owner,
-            None,
-        )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (503, Some("read_only_backup")),
-        "{v}"
-    );
+    assert_read_only(
+        &api,
+        Method::DELETE,
+        &format!("{entries}/{new}"),
+        &owner,
+        None,
+    )
+    .await;
     assert!(
         pair.b().stderr().contains("configuration reloaded"),
         "{}",
@@ -131,21 +144,10 @@ async fn promotion_before_demotion_waits_for_the_old_primary() {
     let (p, b) = (pair.purl(), pair.burl());
     let owner = pair.owner();
     let first = api.create(&p, &owner, &entry("pre")).await;
-    api.wait_has(&b, &pair.backup.owner, &[first].into(), CONVERGE)
-        .await;
+    pair.wait_backup_has(&[first].into(), CONVERGE).await;
     api.wait_caught_up(&p, Duration::from_secs(10)).await;
 
-    pair.backup.write_primary(
-        &BackupRef {
-            id: PRIMARY_ID,
-            url: &p,
-            token_file: &pair.primary.token_file,
-        },
-        100,
-        1,
-    );
-    pair.b().signal(Signal::SIGHUP);
-    wait_role(&api, &b, "primary").await;
+    promote_backup(&pair, 1).await;
     let new = api.create(&b, &owner, &entry("split")).await;
     let h = wait_for(
         Duration::from_secs(20),
@@ -169,9 +171,7 @@ async fn promotion_before_demotion_waits_for_the_old_primary() {
         "a primary accepted a push"
     );
 
-    pair.primary.write_backup(BACKUP_ID);
-    pair.p().signal(Signal::SIGHUP);
-    wait_role(&api, &p, "backup").await;
+    demote_primary(&pair).await;
     let t0 = Instant::now();
     let took = api.wait_has(&p, &owner, &[new].into(), CONVERGE).await;
     api.wait_caught_up(&b, Duration::from_secs(20)).await;

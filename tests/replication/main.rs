@@ -4,6 +4,10 @@
 
 mod auth;
 mod batches;
+// Shared with the other suites, which use parts this one does not.
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
 mod failover;
 mod helpers;
 mod outage;

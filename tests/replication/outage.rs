@@ -57,10 +57,9 @@ async fn backup_down_then_back_converges() {
     let p = pair.purl();
     let owner = pair.owner();
     let mut ids = write_n(&api, &p, &owner, "before", 5, Duration::from_secs(2)).await;
-    api.wait_has(&pair.burl(), &pair.backup.owner, &ids, CONVERGE)
-        .await;
+    pair.wait_backup_has(&ids, CONVERGE).await;
 
-    pair.b.as_mut().expect("backup").stop();
+    pair.b.as_mut().expect("backup").stop(STOP_WITHIN);
     // Writes are unaffected by the backup being gone.
     let t0 = Instant::now();
     ids.extend(write_n(&api, &p, &owner, "during", 20, Duration::from_secs(2)).await);
@@ -79,14 +78,7 @@ async fn backup_down_then_back_converges() {
 
     let up = Instant::now();
     pair.start_backup();
-    let took = api
-        .wait_has(
-            &pair.burl(),
-            &pair.backup.owner,
-            &ids,
-            Duration::from_secs(60),
-        )
-        .await;
+    let took = pair.wait_backup_has(&ids, Duration::from_secs(60)).await;
     let h = api.wait_caught_up(&p, Duration::from_secs(20)).await;
     eprintln!(
         "backup down: converged {took:?} after the backup restarted ({:?} to backlog 0); replication = {}",
@@ -168,14 +160,7 @@ async fn primary_sigkill_mid_load_loses_no_acknowledged_write() {
 
     pair.start_primary();
     let p = pair.purl();
-    let took = api
-        .wait_has(
-            &pair.burl(),
-            &pair.backup.owner,
-            &acked,
-            Duration::from_secs(60),
-        )
-        .await;
+    let took = pair.wait_backup_has(&acked, Duration::from_secs(60)).await;
     // The restarted primary kept every acknowledged write too.
     let on_primary: HashSet<String> = api.ids(&p, &owner).await.into_iter().collect();
     assert!(
@@ -202,7 +187,7 @@ async fn partition_heals_without_duplicates() {
     let (p, b) = (pair.purl(), pair.burl());
     let owner = pair.owner();
     let mut ids = write_n(&api, &p, &owner, "a", 10, Duration::from_secs(2)).await;
-    api.wait_has(&b, &pair.backup.owner, &ids, CONVERGE).await;
+    pair.wait_backup_has(&ids, CONVERGE).await;
 
     // Dropped: connections refused and cut.
     pair.proxy.set_mode(Mode::Drop);
@@ -210,8 +195,7 @@ async fn partition_heals_without_duplicates() {
     wait_failing(&api, &p).await;
     pair.proxy.set_mode(Mode::Forward);
     let healed = Instant::now();
-    api.wait_has(&b, &pair.backup.owner, &ids, Duration::from_secs(40))
-        .await;
+    pair.wait_backup_has(&ids, Duration::from_secs(40)).await;
     eprintln!(
         "partition (drop): converged {:?} after healing",
         healed.elapsed()
@@ -223,8 +207,7 @@ async fn partition_heals_without_duplicates() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     pair.proxy.set_mode(Mode::Forward);
     let healed = Instant::now();
-    api.wait_has(&b, &pair.backup.owner, &ids, Duration::from_secs(40))
-        .await;
+    pair.wait_backup_has(&ids, Duration::from_secs(40)).await;
     eprintln!(
         "partition (hold): converged {:?} after healing",
         healed.elapsed()
@@ -248,21 +231,18 @@ async fn partition_heals_without_duplicates() {
 /// and the backup skips what it already holds.
 #[tokio::test(flavor = "multi_thread")]
 async fn lost_acknowledgement_is_resent_and_skipped() {
-    let pair = Pair::new(Opts {
-        backup_args: &["--log-level", "debug"],
-        ..Opts::default()
-    });
+    let pair = Pair::new(Opts::debug_backup());
     let api = pair.api.clone();
     let (p, b) = (pair.purl(), pair.burl());
     let owner = pair.owner();
     let first = write_n(&api, &p, &owner, "warm", 1, Duration::from_secs(2)).await;
-    api.wait_has(&b, &pair.backup.owner, &first, CONVERGE).await;
+    pair.wait_backup_has(&first, CONVERGE).await;
     api.wait_caught_up(&p, Duration::from_secs(10)).await;
 
     // The pooled connection stays open; the next push reaches the backup, its reply does not.
     pair.proxy.lose_replies(true);
     let ids = write_n(&api, &p, &owner, "lost", 1, Duration::from_secs(2)).await;
-    api.wait_has(&b, &pair.backup.owner, &ids, CONVERGE).await;
+    pair.wait_backup_has(&ids, CONVERGE).await;
     let h = api.health(&p).await;
     assert!(
         h["replication"]["backlog"].as_i64() > Some(0),
@@ -281,10 +261,8 @@ async fn lost_acknowledgement_is_resent_and_skipped() {
         Duration::from_secs(5),
         "a resent batch logged as skipped",
         || async {
-            let log = pair.b().stderr();
-            log.lines()
-                .filter(|l| l.contains("replication batch applied"))
-                .any(|l| l.contains("skipped=1") && l.contains("applied=0"))
+            applied_batches(&pair.b().stderr())
+                .contains(&(0, 1))
                 .then_some(())
                 .ok_or_else(|| pair.logs())
         },
@@ -301,12 +279,11 @@ async fn restarted_primary_reports_caught_up() {
     let api = pair.api.clone();
     let owner = pair.owner();
     let ids = write_n(&api, &pair.purl(), &owner, "x", 5, Duration::from_secs(2)).await;
-    api.wait_has(&pair.burl(), &pair.backup.owner, &ids, CONVERGE)
-        .await;
+    pair.wait_backup_has(&ids, CONVERGE).await;
     let before = api
         .wait_caught_up(&pair.purl(), Duration::from_secs(10))
         .await;
-    pair.p.as_mut().expect("primary").stop();
+    pair.p.as_mut().expect("primary").stop(STOP_WITHIN);
     pair.start_primary();
     let h = api
         .wait_caught_up(&pair.purl(), Duration::from_secs(10))

@@ -41,7 +41,7 @@ async fn writes_on_the_primary_appear_on_the_backup() {
         ids.insert(id.clone());
         cred.push((id, i));
     }
-    let took = api.wait_has(&b, &pair.backup.owner, &ids, CONVERGE).await;
+    let took = pair.wait_backup_has(&ids, CONVERGE).await;
     eprintln!(
         "steady state: 10 entries on the backup {:?} after the first write ({took:?} after the last)",
         t0.elapsed()

@@ -1,0 +1,18 @@
+//! Machinery shared by the integration suites. Each suite is its own crate and includes this
+//! directory with `#[path = "../common/mod.rs"] mod common;`, re-exporting what it uses from
+//! its own `helpers.rs`.
+//!
+//! - [`process`]: the real `clavitor` binary (a private copy checked to be this build's
+//!   edition), one-shot commands with a deadline, `serve` children.
+//! - [`poll`]: bounded waiting.
+//! - [`http`]: JSON calls with a bearer token, `/healthz`.
+//! - [`files`]: files with exact modes, paths as YAML scalars.
+//! - `pki` (Commercial suites only: it needs rustls): an rcgen CA, leaf certificates, the TLS
+//!   files a POP config names, TLS clients, POP tokens.
+
+pub mod files;
+pub mod http;
+#[cfg(feature = "commercial")]
+pub mod pki;
+pub mod poll;
+pub mod process;
