@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.1 keep-alive client on a raw `TcpStream`, parsed with `httparse`.
+//! A minimal HTTP/1.1 keep-alive client on a raw `TcpStream` (or, in a Commercial build, TLS
+//! over one), parsed with `httparse`.
 //!
 //! One request in flight per connection, `Content-Length` bodies only (what the servers under
 //! test send), no allocation per request once the buffers have grown: the load generator must
@@ -10,8 +11,73 @@ use std::ops::Range;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// How to reach a server: plain HTTP, or HTTPS trusting the bench's POP CA.
+#[derive(Clone, Default)]
+pub enum Connector {
+    #[default]
+    Plain,
+    #[cfg(feature = "commercial")]
+    Tls(std::sync::Arc<tokio_rustls::rustls::ClientConfig>),
+}
+
+impl Connector {
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<Conn> {
+        Ok(Conn::new(self.open(addr).await?))
+    }
+
+    async fn open(&self, addr: SocketAddr) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        match self {
+            Connector::Plain => Ok(Stream::Plain(tcp)),
+            #[cfg(feature = "commercial")]
+            Connector::Tls(cfg) => {
+                let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, tcp)
+                    .await?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    }
+
+    /// A connection that is not used for HTTP exchanges (e.g. one held open by the tarpit).
+    #[cfg(feature = "commercial")]
+    pub async fn raw(&self, addr: SocketAddr) -> io::Result<Stream> {
+        self.open(addr).await
+    }
+}
+
+pub enum Stream {
+    Plain(TcpStream),
+    #[cfg(feature = "commercial")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(data).await,
+            #[cfg(feature = "commercial")]
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                // rustls buffers the record until flushed.
+                s.flush().await
+            }
+        }
+    }
+
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            #[cfg(feature = "commercial")]
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+}
+
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Unconsumed response bytes are `buf[start..end]`.
     start: usize,
@@ -53,15 +119,17 @@ fn parse_head(data: &[u8]) -> io::Result<Option<(u16, usize, usize)>> {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
+        Connector::Plain.connect(addr).await
+    }
+
+    fn new(stream: Stream) -> Self {
+        Self {
             stream,
             buf: vec![0; 16 * 1024],
             start: 0,
             end: 0,
             body: 0..0,
-        })
+        }
     }
 
     /// Sends one complete request and reads its response; returns the status. The body stays
@@ -150,8 +218,22 @@ pub async fn request(
     body: Option<&str>,
 ) -> io::Result<(u16, String)> {
     let mut conn = Conn::connect(addr).await?;
-    let mut req = Vec::new();
-    build_request(&mut req, method, path, addr, token, body.map(str::as_bytes));
-    let status = conn.roundtrip(&req).await?;
-    Ok((status, String::from_utf8_lossy(conn.body()).into_owned()))
+    conn.request(addr, method, path, token, body).await
+}
+
+impl Conn {
+    /// One request on this (kept-alive) connection: `(status, body)`.
+    pub async fn request(
+        &mut self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> io::Result<(u16, String)> {
+        let mut req = Vec::new();
+        build_request(&mut req, method, path, addr, token, body.map(str::as_bytes));
+        let status = self.roundtrip(&req).await?;
+        Ok((status, String::from_utf8_lossy(self.body()).into_owned()))
+    }
 }

@@ -1,13 +1,16 @@
 //! `clavitor-bench`: measures a real `clavitor serve` on loopback and prints every figure
 //! beside a reference measured in the same run (bare axum, raw SQLite), with the goals.
 //!
-//! Run: `cargo build --release && cargo run --release --bin clavitor-bench`.
+//! Run: `cargo build --release && cargo run --release --bin clavitor-bench` (add
+//! `--features commercial` to both for the Commercial edition and its scenarios).
 //! See BENCHMARKS.md for what each figure means.
 
 mod bare;
 mod disk;
 mod http;
 mod load;
+#[cfg(feature = "commercial")]
+mod pop;
 mod proc;
 mod report;
 mod scenarios;
@@ -39,6 +42,10 @@ struct Cli {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     client_threads: u64,
     /// Run only these scenarios (repeatable): reads, writes, cold-start.
+    #[cfg_attr(
+        feature = "commercial",
+        doc = "This Commercial build adds replication-lag, catch-up, replication-throughput, tarpit."
+    )]
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Print one JSON object with all figures instead of the table.
@@ -47,7 +54,17 @@ struct Cli {
     /// Internal: serve the bare-axum reference handler (the bench starts this itself).
     #[arg(long, hide = true)]
     bare_server: bool,
+    #[cfg(feature = "commercial")]
+    #[command(flatten)]
+    pop: pop::Options,
 }
+
+/// The edition this bench was built for; the `clavitor` next to it must match.
+const EDITION: &str = if cfg!(feature = "commercial") {
+    "commercial"
+} else {
+    "community"
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,6 +96,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .output()
         .with_context(|| format!("cannot run {} --version", clavitor.display()))?;
     let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    // Cargo puts whichever edition was built last at target/release/clavitor.
+    if !version.ends_with(&format!("({EDITION})")) {
+        let features = if EDITION == "commercial" {
+            " --features commercial"
+        } else {
+            ""
+        };
+        bail!(
+            "{} is `{version}`, but this bench was built for the {EDITION} edition. Fix: run `cargo build --release{features}` (it builds both binaries for the same edition)",
+            clavitor.display()
+        );
+    }
 
     let threads = usize::try_from(cli.client_threads).unwrap_or(1);
     let rt = if threads == 1 {
@@ -97,11 +126,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         warmup: Duration::from_millis(cli.warmup_ms),
         connections: usize::try_from(cli.connections).unwrap_or(64),
     };
+    let scratch = proc::TempDir::new("clavitor-bench")?;
     let mut ctx = Ctx {
         settings,
         rt,
+        #[cfg(feature = "commercial")]
+        pop: pop::Kit::new(cli.pop, &clavitor, scratch.path())?,
         clavitor: clavitor.clone(),
-        scratch: proc::TempDir::new("clavitor-bench")?,
+        scratch,
         populated_vault: None,
     };
 
@@ -142,6 +174,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 format!(
                     "{} s windows after {} ms warm-up, {} connections, {} client thread(s), loopback",
                     cli.duration, cli.warmup_ms, cli.connections, cli.client_threads
+                ),
+            ),
+            #[cfg(feature = "commercial")]
+            (
+                "Commercial".into(),
+                format!(
+                    "{} paced writes/s for replication-lag, {} entries for catch-up, {} tarpit connections",
+                    cli.pop.replication_rate, cli.pop.catchup_entries, cli.pop.tarpit_connections
                 ),
             ),
         ],

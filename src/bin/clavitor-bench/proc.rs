@@ -50,7 +50,7 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Spawns `cmd` and waits for its `listening on http://IP:PORT` line on stdout. The rest
+    /// Spawns `cmd` and waits for its `listening on http(s)://IP:PORT` line on stdout. The rest
     /// of stdout is drained in the background so the child never blocks on a full pipe; its
     /// stderr goes to `stderr_log`, quoted if it fails to start.
     pub fn spawn(name: &str, mut cmd: Command, stderr_log: &Path) -> Result<Self> {
@@ -77,7 +77,11 @@ impl ServerProcess {
                 let mut sent = false;
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if !sent && let Some(rest) = line.trim().strip_prefix("listening on http://") {
+                    let addr = line.trim().strip_prefix("listening on ").and_then(|u| {
+                        u.strip_prefix("http://")
+                            .or_else(|| u.strip_prefix("https://"))
+                    });
+                    if !sent && let Some(rest) = addr {
                         let _ = tx.send(rest.to_owned());
                         sent = true;
                     }
@@ -87,7 +91,7 @@ impl ServerProcess {
         let addr = match rx.recv_timeout(START_TIMEOUT) {
             Ok(a) => a,
             Err(_) => bail!(
-                "{name} did not print `listening on http://...` within {START_TIMEOUT:?}{}",
+                "{name} did not print `listening on http(s)://...` within {START_TIMEOUT:?}{}",
                 guard.stderr_tail()
             ),
         };
@@ -95,6 +99,31 @@ impl ServerProcess {
             .parse()
             .with_context(|| format!("{name} printed an unparsable address {addr:?}"))?;
         Ok(guard)
+    }
+
+    #[cfg(feature = "commercial")]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (e.g. after a signal the
+    /// caller sent), checking every millisecond. After an exit the guard has nothing to kill.
+    #[cfg(feature = "commercial")]
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait()? {
+                self.child = None;
+                return Ok(Some(st));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn stderr_tail(&self) -> String {
@@ -172,14 +201,14 @@ pub fn find_clavitor() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// `clavitor serve` on `data_dir`, port chosen by the OS.
-pub fn serve_command(clavitor: &Path, data_dir: &Path) -> Command {
+/// `clavitor serve` on `data_dir`, listening on `listen` (`127.0.0.1:0`: port chosen by the OS).
+pub fn serve_command(clavitor: &Path, data_dir: &Path, listen: &str) -> Command {
     let mut cmd = Command::new(clavitor);
     cmd.arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
-        .arg("127.0.0.1:0");
+        .arg(listen);
     cmd
 }
 

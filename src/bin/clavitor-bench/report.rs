@@ -7,6 +7,12 @@ pub enum Unit {
     PerSecond,
     Millis,
     Count,
+    /// Decimal megabytes (10^6 bytes), as in the goals.
+    #[cfg_attr(not(feature = "commercial"), expect(dead_code))]
+    Megabytes,
+    /// Percent of one CPU core.
+    #[cfg_attr(not(feature = "commercial"), expect(dead_code))]
+    CorePercent,
 }
 
 impl Unit {
@@ -15,6 +21,8 @@ impl Unit {
             Unit::PerSecond => "per_second",
             Unit::Millis => "ms",
             Unit::Count => "count",
+            Unit::Megabytes => "MB",
+            Unit::CorePercent => "percent_of_one_core",
         }
     }
 
@@ -27,6 +35,8 @@ impl Unit {
             Unit::Millis if v < 10.0 => format!("{v:.3} ms"),
             Unit::Millis => format!("{v:.1} ms"),
             Unit::Count => format!("{v:.1}"),
+            Unit::Megabytes => format!("{v:.1} MB"),
+            Unit::CorePercent => format!("{v:.2}% of a core"),
         }
     }
 }
@@ -43,6 +53,7 @@ pub struct Reference {
 pub struct Goal {
     pub at_least: Option<f64>,
     pub below: Option<f64>,
+    pub at_most: Option<f64>,
     /// Lower bound on value / reference.
     pub ratio_at_least: Option<f64>,
 }
@@ -107,6 +118,9 @@ impl Figure {
         if let Some(max) = g.below {
             ok &= self.value < max;
         }
+        if let Some(max) = g.at_most {
+            ok &= self.value <= max;
+        }
         if let Some(min) = g.ratio_at_least {
             ok &= self.ratio().is_some_and(|r| r >= min);
         }
@@ -118,7 +132,7 @@ impl Figure {
             (None, _) => "-".into(),
             // Throughput: share of the ceiling. Time: how many times the reference.
             (Some(r), Unit::PerSecond | Unit::Count) => format!("{:.0}%", r * 100.0),
-            (Some(r), Unit::Millis) => format!("{r:.1}x"),
+            (Some(r), Unit::Millis | Unit::Megabytes | Unit::CorePercent) => format!("{r:.1}x"),
         }
     }
 
@@ -133,6 +147,9 @@ impl Figure {
         if let Some(v) = g.below {
             parts.push(format!("< {}", self.unit.format(v)));
         }
+        if let Some(v) = g.at_most {
+            parts.push(format!("<= {}", self.unit.format(v)));
+        }
         if let Some(r) = g.ratio_at_least {
             parts.push(format!(">= {:.0}% of ref", r * 100.0));
         }
@@ -140,7 +157,8 @@ impl Figure {
     }
 }
 
-fn thousands(v: f64) -> String {
+/// `1234567` as `1,234,567`.
+pub fn thousands(v: f64) -> String {
     let n = v.round() as u64;
     let s = n.to_string();
     let mut out = String::new();
@@ -242,6 +260,7 @@ impl Report {
                     json!({
                         "at_least": g.at_least,
                         "below": g.below,
+                        "at_most": g.at_most,
                         "ratio_at_least": g.ratio_at_least,
                     })
                 });

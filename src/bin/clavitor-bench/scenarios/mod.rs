@@ -1,21 +1,31 @@
 //! The measured scenarios. Each one starts what it needs (real server processes, scratch
 //! files), measures, stops it, and returns figures with their same-run references and goals.
 //!
-//! To add a scenario (e.g. the Commercial ones: replication lag, catch-up after a backup POP
-//! was down, RSS under tarpit load), write a module with a type implementing [`Scenario`] and
-//! list it in [`all`], behind `#[cfg(feature = "commercial")]` where it needs that edition.
+//! To add a scenario, write a module with a type implementing [`Scenario`] and list it in
+//! [`all`], behind `#[cfg(feature = "commercial")]` where it needs that edition (as the
+//! replication and tarpit ones do).
 
+#[cfg(feature = "commercial")]
+mod catch_up;
 mod cold_start;
 mod reads;
+#[cfg(feature = "commercial")]
+mod replication_lag;
+#[cfg(feature = "commercial")]
+mod replication_throughput;
+#[cfg(feature = "commercial")]
+mod tarpit;
 mod writes;
 
 use crate::http;
-use crate::load::{self, LoadResult, LoadSpec};
+use crate::load::{self, LoadResult, LoadSpec, MakeRequest};
 use crate::proc::{self, ServerProcess, TempDir};
 use crate::report::Figure;
 use anyhow::{Context, Result};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub trait Scenario {
@@ -30,6 +40,14 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(reads::Reads),
         Box::new(writes::Writes),
         Box::new(cold_start::ColdStart),
+        #[cfg(feature = "commercial")]
+        Box::new(replication_lag::ReplicationLag),
+        #[cfg(feature = "commercial")]
+        Box::new(catch_up::CatchUp),
+        #[cfg(feature = "commercial")]
+        Box::new(replication_throughput::ReplicationThroughput),
+        #[cfg(feature = "commercial")]
+        Box::new(tarpit::Tarpit),
     ]
 }
 
@@ -51,6 +69,10 @@ pub struct Ctx {
     pub scratch: TempDir,
     /// A data dir with real content left by an earlier scenario, for the ones that want one.
     pub populated_vault: Option<PathBuf>,
+    /// The Commercial binary needs a replication config to start at all; this holds one, and
+    /// what the Commercial scenarios share (CA, HTTPS client, options).
+    #[cfg(feature = "commercial")]
+    pub pop: crate::pop::Kit,
 }
 
 impl Ctx {
@@ -70,16 +92,26 @@ impl Ctx {
     }
 
     /// `clavitor serve --data-dir DATA_DIR --listen 127.0.0.1:0`; an empty dir gets a new vault.
+    /// A Commercial build adds a config for a plain-HTTP primary whose backup never answers.
     pub fn start_clavitor(&self, data_dir: &Path) -> Result<ServerProcess> {
-        let log = self.scratch.path().join(format!(
-            "clavitor-{}.stderr",
-            data_dir.file_name().unwrap_or_default().to_string_lossy()
-        ));
-        ServerProcess::spawn(
-            "clavitor serve",
-            proc::serve_command(&self.clavitor, data_dir),
-            &log,
+        #[cfg_attr(not(feature = "commercial"), expect(unused_mut))]
+        let mut cmd = proc::serve_command(&self.clavitor, data_dir, "127.0.0.1:0");
+        #[cfg(feature = "commercial")]
+        cmd.arg("--replication-config")
+            .arg(&self.pop.standalone_config);
+        self.spawn(
+            &format!(
+                "clavitor-{}",
+                data_dir.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            cmd,
         )
+    }
+
+    /// Starts a server command; its stderr goes to `LABEL.stderr` in the scratch dir.
+    pub fn spawn(&self, label: &str, cmd: std::process::Command) -> Result<ServerProcess> {
+        let log = self.scratch.path().join(format!("{label}.stderr"));
+        ServerProcess::spawn(label, cmd, &log)
     }
 
     pub fn start_bare(&self) -> Result<ServerProcess> {
@@ -99,6 +131,18 @@ impl Ctx {
             .block_on(http::request(addr, method, path, token, body))
             .with_context(|| format!("{method} {path} on {addr} failed"))
     }
+}
+
+/// `POST /v1/entries` with one vault-tier field, unique per connection and sequence number.
+pub fn create_entries(addr: SocketAddr, owner: String) -> MakeRequest {
+    Arc::new(move |out: &mut Vec<u8>, conn, seq| {
+        let mut body = Vec::with_capacity(160);
+        let _ = write!(
+            body,
+            r#"{{"title":"bench-{conn}-{seq}","fields":[{{"name":"password","value":"secret-{conn}-{seq}-0123456789abcdef","tier":"vault"}}]}}"#
+        );
+        http::build_request(out, "POST", "/v1/entries", addr, Some(&owner), Some(&body));
+    })
 }
 
 /// The owner token a new vault saved in its data dir.

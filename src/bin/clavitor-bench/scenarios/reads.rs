@@ -1,7 +1,7 @@
 //! Field reads with an agent token, against the bare-axum ceiling under the same load.
 
 use super::{Ctx, Scenario, expect_status, json_str, owner_token};
-use crate::http::build_request;
+use crate::http::{Connector, build_request};
 use crate::load::{LoadResult, LoadSpec, MakeRequest};
 use crate::report::{Figure, Goal, Unit};
 use anyhow::{Result, ensure};
@@ -35,6 +35,9 @@ impl Scenario for Reads {
             duration: s.duration,
             expect,
             make: make.clone(),
+            connector: Connector::Plain,
+            pace: None,
+            on_response: None,
         };
 
         // The ceiling: same framework, same client, same load, nothing behind the handler.

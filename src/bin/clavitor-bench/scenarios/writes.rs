@@ -1,14 +1,12 @@
 //! Durable entry creates through the API, against raw batched-fsync SQLite inserts.
 
-use super::{Ctx, Scenario, expect_status, owner_token};
+use super::{Ctx, Scenario, create_entries, expect_status, owner_token};
 use crate::disk;
-use crate::http::build_request;
-use crate::load::{LoadSpec, MakeRequest};
+use crate::http::Connector;
+use crate::load::LoadSpec;
 use crate::report::{Figure, Goal, Unit};
 use anyhow::{Context, Result};
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 pub struct Writes;
 
@@ -62,14 +60,7 @@ impl Scenario for Writes {
         expect_status("create entry", probe, 201)?;
         let before = commit_counters(ctx, addr)?;
 
-        let make: MakeRequest = Arc::new(move |out: &mut Vec<u8>, conn, seq| {
-            let mut body = Vec::with_capacity(160);
-            let _ = write!(
-                body,
-                r#"{{"title":"bench-{conn}-{seq}","fields":[{{"name":"password","value":"secret-{conn}-{seq}-0123456789abcdef","tier":"vault"}}]}}"#
-            );
-            build_request(out, "POST", "/v1/entries", addr, Some(&owner), Some(&body));
-        });
+        let make = create_entries(addr, owner);
         ctx.progress(
             self.name(),
             &format!("clavitor entry creates, {n} connections, {secs} s"),
@@ -81,6 +72,9 @@ impl Scenario for Writes {
             duration: s.duration,
             expect: 201,
             make,
+            connector: Connector::Plain,
+            pace: None,
+            on_response: None,
         })?;
         api.require_success("entry creates")?;
         let after = commit_counters(ctx, addr)?;
