@@ -96,11 +96,16 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, Error> {
     })?;
     conn.busy_timeout(Duration::from_secs(10))?;
     // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+    // Statement journals (one per savepoint-wrapped write) stay in memory rather than in temp
+    // files, and each connection caches 16 MiB of pages instead of SQLite's 2 MiB default.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+         PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384;",
+    )
+    .map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(conn)
 }
 

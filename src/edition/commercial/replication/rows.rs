@@ -4,16 +4,19 @@
 use super::wire::{AgentItem, EntryItem, FieldItem, Item, ScopeKeyItem, Stamp};
 use crate::store;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
 
 const OWED: &str = "(replicated_at IS NULL OR replicated_at < updated_at)";
 
 /// Up to `limit` owed rows, agents first (scope keys reference them), then scope keys, then
-/// entries, oldest change first; stops early once the batch weighs `max_bytes`.
+/// entries, oldest change first; stops early once the batch weighs `max_bytes`. Entries in
+/// `skip` (already on their way in another batch) are passed over.
 pub fn collect(
     conn: &Connection,
     local: &str,
     limit: usize,
     max_bytes: usize,
+    skip: &HashSet<String>,
 ) -> Result<Vec<Item>, store::Error> {
     let mut items: Vec<Item> = Vec::new();
     let mut weight = 0usize;
@@ -79,9 +82,12 @@ pub fn collect(
     let mut fields = conn.prepare_cached(
         "SELECT position, name, tier, scope, ciphertext FROM fields WHERE entry_id = ?1 ORDER BY position",
     )?;
-    let mut rows = stmt.query([(limit - items.len()) as i64])?;
+    let mut rows = stmt.query([(limit - items.len() + skip.len()) as i64])?;
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
+        if skip.contains(&id) {
+            continue;
+        }
         let fs = fields
             .query_map([&id], |f| {
                 Ok(FieldItem {

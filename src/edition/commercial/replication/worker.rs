@@ -7,6 +7,9 @@ use super::rows;
 use super::wire::{Ack, Batch, Item};
 use crate::edition::Edition;
 use crate::store::{self, Store, now_ms};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -14,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Keeps a batch comfortably under the backup's body limit for this endpoint.
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Entry batches on their way to the backup (or being marked) at once.
+const IN_FLIGHT: usize = 4;
 const SLOW_RETRY_MIN: Duration = Duration::from_secs(1);
 const SLOW_RETRY_MAX: Duration = Duration::from_secs(60);
 
@@ -72,7 +77,13 @@ async fn run(w: Worker) {
     }
 }
 
-/// Sends everything owed, batch by batch, until nothing is left or a batch fails.
+/// Sends everything owed until nothing is left or a batch fails.
+///
+/// Up to `IN_FLIGHT` entry batches travel at once, so the backup's group commit can take several
+/// in one fsync while the primary marks earlier ones: one batch at a time left both disks idle
+/// most of the time. No two outstanding batches hold the same entry (`busy`), and a batch with
+/// agents or scope keys travels alone, after everything before it was acknowledged, because
+/// the backup's scope keys reference its agents.
 async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
     let PopRole::Primary { backup } = &live.config.role else {
         return Ok(());
@@ -84,57 +95,113 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
         "{}/v1/replication/batch",
         backup.url.as_str().trim_end_matches('/')
     );
+    let mut outstanding = FuturesUnordered::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut barrier = false;
     loop {
         if w.shutdown.is_cancelled() {
             return Ok(());
         }
-        let local = live.config.pop_id.clone();
-        let limit = live.config.batch_size;
-        let (committed, items) = w
-            .store
-            .read(move |c| {
-                // Read before collecting: if nothing is owed then, everything up to it is acked.
-                let committed = rows::committed_version(c)?;
-                Ok::<_, store::Error>((
-                    committed,
-                    rows::collect(c, &local, limit, MAX_BATCH_BYTES)?,
-                ))
-            })
-            .await
-            .map_err(|e: store::Error| e.to_string())?;
-        if items.is_empty() {
-            // Nothing owed (e.g. just after a restart): report the backup as caught up.
-            w.status.caught_up(committed);
-            return Ok(());
+        if !barrier && outstanding.len() < IN_FLIGHT {
+            let local = live.config.pop_id.clone();
+            let limit = live.config.batch_size;
+            let skip = busy.clone();
+            let (committed, items) = w
+                .store
+                .read(move |c| {
+                    // Read before collecting: if nothing is owed then, everything up to it is acked.
+                    let committed = rows::committed_version(c)?;
+                    Ok::<_, store::Error>((
+                        committed,
+                        rows::collect(c, &local, limit, MAX_BATCH_BYTES, &skip)?,
+                    ))
+                })
+                .await
+                .map_err(|e: store::Error| e.to_string())?;
+            let alone = items.iter().any(|i| !matches!(i, Item::Entry(_)));
+            // A batch that must travel alone waits until nothing else is outstanding.
+            if !items.is_empty() && (!alone || outstanding.is_empty()) {
+                barrier = alone;
+                let ids: Vec<String> = items.iter().filter_map(entry_id).collect();
+                busy.extend(ids.iter().cloned());
+                let batch = Batch {
+                    origin: live.config.pop_id.clone(),
+                    items,
+                };
+                outstanding.push(push(
+                    w,
+                    client,
+                    &url,
+                    backup.token.expose(),
+                    live,
+                    batch,
+                    ids,
+                ));
+                continue;
+            }
+            if items.is_empty() && outstanding.is_empty() {
+                // Nothing owed (e.g. just after a restart): report the backup as caught up.
+                w.status.caught_up(committed);
+                return Ok(());
+            }
         }
-        let batch = Batch {
-            origin: live.config.pop_id.clone(),
-            items,
-        };
-        let ack = send(
-            client,
-            &url,
-            backup.token.expose(),
-            &batch,
-            live.config.max_retries,
-            &w.shutdown,
-        )
-        .await?;
-        let stamps: Vec<i64> = batch
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Entry(_)))
-            .map(|i| i.stamp().updated_at)
-            .collect();
-        let items = batch.items;
-        w.store
-            .write(move |c| rows::mark(c, &items))
-            .await
-            .map_err(|e: store::Error| e.to_string())?;
-        let now = now_ms();
-        w.status
-            .acked(ack.acked_version, now, stamps.into_iter().map(|t| now - t));
+        // Full, or waiting for earlier batches before one that must travel alone.
+        match outstanding.next().await {
+            Some(done) => {
+                let ids = done?;
+                for id in &ids {
+                    busy.remove(id);
+                }
+                barrier = false;
+            }
+            None => barrier = false,
+        }
     }
+}
+
+fn entry_id(item: &Item) -> Option<String> {
+    match item {
+        Item::Entry(e) => Some(e.id.clone()),
+        _ => None,
+    }
+}
+
+/// Sends one batch and, once the backup has acknowledged it, marks its rows replicated.
+/// Returns the ids of the entries it carried.
+async fn push(
+    w: &Worker,
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    live: &Live,
+    batch: Batch,
+    ids: Vec<String>,
+) -> Result<Vec<String>, String> {
+    let ack = send(
+        client,
+        url,
+        token,
+        &batch,
+        live.config.max_retries,
+        &w.shutdown,
+    )
+    .await?;
+    let stamps: Vec<i64> = batch
+        .items
+        .iter()
+        .filter(|i| matches!(i, Item::Entry(_)))
+        .map(|i| i.stamp().updated_at)
+        .collect();
+    // Lag ends at the acknowledgement: marking is the primary's bookkeeping, not replication.
+    let now = now_ms();
+    w.status
+        .acked(ack.acked_version, now, stamps.into_iter().map(|t| now - t));
+    let items = batch.items;
+    w.store
+        .write(move |c| rows::mark(c, &items))
+        .await
+        .map_err(|e: store::Error| e.to_string())?;
+    Ok(ids)
 }
 
 /// POSTs one batch, retrying with exponential backoff and jitter.
