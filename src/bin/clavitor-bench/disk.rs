@@ -62,7 +62,6 @@ pub fn run(dir: &Path, batch: usize, warmup: Duration, duration: Duration) -> Re
         transactions: 0,
         seconds: duration.as_secs_f64(),
     };
-    let mut n: u64 = 0;
     loop {
         let t0 = Instant::now();
         if t0 >= until {
@@ -80,17 +79,8 @@ pub fn run(dir: &Path, batch: usize, warmup: Duration, duration: Duration) -> Re
                 "INSERT INTO fields (entry_id, position, name, tier, scope, ciphertext) VALUES (?1, 0, 'password', 'vault', NULL, ?2)",
             )?;
             for _ in 0..batch {
-                n += 1;
-                // Shaped like a hyphenated UUID, spread over the key space like random ones.
-                let h = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let id = format!(
-                    "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                    h >> 32,
-                    (h >> 16) & 0xffff,
-                    h & 0xfff,
-                    n & 0xfff,
-                    n
-                );
+                // Time-ordered UUIDs, as the vault generates them: same index locality.
+                let id = uuid::Uuid::now_v7().to_string();
                 let version: i64 = bump.query_row([], |r| r.get(0))?;
                 entry.execute(params![id, &meta[..], stamp, version])?;
                 field.execute(params![id, &ciphertext[..]])?;
