@@ -9,6 +9,7 @@ use crate::vault::{AgentId, EntryDraft, EntryId, Tier};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Entry metadata as sealed in the `meta` column (a storage format, not an API type).
@@ -248,52 +249,82 @@ impl Vault {
         id: EntryId,
         name: String,
     ) -> Result<FieldView, Error> {
-        let sealer = self.sealer.clone();
-        let caller = caller.clone();
-        self.store
-            .lookup(move |c| {
-                let row = match rows::get_field(c, id.as_str(), &name) {
-                    Ok(Some(row)) => row,
-                    Ok(None) => {
-                        return Err(Error::FieldNotFound {
-                            entry: id.to_string(),
-                            field: name,
-                        });
-                    }
-                    Err(store::Error::NotFound) => {
-                        return Err(Error::EntryNotFound(id.to_string()));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let p = &caller.principal;
-                if !p.may_read_scope(row.meta.scope.as_deref()) {
-                    return Err(Error::ScopeDenied(name));
-                }
-                let tier = Tier::parse(&row.meta.tier)
-                    .map_err(|_| store::Error::Corrupt("unknown tier in database".into()))?;
-                let aad = field_aad(id.as_str(), &name);
-                let plain = match tier {
-                    Tier::Vault | Tier::Identity => sealer.open(&aad, &row.ciphertext)?,
-                    Tier::Credential => {
-                        let scope = row.meta.scope.as_deref().unwrap_or_default();
-                        let wrapped = get_scope_key(c, scope, p.id.as_str())?
-                            .ok_or_else(|| Error::ScopeDenied(name.clone()))?;
-                        let key = ScopeKey::unwrap(
-                            &caller.token,
-                            &scope_key_aad(scope, p.id.as_str()),
-                            &wrapped,
-                        )?;
-                        key.sealer().open(&aad, &row.ciphertext)?
-                    }
-                };
-                let value = String::from_utf8(plain.to_vec())
-                    .map_err(|_| store::Error::Corrupt("field value is not UTF-8".into()))?;
-                Ok(FieldView {
-                    name,
-                    value: Zeroizing::new(value),
-                    tier,
-                })
+        let p = &caller.principal;
+        let row = self.stored_field(&id, &name).await?;
+        if !p.may_read_scope(row.meta.scope.as_deref()) {
+            return Err(Error::ScopeDenied(name));
+        }
+        let tier = Tier::parse(&row.meta.tier)
+            .map_err(|_| store::Error::Corrupt("unknown tier in database".into()))?;
+        let aad = field_aad(id.as_str(), &name);
+        let plain = match tier {
+            Tier::Vault | Tier::Identity => self.sealer.open(&aad, &row.ciphertext)?,
+            Tier::Credential => {
+                let scope = row.meta.scope.as_deref().unwrap_or_default();
+                let wrapped = self
+                    .stored_scope_key(scope, &p.id)
+                    .await?
+                    .ok_or_else(|| Error::ScopeDenied(name.clone()))?;
+                let key = ScopeKey::unwrap(
+                    &caller.token,
+                    &scope_key_aad(scope, p.id.as_str()),
+                    &wrapped,
+                )?;
+                key.sealer().open(&aad, &row.ciphertext)?
+            }
+        };
+        let value = String::from_utf8(plain.to_vec())
+            .map_err(|_| store::Error::Corrupt("field value is not UTF-8".into()))?;
+        Ok(FieldView {
+            name,
+            value: Zeroizing::new(value),
+            tier,
+        })
+    }
+
+    /// A field's row as stored (still sealed), from the read cache or the database.
+    async fn stored_field(&self, id: &EntryId, name: &str) -> Result<Arc<FieldRow>, Error> {
+        let generation = self.store.generation();
+        if let Some(row) = self.reads.field(generation, id.as_str(), name) {
+            return Ok(row);
+        }
+        let (entry, field) = (id.clone(), name.to_owned());
+        let row = self
+            .store
+            .lookup(move |c| match rows::get_field(c, entry.as_str(), &field) {
+                Ok(Some(row)) => Ok(Arc::new(row)),
+                Ok(None) => Err(Error::FieldNotFound {
+                    entry: entry.to_string(),
+                    field,
+                }),
+                Err(store::Error::NotFound) => Err(Error::EntryNotFound(entry.to_string())),
+                Err(e) => Err(e.into()),
             })
-            .await
+            .await?;
+        self.reads.keep_field(generation, id.as_str(), name, &row);
+        Ok(row)
+    }
+
+    /// A scope key wrapped under `agent`'s token, from the read cache or the database.
+    async fn stored_scope_key(
+        &self,
+        scope: &str,
+        agent: &AgentId,
+    ) -> Result<Option<Arc<Vec<u8>>>, Error> {
+        let generation = self.store.generation();
+        if let Some(key) = self.reads.scope_key(generation, scope, agent.as_str()) {
+            return Ok(Some(key));
+        }
+        let (s, a) = (scope.to_owned(), agent.clone());
+        let key = self
+            .store
+            .lookup(move |c| get_scope_key(c, &s, a.as_str()))
+            .await?
+            .map(Arc::new);
+        if let Some(k) = &key {
+            self.reads
+                .keep_scope_key(generation, scope, agent.as_str(), k);
+        }
+        Ok(key)
     }
 }

@@ -8,6 +8,7 @@
 mod agents;
 mod auth;
 mod entries;
+mod read_cache;
 
 pub use agents::{AgentCreated, AgentView};
 pub use auth::{Caller, Principal};
@@ -17,6 +18,7 @@ use crate::crypto::{self, MasterKey, Sealer, Token};
 use crate::store::{self, Store};
 use crate::vault::{AgentId, Invalid};
 use auth::Principals;
+use read_cache::ReadCache;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +64,7 @@ pub struct Vault {
     store: Store,
     sealer: Sealer,
     principals: Principals,
+    reads: ReadCache,
     writable: AtomicBool,
 }
 
@@ -77,6 +80,7 @@ impl Vault {
             store,
             sealer: master.vault_sealer(),
             principals: Principals::default(),
+            reads: ReadCache::default(),
             writable: AtomicBool::new(true),
         });
         vault.reload_principals().await?;

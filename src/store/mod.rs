@@ -17,6 +17,7 @@ pub use entries::{EntryRow, FieldMeta, FieldRow};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -78,6 +79,9 @@ struct Inner {
     /// One permit per pooled connection: holding one guarantees `readers` is not empty.
     reader_slots: Arc<Semaphore>,
     commits: watch::Sender<u64>,
+    /// Commits so far, bumped before any writer of the commit is answered: a reader that sees
+    /// the same number before and after reading knows nothing changed in between.
+    generation: Arc<AtomicU64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -131,9 +135,11 @@ impl Store {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (commits, _) = watch::channel(0u64);
         let commits_for_writer = commits.clone();
+        let generation = Arc::new(AtomicU64::new(0));
+        let generation_for_writer = generation.clone();
         let handle = std::thread::Builder::new()
             .name("clavitor-writer".into())
-            .spawn(move || writer_loop(writer, rx, commits_for_writer))
+            .spawn(move || writer_loop(writer, rx, commits_for_writer, &generation_for_writer))
             .map_err(|e| Error::Rejected(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -142,6 +148,7 @@ impl Store {
                 readers: Mutex::new(readers),
                 reader_slots: Arc::new(Semaphore::new(READERS)),
                 commits,
+                generation,
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -229,6 +236,11 @@ impl Store {
         }
     }
 
+    /// The number of commits so far; see [`crate::service`]'s read cache.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
     /// A counter bumped after every commit; replication waits on it instead of polling.
     pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.inner.commits.subscribe()
@@ -303,7 +315,12 @@ fn clone_err(e: &Error) -> Error {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, commits: watch::Sender<u64>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    commits: watch::Sender<u64>,
+    generation: &AtomicU64,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -322,7 +339,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, commits: watch
                 Err(_) => break,
             }
         }
-        let result = run_batch(&mut conn, &mut batch);
+        let result = run_batch(&mut conn, &mut batch, generation);
         if result {
             commits.send_modify(|n| *n += 1);
         }
@@ -338,7 +355,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, commits: watch
 }
 
 /// Runs one group commit. Returns whether it committed anything.
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, generation: &AtomicU64) -> bool {
     let n = batch.len();
     let mut completions: Vec<Completion> = Vec::with_capacity(n);
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -378,6 +395,8 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
         tracing::error!(error = %e, jobs = n, "group commit failed; every write in it was refused");
     }
     let ok = committed.is_ok();
+    // Before the answers: a client that got its answer must not be served an older cached row.
+    generation.fetch_add(1, Ordering::AcqRel);
     for c in completions {
         c(committed.clone());
     }

@@ -12,6 +12,7 @@ mod concurrency;
 mod entries;
 mod health;
 mod helpers;
+mod read_cache;
 mod request_id;
 mod stolen_db;
 mod tiers;

@@ -1,0 +1,94 @@
+//! Recently read field rows and wrapped scope keys, as stored (ciphertext only: nothing here is
+//! readable without the keys, exactly like SQLite's own page cache), so that an agent reading
+//! the same secret again does not go through SQLite.
+//!
+//! Invariant: a cached row is served only while the store's commit generation equals the one
+//! read before the row was fetched. Any commit (a write here, or a replicated batch) empties
+//! the cache, and the store bumps the generation before it answers the writer, so nobody is
+//! served a row older than a write they saw acknowledged.
+
+use crate::store::FieldRow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Bound on the ciphertext held; past it, rows are read but not kept until the next commit.
+const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct ReadCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    generation: u64,
+    bytes: usize,
+    /// (entry id, field name)
+    fields: HashMap<(String, String), Arc<FieldRow>>,
+    /// (scope, agent id) -> the scope key wrapped under that agent's token
+    scope_keys: HashMap<(String, String), Arc<Vec<u8>>>,
+}
+
+impl Inner {
+    /// Whether the cache speaks for `generation`, emptying it first if the store has committed
+    /// since it was filled. Never moves back: a caller holding an older generation misses.
+    fn at(&mut self, generation: u64) -> bool {
+        if generation > self.generation {
+            self.fields.clear();
+            self.scope_keys.clear();
+            self.bytes = 0;
+            self.generation = generation;
+        }
+        generation == self.generation
+    }
+
+    fn room_for(&mut self, n: usize) -> bool {
+        if self.bytes + n > MAX_BYTES {
+            return false;
+        }
+        self.bytes += n;
+        true
+    }
+}
+
+impl ReadCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn field(&self, generation: u64, entry: &str, name: &str) -> Option<Arc<FieldRow>> {
+        let mut c = self.lock();
+        if !c.at(generation) {
+            return None;
+        }
+        c.fields.get(&(entry.to_owned(), name.to_owned())).cloned()
+    }
+
+    pub fn scope_key(&self, generation: u64, scope: &str, agent: &str) -> Option<Arc<Vec<u8>>> {
+        let mut c = self.lock();
+        if !c.at(generation) {
+            return None;
+        }
+        c.scope_keys
+            .get(&(scope.to_owned(), agent.to_owned()))
+            .cloned()
+    }
+
+    /// `generation` is the one read *before* the row was fetched: if the store committed
+    /// meanwhile, the next lookup carries a newer generation and empties the cache.
+    pub fn keep_field(&self, generation: u64, entry: &str, name: &str, row: &Arc<FieldRow>) {
+        let mut c = self.lock();
+        if c.at(generation) && c.room_for(row.ciphertext.len()) {
+            c.fields
+                .insert((entry.to_owned(), name.to_owned()), row.clone());
+        }
+    }
+
+    pub fn keep_scope_key(&self, generation: u64, scope: &str, agent: &str, key: &Arc<Vec<u8>>) {
+        let mut c = self.lock();
+        if c.at(generation) && c.room_for(key.len()) {
+            c.scope_keys
+                .insert((scope.to_owned(), agent.to_owned()), key.clone());
+        }
+    }
+}
