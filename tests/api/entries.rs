@@ -160,3 +160,40 @@ async fn entries_survive_a_restart() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["title"], "kept");
 }
+
+/// Versions order every change (replication's last-write-wins relies on it): they grow with
+/// each write, also when writes share a commit, and keep growing after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_grow_across_writes_commits_and_restarts() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let version_of = |v: &Value| v["version"].as_i64().expect("version");
+    let body = json!({"title": "t", "fields": [{"name": "a", "value": "1"}]});
+    let id = app.create_entry(&body).await;
+    let first = version_of(&json_ok(app.get_entry(&app.owner_token, &id).await).await);
+
+    // Concurrent creates share group commits; each still gets its own version.
+    let mut creates = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (app, body) = (app.clone(), body.clone());
+        creates.spawn(async move { app.create_entry(&body).await });
+    }
+    let ids = creates.join_all().await;
+    let mut versions = Vec::new();
+    for other in &ids {
+        versions.push(version_of(
+            &json_ok(app.get_entry(&app.owner_token, other).await).await,
+        ));
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), ids.len(), "two writes share a version");
+    assert!(versions[0] > first);
+    let last = *versions.last().unwrap();
+
+    let app = std::sync::Arc::into_inner(app).expect("no other handle");
+    let app = app.stop().await.start().await;
+    let res = app.put_entry(&app.owner_token, &id, &body).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let after = version_of(&json_ok(app.get_entry(&app.owner_token, &id).await).await);
+    assert!(after > last, "version {after} after restart, {last} before");
+}

@@ -271,7 +271,6 @@ pub fn apply(conn: &Connection, local: &str, items: &[Item]) -> Result<Applied, 
         }
         out.applied += 1;
     }
-    conn.prepare_cached("UPDATE sequence SET value = max(value, ?1) WHERE name = 'version'")?
-        .execute([out.max_version])?;
+    store::raise_version(conn, out.max_version)?;
     Ok(out)
 }
