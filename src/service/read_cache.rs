@@ -11,8 +11,9 @@ use crate::store::FieldRow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Bound on the ciphertext held; past it, rows are read but not kept until the next commit.
+/// Bounds on what is held; past them, rows are read but not kept until the next commit.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
+const MAX_ROWS: usize = 65_536;
 
 #[derive(Default)]
 pub struct ReadCache {
@@ -43,7 +44,7 @@ impl Inner {
     }
 
     fn room_for(&mut self, n: usize) -> bool {
-        if self.bytes + n > MAX_BYTES {
+        if self.bytes + n > MAX_BYTES || self.fields.len() + self.scope_keys.len() >= MAX_ROWS {
             return false;
         }
         self.bytes += n;
