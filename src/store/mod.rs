@@ -372,13 +372,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, generation: &AtomicU64
         }
     };
     let mut tx = tx;
-    let start = tx
-        .query_row(
-            "SELECT value FROM sequence WHERE name = 'version'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .ok();
+    let start = committed_version(&tx).ok();
     BATCH_VERSION.set(start);
     for job in batch.drain(..) {
         let sp = match tx.savepoint() {
@@ -438,6 +432,13 @@ thread_local! {
     /// UPDATE per write was a third of the writer's time. A write rolled back to its savepoint
     /// leaves a gap, which is fine: versions only need to grow.
     static BATCH_VERSION: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+/// The last version this database committed (its own writes and replicated ones).
+pub fn committed_version(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM sequence WHERE name = 'version'")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// The next value of the global change sequence; every written row carries one.

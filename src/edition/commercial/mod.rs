@@ -314,9 +314,12 @@ impl Commercial {
 
     /// Replication state for `/healthz` and heartbeats: backlog, versions, last success, lag.
     async fn replication_report(&self) -> serde_json::Value {
-        let store = self.vault.store();
-        let backlog = schema::backlog(store).await.unwrap_or(-1);
-        let committed = schema::committed_version(store).await.unwrap_or(-1);
+        let (backlog, committed) = self
+            .vault
+            .store()
+            .read(|c| Ok::<_, store::Error>((schema::backlog(c)?, store::committed_version(c)?)))
+            .await
+            .unwrap_or((-1, -1));
         let role = self.snapshot().config.role_name();
         self.status.report(role, backlog, committed)
     }

@@ -10,6 +10,9 @@ use rusqlite::Connection;
 
 const TABLES: &[&str] = &["entries", "agents", "scope_keys"];
 
+/// A row is owed to the backup while this holds.
+pub const OWED: &str = "(replicated_at IS NULL OR replicated_at < updated_at)";
+
 fn has_column(c: &Connection, table: &str, column: &str) -> Result<bool, store::Error> {
     let mut stmt = c.prepare(&format!(
         "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
@@ -28,41 +31,21 @@ pub async fn ensure(store: &Store) -> Result<(), store::Error> {
                     }
                 }
             }
-            c.execute_batch(
-                "CREATE INDEX IF NOT EXISTS entries_owed ON entries (updated_at)
-                   WHERE replicated_at IS NULL OR replicated_at < updated_at;",
-            )?;
+            c.execute_batch(&format!(
+                "CREATE INDEX IF NOT EXISTS entries_owed ON entries (updated_at) WHERE {OWED};"
+            ))?;
             Ok::<_, store::Error>(())
         })
         .await
 }
 
 /// Rows not yet acknowledged by the backup, across every replicated table.
-pub async fn backlog(store: &Store) -> Result<i64, store::Error> {
-    store
-        .read(|c| {
-            let mut n = 0i64;
-            for t in TABLES {
-                n += c.query_row(
-                    &format!("SELECT count(*) FROM {t} WHERE replicated_at IS NULL OR replicated_at < updated_at"),
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )?;
-            }
-            Ok::<_, store::Error>(n)
-        })
-        .await
-}
-
-/// The last version this POP's database has committed (its own writes and applied ones).
-pub async fn committed_version(store: &Store) -> Result<i64, store::Error> {
-    store
-        .read(|c| {
-            Ok::<_, store::Error>(c.query_row(
-                "SELECT value FROM sequence WHERE name = 'version'",
-                [],
-                |r| r.get(0),
-            )?)
-        })
-        .await
+pub fn backlog(c: &Connection) -> Result<i64, store::Error> {
+    let mut n = 0i64;
+    for t in TABLES {
+        n += c.query_row(&format!("SELECT count(*) FROM {t} WHERE {OWED}"), [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+    }
+    Ok(n)
 }

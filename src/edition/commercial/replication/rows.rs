@@ -6,7 +6,7 @@ use crate::store;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 
-const OWED: &str = "(replicated_at IS NULL OR replicated_at < updated_at)";
+use super::super::schema::OWED;
 
 /// Up to `limit` owed rows, agents first (scope keys reference them), then scope keys, then
 /// entries, oldest change first; stops early once the batch weighs `max_bytes`. Entries in
@@ -114,15 +114,6 @@ pub fn collect(
         }
     }
     Ok(items)
-}
-
-/// The last version this database committed.
-pub fn committed_version(conn: &Connection) -> Result<i64, store::Error> {
-    Ok(conn.query_row(
-        "SELECT value FROM sequence WHERE name = 'version'",
-        [],
-        |r| r.get(0),
-    )?)
 }
 
 /// Marks acknowledged rows, but only the version that was sent: a row written again since

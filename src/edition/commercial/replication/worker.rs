@@ -110,7 +110,7 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                 .store
                 .read(move |c| {
                     // Read before collecting: if nothing is owed then, everything up to it is acked.
-                    let committed = rows::committed_version(c)?;
+                    let committed = store::committed_version(c)?;
                     Ok::<_, store::Error>((
                         committed,
                         rows::collect(c, &local, limit, MAX_BATCH_BYTES, &skip)?,
