@@ -83,6 +83,20 @@ pub fn read_private(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
         .map_err(io(path))
 }
 
+/// Where the CLI keeps its default token: `$XDG_CONFIG_HOME/clavitor/token`, else
+/// `$HOME/.config/clavitor/token`. Never inside a data dir: a copy of the data dir must open no
+/// credential field. `None` when neither variable is set.
+pub fn default_token_path() -> Option<PathBuf> {
+    let from = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from("XDG_CONFIG_HOME")
+        .or_else(|| from("HOME").map(|h| h.join(".config")))
+        .map(|dir| dir.join("clavitor").join("token"))
+}
+
 /// Reads a token file: private, UTF-8, non-empty; surrounding whitespace dropped.
 pub fn read_token(path: &Path) -> Result<crate::crypto::Token, Error> {
     let raw = read_private(path)?;
