@@ -450,7 +450,13 @@ fn the_community_server_holds_only_its_listener_and_accepted_connections() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    eprintln!("audit: {} samples, at most {} accepted connections at once, {} unix pair sockets; after: {} samples", audit.samples, audit.max_accepted, audit.allowed_pairs.len(), after.samples);
+    eprintln!(
+        "audit: {} samples, at most {} accepted connections at once, {} unix pair sockets; after: {} samples",
+        audit.samples,
+        audit.max_accepted,
+        audit.allowed_pairs.len(),
+        after.samples
+    );
     assert!(audit.samples >= 20, "too few samples: {audit:?}");
     assert!(
         audit.max_accepted >= 1,
