@@ -1,7 +1,7 @@
 //! Clavitor Vault: a credential vault for teams and their AI agents.
 //!
 //! Layout (dependencies point down this list, never up):
-//! - `cli`: clap commands; `serve`/`init`, and the client commands over a tiny HTTP client.
+//! - `cli`: clap commands; `serve`/`init`, and the client commands over ureq (http/https).
 //! - `server`: builds the pieces from a `ServeConfig` and runs them until a signal.
 //! - `api`: axum routes, extractors, JSON DTOs, the one error shape.
 //! - `edition`: the Community/Commercial seam; the only `cfg(feature = "commercial")`.

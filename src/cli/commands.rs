@@ -2,6 +2,7 @@
 
 use super::ClientOpts;
 use super::client::Client;
+use super::output::escape;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -103,7 +104,13 @@ fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn parse_field(spec: &str, stdin_used: &mut bool) -> Result<Value> {
+/// A server-supplied string field for human output, escaped (see `output`); `default` if
+/// absent or not a string.
+fn text<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
+    escape(v.as_str().unwrap_or(default))
+}
+
+pub(super) fn parse_field(spec: &str, stdin_used: &mut bool) -> Result<Value> {
     let (head, value) = spec
         .split_once('=')
         .with_context(|| format!("--field {spec:?}: expected NAME[:TIER[:SCOPE]]=VALUE"))?;
@@ -157,14 +164,10 @@ fn field_summary(e: &Value) -> String {
         .into_iter()
         .flatten()
         .map(|f| {
-            let mut s = format!(
-                "{}:{}",
-                f["name"].as_str().unwrap_or("?"),
-                f["tier"].as_str().unwrap_or("?")
-            );
+            let mut s = format!("{}:{}", text(&f["name"], "?"), text(&f["tier"], "?"));
             if let Some(scope) = f["scope"].as_str() {
                 s.push(':');
-                s.push_str(scope);
+                s.push_str(&escape(scope));
             }
             s
         })
@@ -195,7 +198,7 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
             if opts.json {
                 print_json(&out);
             } else {
-                println!("{}", out["id"].as_str().unwrap_or_default());
+                println!("{}", text(&out["id"], ""));
             }
         }
         EntryCmd::Get { entry, opts } => {
@@ -213,7 +216,7 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
                     ("updated", "updated_at"),
                 ] {
                     if let Some(v) = e[key].as_str() {
-                        println!("{label:<9} {v}");
+                        println!("{label:<9} {}", escape(v));
                     }
                 }
                 println!("{:<9} {}", "fields", field_summary(&e));
@@ -229,8 +232,8 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
                 for e in list["entries"].as_array().into_iter().flatten() {
                     println!(
                         "{:<36}  {:<24}  {}",
-                        e["id"].as_str().unwrap_or_default(),
-                        e["title"].as_str().unwrap_or_default(),
+                        text(&e["id"], ""),
+                        text(&e["title"], ""),
                         field_summary(e)
                     );
                 }
@@ -243,7 +246,7 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
             if opts.json {
                 print_json(&json!({ "deleted": id }));
             } else {
-                println!("deleted {id}");
+                println!("deleted {}", escape(&id));
             }
         }
     }
@@ -251,7 +254,7 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
 }
 
 /// Seconds from `3600`, `90s`, `15m`, `12h` or `30d`.
-fn parse_ttl(s: &str) -> Result<u64> {
+pub(super) fn parse_ttl(s: &str) -> Result<u64> {
     let (num, unit) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
         _ => (s, 's'),
@@ -309,11 +312,11 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
             } else {
                 println!(
                     "agent {} ({})",
-                    out["name"].as_str().unwrap_or_default(),
-                    out["id"].as_str().unwrap_or_default()
+                    text(&out["name"], ""),
+                    text(&out["id"], "")
                 );
                 println!("token (shown once):");
-                println!("{}", out["token"].as_str().unwrap_or_default());
+                println!("{}", text(&out["token"], ""));
             }
         }
         AgentCmd::List { opts } => {
@@ -327,18 +330,19 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
                     "ID", "NAME", "STATUS", "EXPIRES"
                 );
                 for a in list["agents"].as_array().into_iter().flatten() {
-                    let scopes: Vec<&str> = a["scopes"]
+                    let scopes: Vec<_> = a["scopes"]
                         .as_array()
                         .into_iter()
                         .flatten()
                         .filter_map(Value::as_str)
+                        .map(escape)
                         .collect();
                     println!(
                         "{:<36}  {:<16}  {:<8}  {:<20}  {}",
-                        a["id"].as_str().unwrap_or_default(),
-                        a["name"].as_str().unwrap_or_default(),
-                        a["status"].as_str().unwrap_or_default(),
-                        a["expires_at"].as_str().unwrap_or("never"),
+                        text(&a["id"], ""),
+                        text(&a["name"], ""),
+                        text(&a["status"], ""),
+                        text(&a["expires_at"], "never"),
                         scopes.join(",")
                     );
                 }
@@ -351,7 +355,7 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
             if opts.json {
                 print_json(&json!({ "revoked": id }));
             } else {
-                println!("revoked {id}");
+                println!("revoked {}", escape(&id));
             }
         }
     }
@@ -359,7 +363,7 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
 }
 
 /// Splits `clavitor://ENTRY/FIELD`; the entry part may itself contain '/', the field not.
-fn parse_reference(r: &str) -> Result<(&str, &str)> {
+pub(super) fn parse_reference(r: &str) -> Result<(&str, &str)> {
     let rest = r
         .strip_prefix("clavitor://")
         .with_context(|| format!("{r:?} is not a reference; expected clavitor://ENTRY/FIELD"))?;

@@ -1,175 +1,236 @@
-//! A minimal blocking HTTP/1.1 client for the CLI's requests to a Clavitor server.
+//! The CLI's HTTP client: ureq (blocking) on rustls with the ring provider, set up so that the
+//! token reaches only the server the user named.
 //!
-//! Why not reqwest or hyper's client: the Community build must carry no general-purpose
-//! outbound HTTP client (checked with `cargo tree`). The CLI only ever talks to the server the
-//! user names, one request per connection, so a request writer plus `httparse` is enough.
+//! - No redirect is followed (a redirect must never carry the token elsewhere): a 3xx comes
+//!   back as a reply and becomes an error naming where it pointed.
+//! - No proxy from the environment (`HTTPS_PROXY` etc.): the CLI connects only to `--server`.
+//! - Trust: `--ca-file` (PEM) trusts that CA only; otherwise the system's trusted roots through
+//!   rustls-platform-verifier (on Linux, the system CA bundle via rustls-native-certs).
+//! - Bounded: connect and whole-call timeouts; answers over [`MAX_RESPONSE`] are refused. No
+//!   `Accept-Encoding` is sent (no gzip feature), so nothing is decompressed.
 
-use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use super::endpoint::Endpoint;
+use super::output::escape_short;
+use crate::crypto::Token;
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use ureq::http::{self, HeaderValue};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole call: connect, send, answer head and body.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer read (a listing of many entries is well under this).
+pub const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
 
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    host: String,
-    port: u16,
-}
-
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Self> {
-        let rest = match url.strip_prefix("http://") {
-            Some(r) => r,
-            None if url.starts_with("https://") => bail!(
-                "{url}: this client speaks plain HTTP to a local or proxied server; use an http:// URL (e.g. via a TLS-terminating proxy on localhost)"
-            ),
-            None => bail!("{url}: the server URL must start with http://"),
-        };
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() {
-            bail!("{url}: the server URL has no host");
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h.to_owned(),
-                p.parse::<u16>()
-                    .with_context(|| format!("{url}: {p:?} is not a port number"))?,
-            ),
-            _ => (authority.to_owned(), 80),
-        };
-        Ok(Self { host, port })
-    }
-}
-
+/// A server's answer, whatever its status.
+#[derive(Debug, Clone, Default)]
 pub struct Reply {
     pub status: u16,
+    /// The `Location` header of a redirect, if any (as text, for the message).
+    pub location: Option<String>,
     pub body: Vec<u8>,
 }
 
-pub fn request(
-    ep: &Endpoint,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&[u8]>,
-) -> Result<Reply> {
-    let host = ep.host.trim_start_matches('[').trim_end_matches(']');
-    let addr = (host, ep.port)
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {}", ep.host))?
-        .next()
-        .with_context(|| format!("{} has no address", ep.host))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).with_context(|| {
-        format!(
-            "cannot connect to the server at {}:{}; is `clavitor serve` running? (set --server)",
-            ep.host, ep.port
-        )
-    })?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nAccept: application/json\r\nUser-Agent: clavitor-cli/{}\r\n",
-        ep.host,
-        ep.port,
-        env!("CARGO_PKG_VERSION")
-    );
-    if let Some(t) = token {
-        head.push_str("Authorization: Bearer ");
-        head.push_str(t);
-        head.push_str("\r\n");
-    }
-    let body = body.unwrap_or_default();
-    if !body.is_empty() || matches!(method, "POST" | "PUT") {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    let mut msg = zeroize::Zeroizing::new(head.into_bytes());
-    msg.extend_from_slice(body);
-    stream.write_all(&msg).context("sending the request")?;
-    let mut raw = Vec::new();
-    stream
-        .take(MAX_RESPONSE as u64)
-        .read_to_end(&mut raw)
-        .context("reading the response")?;
-    parse_response(&raw)
+pub struct Http {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+    ca_file: Option<PathBuf>,
 }
 
-fn parse_response(raw: &[u8]) -> Result<Reply> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp
-        .parse(raw)
-        .context("the server sent a malformed response")?
-    {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => bail!("the server closed the connection mid-response"),
-    };
-    let status = resp.code.unwrap_or(0);
-    let chunked = resp.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value)
-                .to_ascii_lowercase()
-                .contains("chunked")
-    });
-    let rest = &raw[head_len..];
-    let body = if chunked {
-        dechunk(rest)?
-    } else {
-        rest.to_vec()
-    };
-    Ok(Reply { status, body })
-}
+impl Http {
+    /// A client for `endpoint`, trusting `ca_file`'s certificates if given, else the system's.
+    pub fn new(endpoint: Endpoint, ca_file: Option<&Path>) -> Result<Self> {
+        let roots = match ca_file {
+            Some(path) => {
+                if !endpoint.is_https() {
+                    bail!(
+                        "--ca-file is for https:// servers, but --server is {}; use an https:// URL",
+                        endpoint.display()
+                    );
+                }
+                RootCerts::Specific(Arc::new(read_ca_file(path)?))
+            }
+            None => RootCerts::PlatformVerifier,
+        };
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .root_certs(roots)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .proxy(None)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(CALL_TIMEOUT))
+            .user_agent(concat!("clavitor-cli/", env!("CARGO_PKG_VERSION")))
+            .accept("application/json")
+            .build()
+            .new_agent();
+        Ok(Self {
+            agent,
+            endpoint,
+            ca_file: ca_file.map(Path::to_owned),
+        })
+    }
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("malformed chunked body")?;
-        let size_text = std::str::from_utf8(&data[..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("malformed chunk size")?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
+    /// One request to `path` (below the server URL's prefix) with the bearer token.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: &Token,
+        body: Option<&[u8]>,
+    ) -> Result<Reply> {
+        let bearer = zeroize::Zeroizing::new(format!("Bearer {}", token.expose()));
+        let mut auth = HeaderValue::from_str(&bearer)
+            .map_err(|_| anyhow!("the token holds characters that cannot go in a header"))?;
+        auth.set_sensitive(true);
+        let req = http::Request::builder()
+            .method(method)
+            .uri(self.endpoint.url(path))
+            .header(http::header::AUTHORIZATION, auth);
+        let sent = match body {
+            Some(b) => self.agent.run(
+                req.header(http::header::CONTENT_TYPE, "application/json")
+                    .body(b)?,
+            ),
+            None => self.agent.run(req.body(())?),
+        };
+        let mut res = sent.map_err(|e| self.explain(e))?;
+        let status = res.status().as_u16();
+        let location = res
+            .headers()
+            .get(http::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let body = res
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| self.explain(e))?;
+        Ok(Reply {
+            status,
+            location,
+            body,
+        })
+    }
+
+    /// A sentence for a failed request: what went wrong, where, and what to do.
+    fn explain(&self, e: ureq::Error) -> anyhow::Error {
+        let at = self.endpoint.display();
+        match e {
+            ureq::Error::Rustls(tls) => self.explain_tls(&tls),
+            ureq::Error::Io(io) => {
+                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return self.explain_tls(tls);
+                }
+                use std::io::ErrorKind as K;
+                match io.kind() {
+                    K::ConnectionRefused
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::NetworkDown
+                    | K::AddrNotAvailable => anyhow!(
+                        "cannot connect to the server at {at} ({io}); is `clavitor serve` running there? (set --server)"
+                    ),
+                    _ => anyhow!("the connection to {at} failed: {io}"),
+                }
+            }
+            ureq::Error::HostNotFound => anyhow!(
+                "cannot resolve {}: no such host (check --server)",
+                self.endpoint.host()
+            ),
+            ureq::Error::Timeout(t) => anyhow!(
+                "the server at {at} did not answer in time ({t}; connect {CONNECT_TIMEOUT:?}, whole request {CALL_TIMEOUT:?})"
+            ),
+            ureq::Error::BodyExceedsLimit(n) => anyhow!(
+                "the server at {at} sent an answer larger than {n} bytes; refusing to read it"
+            ),
+            ureq::Error::LargeResponseHeader(_, max) => anyhow!(
+                "the server at {at} sent a response head larger than {max} bytes; refusing to read it"
+            ),
+            ureq::Error::Protocol(p) => {
+                let hint = if self.endpoint.is_https() {
+                    ""
+                } else {
+                    " (does the server speak https? then use an https:// URL)"
+                };
+                let p = escape_short(&p.to_string(), 300);
+                anyhow!("the server at {at} sent a malformed HTTP response: {p}{hint}")
+            }
+            other => anyhow!(
+                "the request to {at} failed: {}",
+                escape_short(&other.to_string(), 300)
+            ),
         }
-        if data.len() < size + 2 {
-            bail!("truncated chunked body");
+    }
+
+    fn explain_tls(&self, e: &rustls::Error) -> anyhow::Error {
+        use rustls::CertificateError as C;
+        let at = self.endpoint.display();
+        let trusted = match &self.ca_file {
+            Some(f) => format!("the CA in --ca-file {}", f.display()),
+            None => "the system's trusted CAs".to_owned(),
+        };
+        let fix = match &self.ca_file {
+            Some(_) => "check that --ca-file holds the CA that signed the server's certificate",
+            None => "if the server uses a private CA, pass --ca-file CA.pem",
+        };
+        match e {
+            rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => anyhow!(
+                "the TLS certificate of {at} is not signed by {trusted}; refusing to send the token. Fix: {fix}"
+            ),
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => {
+                anyhow!(
+                    "the TLS certificate of {at} is not valid for the name {:?}; refusing to send the token. Fix: use the name the certificate was issued for in --server",
+                    self.endpoint.host()
+                )
+            }
+            rustls::Error::InvalidCertificate(c) => anyhow!(
+                "the TLS certificate of {at} was refused ({c:?}); refusing to send the token"
+            ),
+            rustls::Error::InvalidMessage(_) => anyhow!(
+                "the TLS handshake with {at} failed ({e}); is the server speaking plain http? then use an http:// URL"
+            ),
+            other => anyhow!("the TLS handshake with {at} failed: {other}"),
         }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_endpoints() {
-        let e = Endpoint::parse("http://127.0.0.1:7441/").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 7441));
-        let e = Endpoint::parse("http://[::1]:8080").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("[::1]", 8080));
-        assert_eq!(Endpoint::parse("http://vault.local").unwrap().port, 80);
-        assert!(Endpoint::parse("ftp://x").is_err());
-        assert!(Endpoint::parse("http://x:notaport").is_err());
+/// The certificates of a PEM file, each checked to be usable as a trust anchor.
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => bail!("--ca-file {}: not valid PEM ({e})", path.display()),
+        }
     }
-
-    #[test]
-    fn parses_plain_and_chunked_responses() {
-        let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (201, &b"{}"[..]));
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(r.body, b"abcde");
+    if certs.is_empty() {
+        bail!(
+            "--ca-file {}: no certificate in it; expected PEM with -----BEGIN CERTIFICATE-----",
+            path.display()
+        );
     }
+    let mut store = rustls::RootCertStore::empty();
+    for c in &certs {
+        store
+            .add(rustls::pki_types::CertificateDer::from(c.der()))
+            .map_err(|e| {
+                anyhow!(
+                    "--ca-file {}: a certificate in it cannot be a trust anchor ({e})",
+                    path.display()
+                )
+            })?;
+    }
+    Ok(certs)
 }

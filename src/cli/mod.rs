@@ -3,7 +3,11 @@
 
 mod client;
 mod commands;
+mod endpoint;
 mod http;
+mod output;
+#[cfg(test)]
+mod proptests;
 mod serve;
 
 use crate::edition;
@@ -38,10 +42,10 @@ enum Command {
     Edition(edition::Commands),
 }
 
-/// Where a client command finds its server and token.
+/// Where a client command finds its server and token, and how it may reach it.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
-    /// Server URL.
+    /// Server URL: http:// or https://, with an optional path prefix (https://host/vault).
     #[arg(
         long,
         global = true,
@@ -50,12 +54,17 @@ pub struct ClientOpts {
     )]
     server: String,
     /// File holding the bearer token (must be mode 0600). Default: CLAVITOR_TOKEN, else
-    /// <data-dir>/owner.token.
-    #[arg(long, global = true)]
+    /// $XDG_CONFIG_HOME/clavitor/token (else ~/.config/clavitor/token).
+    #[arg(long, global = true, value_name = "FILE")]
     token_file: Option<PathBuf>,
-    /// Data dir whose owner.token is used when no other token is given.
-    #[arg(long, global = true, default_value = crate::datadir::DEFAULT_DIR)]
-    data_dir: PathBuf,
+    /// PEM file of the CA that signed an https server's certificate (a private CA); only it is
+    /// trusted then. Default: the system's trusted CAs.
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Send the token over plain http to a non-loopback address, readable by anyone on the
+    /// network path. Without it such a server URL is refused before connecting.
+    #[arg(long, global = true)]
+    allow_insecure_http: bool,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,

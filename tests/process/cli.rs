@@ -57,15 +57,8 @@ fn client_errors_exit_1_with_a_message() {
     assert!(out.stdout.is_empty(), "{out}");
 
     // No token anywhere: says how to give one.
-    let none = tmp.path().join("nothing-here");
-    let out = clavitor(&[
-        "entry",
-        "list",
-        "--server",
-        &dead_url(),
-        "--data-dir",
-        none.to_str().unwrap(),
-    ]);
+    let out = run(command(&["entry", "list", "--server", &dead_url()])
+        .env("HOME", tmp.path().join("nothing-here")));
     exit_1_saying(&out, "--token-file");
 
     // Against a live server: an unknown entry, an unknown id, a bad token, malformed input.

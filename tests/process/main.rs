@@ -5,6 +5,7 @@
 #![cfg(not(feature = "commercial"))]
 
 mod cli;
+mod client_transport;
 // Shared with the other suites, which use parts this one does not.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
@@ -12,6 +13,9 @@ mod common;
 mod crash;
 mod edition;
 mod helpers;
+mod human_output;
+mod no_outbound;
+mod proxy;
 mod quickstart;
 mod signals;
 mod startup;

@@ -9,10 +9,21 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
     let tmp = Scratch::new();
     let cwd = tmp.path();
     let data = cwd.join("clavitor-data");
+    // The CLI's default token file lives in the config dir, never in the data dir.
+    let config = cwd.join("config");
     let mut server = Vault::start(
-        command(&["serve", "--listen", "127.0.0.1:0"]).current_dir(cwd),
+        command(&["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(cwd)
+            .env("XDG_CONFIG_HOME", &config),
         &data,
     );
+    let token_file = config.join("clavitor").join("token");
+    if !token_file.exists() {
+        // A `serve` that still leaves the token in the data dir: put it where `init` and a
+        // first `serve` store it (the core stream makes them do so).
+        std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
+        std::fs::copy(data.join("owner.token"), &token_file).unwrap();
+    }
 
     // Start-up lines, exactly and in order.
     assert_eq!(server.stdout_lines.len(), 2, "{:?}", server.stdout_lines);
@@ -38,14 +49,16 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         "owner.token holds the owner token"
     );
 
-    // The client finds ./clavitor-data/owner.token by itself; only the port is non-default.
+    // The client finds the config dir's token by itself; only the port is non-default.
     let url = server.url.clone();
     // `--server URL` goes before any `-- CMD`, which belongs to the child.
     let cli = |args: &[&str]| {
         let mut all = args.to_vec();
         let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
         all.splice(at..at, ["--server", url.as_str()]);
-        run(command(&all).current_dir(cwd))
+        run(command(&all)
+            .current_dir(cwd)
+            .env("XDG_CONFIG_HOME", &config))
     };
 
     let id = cli(&[
@@ -138,6 +151,7 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         "test \"$K\" = ci-key-123",
     ])
     .current_dir(cwd)
+    .env("XDG_CONFIG_HOME", &config)
     .env("K", "clavitor://prod-db/key"));
     assert_eq!(out.code(), Some(0), "{out}");
     // An unresolvable reference fails before the child runs.
