@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod http;
+mod owner;
 mod serve;
 
 use crate::edition;
@@ -30,6 +31,9 @@ enum Command {
     /// Create, list and revoke agents (owner only).
     #[command(subcommand)]
     Agent(commands::AgentCmd),
+    /// Owner token management: rotate.
+    #[command(subcommand)]
+    Owner(owner::OwnerCmd),
     /// Print one field's value: clavitor read clavitor://ENTRY/FIELD
     Read(commands::ReadArgs),
     /// Run a command with secrets from the vault in its environment.
@@ -50,10 +54,10 @@ pub struct ClientOpts {
     )]
     server: String,
     /// File holding the bearer token (must be mode 0600). Default: CLAVITOR_TOKEN, else
-    /// <data-dir>/owner.token.
+    /// $XDG_CONFIG_HOME/clavitor/token (else ~/.config/clavitor/token).
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
-    /// Data dir whose owner.token is used when no other token is given.
+    /// Data dir, only to point out an older version's owner.token left in it.
     #[arg(long, global = true, default_value = crate::datadir::DEFAULT_DIR)]
     data_dir: PathBuf,
     /// Print JSON instead of text.
@@ -68,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::serve(a),
         Command::Entry(c) => commands::entry(c),
         Command::Agent(c) => commands::agent(c),
+        Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),
         Command::Run(a) => return commands::run(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),
