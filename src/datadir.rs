@@ -273,7 +273,9 @@ impl DataDir {
             store,
             master,
             lock,
-            new_owner: token.zip(token_path).map(|(token, saved_to)| NewOwner { token, saved_to }),
+            new_owner: token
+                .zip(token_path)
+                .map(|(token, saved_to)| NewOwner { token, saved_to }),
             notices: Vec::new(),
         })
     }

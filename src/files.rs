@@ -201,7 +201,11 @@ mod tests {
         let e = read_private(&dir.path().join("missing")).unwrap_err();
         assert!(std::error::Error::source(&e).is_none());
         let text = format!("{:#}", anyhow::Error::from(e));
-        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("No such file or directory").count(),
+            1,
+            "{text}"
+        );
     }
 
     #[test]
@@ -210,9 +214,16 @@ mod tests {
         let p = dir.path().join("clavitor").join("token");
         let t = crate::crypto::Token::generate();
         write_token(&p, &t).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(
-            fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o700
         );
         assert_eq!(read_token(&p).unwrap().expose(), t.expose());

@@ -85,14 +85,21 @@ fn rotate(o: &ClientOpts) -> Result<()> {
             .with_context(unfinished)?;
     }
     if status != 200 {
-        bail!("{}\n{}", api_error(status, reply.as_ref(), &text), unfinished());
+        bail!(
+            "{}\n{}",
+            api_error(status, reply.as_ref(), &text),
+            unfinished()
+        );
     }
     let taken = reply
         .as_ref()
         .and_then(|v| v.get("token"))
         .and_then(Value::as_str);
     if taken != Some(proposed.expose()) {
-        bail!("the server answered without the proposed token\n{}", unfinished());
+        bail!(
+            "the server answered without the proposed token\n{}",
+            unfinished()
+        );
     }
     files::rename_durably(&pending, &path)?;
     if o.json {

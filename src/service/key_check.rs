@@ -4,8 +4,8 @@
 
 use super::Error;
 use crate::crypto::{MasterKey, entry_meta_aad, key_check_aad};
-use crate::store::settings::{self, KEY_CHECK};
 use crate::store::Store;
+use crate::store::settings::{self, KEY_CHECK};
 
 const PLAINTEXT: &[u8] = b"clavitor/v1 master key check";
 /// How many entries a vault made before the check value existed is checked against; any one

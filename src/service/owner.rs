@@ -7,7 +7,9 @@
 
 use super::{Caller, Error, Vault, require_owner};
 use crate::crypto::{ScopeKey, TOKEN_PREFIX, Token, scope_key_aad};
-use crate::store::agents::{active_token_hash, replace_token_hash, rewrap_scope_key, scope_keys_of};
+use crate::store::agents::{
+    active_token_hash, replace_token_hash, rewrap_scope_key, scope_keys_of,
+};
 use crate::store::{self, AgentRow, ScopeKeyRow};
 use crate::vault::{AgentId, Invalid};
 use base64::Engine;
@@ -47,7 +49,11 @@ fn parse_proposed(text: &str) -> Result<Token, Error> {
 
 /// Refuses a token that is no longer `agent`'s own (e.g. the owner's token just rotated away
 /// by another request): whatever it would wrap or unwrap now belongs to the new token.
-pub(super) fn ensure_current(conn: &Connection, agent: &AgentId, token: &Token) -> Result<(), Error> {
+pub(super) fn ensure_current(
+    conn: &Connection,
+    agent: &AgentId,
+    token: &Token,
+) -> Result<(), Error> {
     let stored = active_token_hash(conn, agent.as_str())?.ok_or(Error::InvalidToken)?;
     if bool::from(stored.as_slice().ct_eq(&token.hash().0)) {
         Ok(())

@@ -26,7 +26,8 @@ pub fn put(conn: &Connection, name: &str, value: &[u8]) -> Result<(), Error> {
 /// Up to `limit` live entries' sealed metadata with their ids: what a vault without a key-check
 /// value is checked against.
 pub fn sample_entry_meta(conn: &Connection, limit: usize) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let mut stmt = conn.prepare("SELECT id, meta FROM entries WHERE deleted = 0 ORDER BY id LIMIT ?1")?;
+    let mut stmt =
+        conn.prepare("SELECT id, meta FROM entries WHERE deleted = 0 ORDER BY id LIMIT ?1")?;
     let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;

@@ -40,7 +40,11 @@ async fn rotation_replaces_the_owner_token_and_keeps_every_field_readable() {
         Some("no-store")
     );
     let v = json_ok(res).await;
-    assert_eq!(v, json!({ "token": new }), "the token in force, and nothing else");
+    assert_eq!(
+        v,
+        json!({ "token": new }),
+        "the token in force, and nothing else"
+    );
 
     // The old token is refused on the very next request, for everything.
     assert_error(
@@ -50,7 +54,11 @@ async fn rotation_replaces_the_owner_token_and_keeps_every_field_readable() {
     )
     .await;
     // The new one reads every tier, including both scopes' credential fields.
-    for (field, want) in [("db", "db-secret"), ("ci", "ci-secret"), ("note", "vault-secret")] {
+    for (field, want) in [
+        ("db", "db-secret"),
+        ("ci", "ci-secret"),
+        ("note", "vault-secret"),
+    ] {
         assert_eq!(app.field_value(&new, &id, field).await, want);
     }
     // Agents are untouched.
@@ -164,7 +172,10 @@ async fn bad_proposals_and_agents_are_refused_and_change_nothing() {
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_json").await;
     // The owner token still works; the agent's too.
     assert_eq!(app.entry_count().await, 0);
-    assert_eq!(app.get("/v1/entries", &agent).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/entries", &agent).await.status(),
+        StatusCode::OK
+    );
 }
 
 /// `(id, version, updated_at)` of every agent row, the owner's included, read over the API's
@@ -172,11 +183,9 @@ async fn bad_proposals_and_agents_are_refused_and_change_nothing() {
 async fn agent_rows(app: &crate::helpers::TestApp) -> Vec<(String, i64, i64)> {
     let db = app.dir().join("data").join("vault.db");
     tokio::task::spawn_blocking(move || {
-        let c = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open the database");
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open the database");
         let mut stmt = c
             .prepare("SELECT id, version, updated_at FROM agents ORDER BY id")
             .expect("query");
@@ -237,8 +246,11 @@ async fn a_scope_key_held_only_by_others_is_not_replaced() {
     );
     // Same for an agent given the scope, and for replacing the entry.
     assert_error(
-        app.post_agent(&app.owner_token, &json!({"name": "other", "scopes": ["deploy"]}))
-            .await,
+        app.post_agent(
+            &app.owner_token,
+            &json!({"name": "other", "scopes": ["deploy"]}),
+        )
+        .await,
         StatusCode::CONFLICT,
         "conflict",
     )

@@ -2,11 +2,11 @@
 //! vault-tier fields fall, credential fields must not.
 
 use crate::helpers::{contains_bytes, db_files, distinctive, spawn_app};
-use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clavitor::crypto::{MasterKey, ScopeKey, Token, field_aad, scope_key_aad};
 use serde_json::json;
+use std::path::{Path, PathBuf};
 
 struct Field {
     entry: String,
@@ -320,7 +320,10 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         .await;
     assert_eq!(res.status(), 200);
     creds[0].1 = cred;
-    assert_eq!(app.delete_entry(&app.owner_token, &ids[3]).await.status(), 204);
+    assert_eq!(
+        app.delete_entry(&app.owner_token, &ids[3]).await.status(),
+        204
+    );
     creds.pop();
     // The owner rotates; the old token is now one more a thief must not find or use.
     let old_owner = app.owner_token.clone();
@@ -333,7 +336,10 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
     let v: serde_json::Value = res.json().await.unwrap();
     app.owner_token = v["token"].as_str().unwrap().to_owned();
     let owner = app.owner_token.clone();
-    assert_eq!(app.field_value(&ops, &creds[1].0, "secret").await, creds[1].1);
+    assert_eq!(
+        app.field_value(&ops, &creds[1].0, "secret").await,
+        creds[1].1
+    );
 
     let thief = tempfile::tempdir().unwrap();
     let hot = thief.path().join("hot");
@@ -358,7 +364,9 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
             .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert!(
-            names.iter().all(|n| n.starts_with("vault.db") || n == "master.key" || n == "clavitor.lock"),
+            names
+                .iter()
+                .all(|n| n.starts_with("vault.db") || n == "master.key" || n == "clavitor.lock"),
             "unexpected files in the data dir: {names:?}"
         );
         // (a) No token (text or its secret bytes) and no credential value, in any file.
@@ -374,9 +382,17 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
                 );
             }
             for (_, c) in &creds {
-                assert!(!contains_bytes(bytes, c.as_bytes()), "a credential in {}", path.display());
+                assert!(
+                    !contains_bytes(bytes, c.as_bytes()),
+                    "a credential in {}",
+                    path.display()
+                );
             }
-            assert!(token_shaped(bytes).is_empty(), "a token-shaped string in {}", path.display());
+            assert!(
+                token_shaped(bytes).is_empty(),
+                "a token-shaped string in {}",
+                path.display()
+            );
         }
 
         // (b) What the thief derives: every stored value and every file, as tokens and keys.
@@ -403,7 +419,9 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
             .collect::<Result<_, _>>()
             .unwrap();
         let fields: Vec<Field> = conn
-            .prepare("SELECT entry_id, name, tier, ciphertext FROM fields WHERE tier = 'credential'")
+            .prepare(
+                "SELECT entry_id, name, tier, ciphertext FROM fields WHERE tier = 'credential'",
+            )
             .unwrap()
             .query_map([], |r| {
                 Ok(Field {
@@ -473,7 +491,10 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         assert_eq!(got, want, "the owner token opens every credential field");
         assert_eq!(open_with(&deployer), vec![creds[0].1.clone()]);
         assert_eq!(open_with(&ops).len(), 2);
-        assert!(open_with(&old_owner).is_empty(), "the old owner token opens a field");
+        assert!(
+            open_with(&old_owner).is_empty(),
+            "the old owner token opens a field"
+        );
         assert!(open_with(&gone).is_empty(), "a revoked token opens a field");
     }
 }

@@ -10,6 +10,7 @@ mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
+mod datadir;
 mod edition;
 mod helpers;
 mod quickstart;
