@@ -13,6 +13,7 @@ mod crash;
 mod datadir;
 mod edition;
 mod helpers;
+mod owner;
 mod quickstart;
 mod signals;
 mod startup;
