@@ -17,8 +17,8 @@ pub struct InitArgs {
     #[arg(long, default_value = datadir::DEFAULT_DIR)]
     data_dir: PathBuf,
     /// Adopt an existing master key (mode 0600) instead of generating one, to provision a
-    /// backup POP with its primary's key. Such a vault has no owner of its own: the primary's
-    /// arrives by replication.
+    /// backup POP with its primary's key. Such a vault has no owner of its own: its owner comes
+    /// from the primary.
     #[arg(long, value_name = "FILE")]
     master_key: Option<PathBuf>,
     #[command(flatten)]
@@ -115,7 +115,7 @@ pub fn init(a: InitArgs) -> Result<()> {
         (None, false) => {
             println!("Initialised a backup POP's vault in {shown} with the given master key.");
             println!(
-                "It has no owner of its own and no token was written: the primary's owner and agents arrive by replication, and their tokens work here once they have."
+                "It has no owner of its own and no token was written: its owner and agents come from the primary, and their tokens work here once they have arrived."
             );
         }
     }

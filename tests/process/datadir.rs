@@ -465,7 +465,10 @@ fn a_backup_pop_init_makes_no_owner_and_writes_no_token() {
     let mut text_args = args.to_vec();
     text_args[2] = other.to_str().unwrap();
     let out = run(&mut command(&text_args)).ok();
-    says(&out.stdout, &["no owner of its own", "replication"]);
+    says(
+        &out.stdout,
+        &["no owner of its own", "come from the primary"],
+    );
     // Served alone it knows no owner at all: the primary's token arrives only by replication.
     let server = serve(&backup);
     assert!(server.token.is_empty());
