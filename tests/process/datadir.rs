@@ -236,6 +236,7 @@ fn init_works_in_an_empty_data_dir_whose_parent_is_not_writable() {
     assert!(out.stdout.contains("clv_"), "{out}");
     assert_eq!(names(&data), ["clavitor.lock", "master.key", "vault.db"]);
     assert_eq!(names(&parent), ["clavitor"], "nothing beside the data dir");
+    assert_eq!(mode(&data), 0o700);
     assert!(token_file_in(&home).exists());
     serve(&data);
 }
