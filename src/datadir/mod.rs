@@ -13,11 +13,17 @@ use crate::crypto::{MasterKey, Token};
 use crate::files;
 use crate::service::{self, Vault};
 use crate::store::{self, Store};
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::{self, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+mod lock;
+mod staging;
+
+pub use lock::DirLock;
+use lock::lock;
+use staging::Staging;
 
 pub const DEFAULT_DIR: &str = "./clavitor-data";
 pub const DB_FILE: &str = "vault.db";
@@ -131,12 +137,6 @@ pub struct InitOptions<'a> {
     pub master_key: Option<MasterKey>,
     /// Where to store the new owner's token (outside the data dir; must not exist yet).
     pub owner_token_out: Option<&'a Path>,
-}
-
-/// An exclusive lock on a data dir, released when dropped (or when the process ends).
-#[derive(Debug)]
-pub struct DirLock {
-    _file: File,
 }
 
 /// A new vault's owner: its token, shown to the user once, and the file it was saved to.
@@ -551,45 +551,6 @@ fn create_private(path: &Path) -> Result<(), Error> {
         .map_err(io(path))
 }
 
-/// Takes the data dir's lock (`file`, inside `dir`) and writes this process's pid into it.
-fn lock(file: &Path, dir: &Path) -> Result<DirLock, Error> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(file)
-        .map_err(|error| match error.kind() {
-            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => Error::NotWritable {
-                path: dir.to_owned(),
-                error,
-            },
-            _ => io(file)(error),
-        })?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = f.read_to_string(&mut text);
-            let holder = text
-                .trim()
-                .parse::<u32>()
-                .map(|pid| format!(" (pid {pid})"))
-                .unwrap_or_default();
-            return Err(Error::Locked {
-                path: dir.to_owned(),
-                holder,
-            });
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(io(file)(e)),
-    }
-    f.set_len(0)
-        .and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
-        .map_err(io(file))?;
-    Ok(DirLock { _file: f })
-}
-
 /// Whether `path` is `dir` or lies below it, comparing real locations (symlinks resolved as
 /// far as the paths exist).
 fn is_inside(path: &Path, dir: &Path) -> bool {
@@ -619,267 +580,5 @@ fn resolve(path: &Path) -> PathBuf {
     }
 }
 
-/// Where a new vault is prepared before it is moved into place.
-struct Staging {
-    dir: PathBuf,
-    target: PathBuf,
-    /// Beside the target (renamed over it whole) or inside it (files moved out one by one).
-    inner: bool,
-    /// Directories this init created on the way to the target, innermost first.
-    created: Vec<PathBuf>,
-    /// Files an inner commit already moved into the target.
-    moved: Vec<PathBuf>,
-}
-
-impl Staging {
-    fn create(target: &Path) -> Result<Self, Error> {
-        let created = create_ancestors(target)?;
-        let not_writable = |error| Error::NotWritable {
-            path: target.to_owned(),
-            error,
-        };
-        // rename(2) replaces only an empty directory, and not one behind a symlink.
-        let is_empty_real_dir = fs::symlink_metadata(target).is_ok_and(|m| m.is_dir())
-            && fs::read_dir(target).is_ok_and(|mut d| d.next().is_none());
-        let target_exists = fs::metadata(target).is_ok();
-        if !target_exists || is_empty_real_dir {
-            let name = target
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "data".into());
-            let parent = target
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            static SEQ: AtomicU64 = AtomicU64::new(0);
-            let dir = parent.join(format!(
-                ".{name}.clavitor-init-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            match fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => {
-                    return Ok(Self {
-                        dir,
-                        target: target.to_owned(),
-                        inner: false,
-                        created,
-                        moved: Vec::new(),
-                    });
-                }
-                // The parent is not ours to write (systemd makes the data dir, not its
-                // parent): stage inside the existing, empty data dir instead.
-                Err(e) if target_exists && e.kind() == ErrorKind::PermissionDenied => {}
-                Err(e) => {
-                    remove_created(&created);
-                    return Err(not_writable(e));
-                }
-            }
-        }
-        let dir = target.join(INNER_STAGING);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(not_writable)?;
-        Ok(Self {
-            dir,
-            target: target.to_owned(),
-            inner: true,
-            created,
-            moved: Vec::new(),
-        })
-    }
-
-    fn lock_file(&self) -> PathBuf {
-        match self.inner {
-            true => self.target.join(LOCK_FILE),
-            false => self.dir.join(LOCK_FILE),
-        }
-    }
-
-    /// Puts the prepared vault in place. The vault exists once this returns, not before.
-    fn commit(&mut self) -> Result<(), Error> {
-        if !self.inner {
-            return match fs::rename(&self.dir, &self.target) {
-                Ok(()) => files::sync_parent(&self.target).map_err(Error::from),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists
-                    ) =>
-                {
-                    Err(Error::AlreadyInitialised {
-                        path: self.target.clone(),
-                    })
-                }
-                Err(e) => Err(io(&self.target)(e)),
-            };
-        }
-        // The key goes last: until it is in place, what was moved is no vault and a later
-        // start rolls it back.
-        for name in DB_SIDE_FILES.iter().chain([DB_FILE, KEY_FILE].iter()) {
-            let from = self.dir.join(name);
-            if !from.exists() {
-                continue;
-            }
-            let to = self.target.join(name);
-            if fs::symlink_metadata(&to).is_ok() {
-                return Err(Error::AlreadyInitialised {
-                    path: self.target.clone(),
-                });
-            }
-            fs::rename(&from, &to).map_err(io(&to))?;
-            self.moved.push(to);
-        }
-        files::sync_parent(&self.target.join(KEY_FILE))?;
-        fs::remove_dir_all(&self.dir).map_err(io(&self.dir))?;
-        fs::set_permissions(&self.target, fs::Permissions::from_mode(0o700))
-            .map_err(io(&self.target))?;
-        Ok(())
-    }
-
-    /// Removes everything this init made.
-    fn abandon(&self) {
-        let _ = fs::remove_dir_all(&self.dir);
-        if self.inner {
-            for p in &self.moved {
-                let _ = fs::remove_file(p);
-            }
-            let _ = fs::remove_file(self.target.join(LOCK_FILE));
-        }
-        remove_created(&self.created);
-    }
-}
-
-/// Creates the missing ancestors of `target` (0700); returns them, innermost first.
-fn create_ancestors(target: &Path) -> Result<Vec<PathBuf>, Error> {
-    let mut missing = Vec::new();
-    let mut at = target.parent();
-    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
-        if matches!(p.components().next_back(), Some(Component::RootDir) | None) {
-            break;
-        }
-        missing.push(p.to_owned());
-        at = p.parent();
-    }
-    for p in missing.iter().rev() {
-        if let Err(error) = fs::DirBuilder::new().mode(0o700).create(p) {
-            remove_created(&missing);
-            return Err(Error::NotWritable {
-                path: target.to_owned(),
-                error,
-            });
-        }
-    }
-    Ok(missing)
-}
-
-/// Removes directories made by [`create_ancestors`] again, if they are still empty.
-fn remove_created(dirs: &[PathBuf]) {
-    for d in dirs {
-        let _ = fs::remove_dir(d);
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fresh() -> (tempfile::TempDir, DataDir) {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::new(tmp.path().join("data"));
-        (tmp, dir)
-    }
-
-    #[test]
-    fn what_a_directory_holds() {
-        let (_tmp, dir) = fresh();
-        assert_eq!(dir.survey().unwrap(), State::Absent);
-        fs::create_dir(dir.path()).unwrap();
-        assert_eq!(dir.survey().unwrap(), State::Empty);
-        fs::write(dir.path().join(LOCK_FILE), "1\n").unwrap();
-        assert_eq!(dir.survey().unwrap(), State::Empty);
-        fs::write(dir.old_owner_token(), "clv_x\n").unwrap();
-        assert!(matches!(dir.survey(), Err(Error::OnlyOldToken { .. })));
-        fs::remove_file(dir.old_owner_token()).unwrap();
-        fs::write(dir.path().join("notes.txt"), "x").unwrap();
-        assert!(matches!(dir.survey(), Err(Error::NotEmpty { .. })));
-        fs::remove_file(dir.path().join("notes.txt")).unwrap();
-        fs::write(dir.key(), [0u8; 32]).unwrap();
-        assert!(matches!(
-            dir.survey(),
-            Err(Error::NoDatabase {
-                what: "is missing",
-                ..
-            })
-        ));
-        fs::write(dir.db(), b"").unwrap();
-        assert!(matches!(
-            dir.survey(),
-            Err(Error::NoDatabase {
-                what: "is empty",
-                ..
-            })
-        ));
-        fs::write(dir.db(), b"x").unwrap();
-        assert_eq!(dir.survey().unwrap(), State::Vault);
-        fs::remove_file(dir.key()).unwrap();
-        assert!(matches!(dir.survey(), Err(Error::MissingKey { .. })));
-    }
-
-    /// An init staged inside the data dir that died after moving the database but before the
-    /// key: nothing usable was made, and the next init starts over.
-    #[tokio::test]
-    async fn an_interrupted_inner_init_is_rolled_back() {
-        let (tmp, dir) = fresh();
-        let staging = dir.path().join(INNER_STAGING);
-        fs::create_dir_all(&staging).unwrap();
-        fs::write(staging.join(KEY_FILE), [7u8; 32]).unwrap();
-        fs::write(dir.db(), b"half").unwrap();
-        fs::write(dir.path().join(LOCK_FILE), b"").unwrap();
-        assert_eq!(dir.survey().unwrap(), State::InterruptedInit);
-        let out = tmp.path().join("token");
-        let opened = dir
-            .init(InitOptions {
-                master_key: None,
-                owner_token_out: Some(&out),
-            })
-            .await
-            .unwrap();
-        opened.store.close().await;
-        assert!(!staging.exists());
-        assert_ne!(fs::read(dir.key()).unwrap(), [7u8; 32]);
-        assert!(fs::metadata(dir.db()).unwrap().len() > 4);
-        assert!(out.exists());
-    }
-
-    #[test]
-    fn token_paths_inside_the_data_dir_are_recognised() {
-        let (tmp, dir) = fresh();
-        let data = dir.path();
-        assert!(is_inside(&data.join("owner.token"), data));
-        assert!(is_inside(&data.join("a/../b/token"), data));
-        assert!(!is_inside(&tmp.path().join("token"), data));
-        fs::create_dir(data).unwrap();
-        let link = tmp.path().join("link");
-        std::os::unix::fs::symlink(data, &link).unwrap();
-        assert!(is_inside(&link.join("token"), data));
-    }
-
-    /// The CLI prints every error with its chain (`{:#}`): no cause may show up twice.
-    #[test]
-    fn errors_say_their_cause_once() {
-        let (_tmp, dir) = fresh();
-        fs::create_dir(dir.path()).unwrap();
-        fs::write(dir.db(), vec![0x5a; 4096]).unwrap();
-        let e = Error::from(Store::open(&dir.db()).unwrap_err());
-        let text = format!("{:#}", anyhow::Error::from(e));
-        assert_eq!(text.matches("file is not a database").count(), 1, "{text}");
-        let e = Error::NotWritable {
-            path: dir.path().to_owned(),
-            error: std::io::Error::from(ErrorKind::PermissionDenied),
-        };
-        let text = format!("{:#}", anyhow::Error::from(e));
-        assert_eq!(text.matches("ermission denied").count(), 1, "{text}");
-    }
-}
+mod tests;
