@@ -1,17 +1,20 @@
 //! Private files (keys and tokens): created 0600 and durable; refused when group or others
 //! can read them.
+//!
+//! Errors embed their cause in the message and do not also expose it as `source()`: the CLI
+//! prints the whole chain, which would otherwise say everything twice.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} already exists; refusing to overwrite it")]
     Exists { path: PathBuf },
@@ -19,6 +22,14 @@ pub enum Error {
         "{path} has mode {mode:04o}, readable by others; a secret file must be private. Fix: chmod 600 {path}"
     )]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "{path} is a directory, not a file; it should be a private file holding a key or token. Fix: move the directory away and put the file there"
+    )]
+    IsDirectory { path: PathBuf },
+    #[error(
+        "{path} is not a regular file; it should be a private file holding a key or token. Fix: replace it with the file"
+    )]
+    NotAFile { path: PathBuf },
     #[error("{path} is empty; it should hold a token")]
     Empty { path: PathBuf },
     #[error("{path} is not valid UTF-8 text; it should hold a token")]
@@ -26,9 +37,9 @@ pub enum Error {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |error| Error::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -45,7 +56,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
             },
             _ => Error::Io {
                 path: path.to_owned(),
-                source: e,
+                error: e,
             },
         })?;
     f.write_all(contents).map_err(io(path))?;
@@ -63,9 +74,52 @@ pub fn sync_parent(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Refuses a file that group or others may read or write.
+/// Creates `dir` (and missing parents) with mode 0700 if it does not exist, durably. An
+/// existing directory is left as it is.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), Error> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
+    sync_parent(dir)
+}
+
+/// Writes a token as a new private file (`TOKEN\n`, mode 0600, synced with its directory),
+/// creating its directory 0700 if needed. Never overwrites.
+pub fn write_token(path: &Path, token: &crate::crypto::Token) -> Result<(), Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_private_dir(dir)?;
+    }
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(token.expose().len() + 1));
+    text.push_str(token.expose());
+    text.push('\n');
+    write_private(path, text.as_bytes())
+}
+
+/// Moves `from` over `to` atomically (same directory) and makes the rename durable.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<(), Error> {
+    fs::rename(from, to).map_err(io(to))?;
+    sync_parent(to)
+}
+
+/// Refuses a file that group or others may read or write, and anything that is not a file.
 pub fn check_private(path: &Path) -> Result<(), Error> {
-    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
+    let meta = fs::metadata(path).map_err(io(path))?;
+    if meta.is_dir() {
+        return Err(Error::IsDirectory {
+            path: path.to_owned(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(Error::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(Error::TooOpen {
             path: path.to_owned(),
@@ -129,5 +183,50 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let e = read_token(&p).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_is_reported_as_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("master.key");
+        fs::create_dir(&p).unwrap();
+        let e = read_private(&p).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+        assert!(!e.contains("mode"), "{e}");
+    }
+
+    #[test]
+    fn io_errors_say_their_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_private(&dir.path().join("missing")).unwrap_err();
+        assert!(std::error::Error::source(&e).is_none());
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(
+            text.matches("No such file or directory").count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tokens_are_written_private_in_a_private_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("clavitor").join("token");
+        let t = crate::crypto::Token::generate();
+        write_token(&p, &t).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        assert_eq!(read_token(&p).unwrap().expose(), t.expose());
+        assert!(matches!(write_token(&p, &t), Err(Error::Exists { .. })));
     }
 }

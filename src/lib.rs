@@ -6,7 +6,7 @@
 //! - `api`: axum routes, extractors, JSON DTOs, the one error shape.
 //! - `edition`: the Community/Commercial seam; the only `cfg(feature = "commercial")`.
 //! - `service`: use cases: authenticate, authorise, seal/open, ask the store.
-//! - `datadir`: the data directory's files (`vault.db`, `master.key`, `owner.token`).
+//! - `datadir`: the data directory's files (`vault.db`, `master.key`, its lock); no token.
 //! - `store`: SQLite; group-commit writer thread and reader pool. Rows, not meanings.
 //! - `vault`: domain types and validation rules. No IO, no serde.
 //! - `crypto`: keys, AES-256-GCM sealing, tokens. Pure; the only holder of key bytes.

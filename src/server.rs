@@ -2,7 +2,7 @@
 
 use crate::api::{self, AppState};
 use crate::crypto::Token;
-use crate::datadir::{self, DataDir};
+use crate::datadir::{self, DataDir, DirLock};
 use crate::edition::{self, Edition, ServeFlags};
 use crate::service::{self, Vault};
 use std::future::Future;
@@ -22,6 +22,10 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub edition: ServeFlags,
+    /// Where the owner token of a vault this start creates is saved, and where an old
+    /// `owner.token` found in the data dir is moved (never inside the data dir). `None`: such a
+    /// start is refused (the CLI passes `--owner-token-out` or its token file).
+    pub owner_token_out: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +36,10 @@ pub enum Error {
     Service(#[from] service::Error),
     #[error(transparent)]
     Edition(#[from] edition::StartError),
-    #[error("cannot listen on {addr}: {source}. Fix: pick a free address with --listen")]
+    #[error("cannot listen on {addr}: {error}. Fix: pick a free address with --listen")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
@@ -46,38 +50,46 @@ pub struct Server {
     vault: Arc<Vault>,
     edition: Arc<dyn Edition>,
     shutdown: CancellationToken,
-    /// Set when this start created the vault: the owner token, to show once.
+    /// Held until `run` has closed the store: no other process may open this data dir.
+    lock: DirLock,
+    /// Set when this start created the vault: the owner token, to show once...
     pub new_owner_token: Option<Token>,
+    /// ...and the file it was saved to.
+    pub owner_token_file: Option<PathBuf>,
+    /// What the start repaired (modes tightened, an old token moved out), one line each.
+    pub notices: Vec<String>,
 }
 
 impl Server {
     /// Opens (or, on an empty data dir, initialises) the vault and binds the socket.
     pub async fn build(cfg: ServeConfig) -> Result<Self, Error> {
         let configured = edition::configure(&cfg.edition)?;
-        let dir = DataDir::new(&cfg.data_dir);
-        let (store, master, new_owner_token) = if dir.is_initialised() {
-            let (store, master) = dir.open()?;
-            (store, master, None)
-        } else {
-            let (store, master, init) = dir.init(None).await?;
-            (store, master, Some(init.owner_token))
+        let opened = DataDir::new(&cfg.data_dir)
+            .open_or_init(cfg.owner_token_out.as_deref())
+            .await?;
+        let (new_owner_token, owner_token_file) = match opened.new_owner {
+            Some(o) => (Some(o.token), Some(o.saved_to)),
+            None => (None, None),
         };
-        let vault = Vault::open(store, &master).await?;
-        drop(master);
+        let vault = Vault::open(opened.store, &opened.master).await?;
+        drop(opened.master);
         let shutdown = CancellationToken::new();
         let edition = edition::start(configured, vault.clone(), shutdown.clone()).await?;
         let listener = TcpListener::bind(cfg.listen)
             .await
-            .map_err(|source| Error::Bind {
+            .map_err(|error| Error::Bind {
                 addr: cfg.listen,
-                source,
+                error,
             })?;
         Ok(Self {
             listener,
             vault,
             edition,
             shutdown,
+            lock: opened.lock,
             new_owner_token,
+            owner_token_file,
+            notices: opened.notices,
         })
     }
 
@@ -99,6 +111,7 @@ impl Server {
             vault,
             edition,
             shutdown,
+            lock,
             ..
         } = self;
         let app = api::router(AppState {
@@ -124,6 +137,7 @@ impl Server {
             }
         };
         vault.store().close().await;
+        drop(lock);
         result
     }
 }

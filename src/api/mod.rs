@@ -8,6 +8,7 @@ mod dto;
 mod entries;
 mod error;
 mod extract;
+mod owner;
 mod request_context;
 
 pub use dto::timestamp;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(entries::routes())
         .merge(agents::routes())
+        .merge(owner::routes())
         .with_state(state);
     edition
         .extend_router(api)

@@ -34,6 +34,22 @@ impl Client {
         Ok(Self { http, token })
     }
 
+    /// A client for the server `o` names, presenting `token` (e.g. a token being rotated in).
+    pub fn with_token(o: &ClientOpts, token: Token) -> Result<Self> {
+        let endpoint = Endpoint::parse(&o.server)?;
+        endpoint.check_token_transport(o.allow_insecure_http)?;
+        let http = Http::new(endpoint, o.ca_file.as_deref())?;
+        Ok(Self { http, token })
+    }
+
+    /// Sends one request and returns the raw reply, for callers that act on the status.
+    /// `Err` only when no answer came.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
+        let body = body.map(serde_json::to_vec).transpose()?;
+        self.http
+            .request(method, path, &self.token, body.as_deref())
+    }
+
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Option<Value>> {
         let body = body.map(serde_json::to_vec).transpose()?;
         let reply = self

@@ -6,6 +6,7 @@ mod commands;
 mod endpoint;
 mod http;
 mod output;
+mod owner;
 #[cfg(test)]
 mod proptests;
 mod serve;
@@ -34,6 +35,9 @@ enum Command {
     /// Create, list and revoke agents (owner only).
     #[command(subcommand)]
     Agent(commands::AgentCmd),
+    /// Owner token management: rotate.
+    #[command(subcommand)]
+    Owner(owner::OwnerCmd),
     /// Print one field's value: clavitor read clavitor://ENTRY/FIELD
     Read(commands::ReadArgs),
     /// Run a command with secrets from the vault in its environment.
@@ -77,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::serve(a),
         Command::Entry(c) => commands::entry(c),
         Command::Agent(c) => commands::agent(c),
+        Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),
         Command::Run(a) => return commands::run(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),

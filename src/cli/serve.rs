@@ -1,7 +1,7 @@
 //! `clavitor init` and `clavitor serve`.
 
 use crate::crypto::MasterKey;
-use crate::datadir::{self, DataDir};
+use crate::datadir::{self, DataDir, InitOptions};
 use crate::edition::{self, ServeFlags};
 use crate::server::{self, ServeConfig, Server};
 use crate::{files, shutdown};
@@ -16,13 +16,32 @@ pub struct InitArgs {
     /// Where the vault lives.
     #[arg(long, default_value = datadir::DEFAULT_DIR)]
     data_dir: PathBuf,
-    /// Adopt an existing master key (mode 0600) instead of generating one, e.g. to
-    /// provision a backup POP with its primary's key.
+    /// Adopt an existing master key (mode 0600) instead of generating one, to provision a
+    /// backup POP with its primary's key. Such a vault has no owner of its own: its owner comes
+    /// from the primary.
     #[arg(long, value_name = "FILE")]
     master_key: Option<PathBuf>,
+    #[command(flatten)]
+    token_out: TokenOut,
     /// Print `{"owner_token":"..."}` on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// Where a new vault's owner token is saved.
+#[derive(Debug, Args)]
+struct TokenOut {
+    /// Save a new vault's owner token to FILE (mode 0600; must not exist; never inside the data
+    /// dir). Default: $XDG_CONFIG_HOME/clavitor/token, else ~/.config/clavitor/token, where the
+    /// client commands look for it. An old owner.token found in the data dir is moved there too.
+    #[arg(long, value_name = "FILE")]
+    owner_token_out: Option<PathBuf>,
+}
+
+impl TokenOut {
+    fn path(self) -> Option<PathBuf> {
+        self.owner_token_out.or_else(files::default_token_path)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -43,6 +62,8 @@ pub struct ServeArgs {
     log_level: String,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    token_out: TokenOut,
     #[command(flatten)]
     edition: ServeFlags,
 }
@@ -68,22 +89,35 @@ pub fn init(a: InitArgs) -> Result<()> {
         None => None,
     };
     let dir = DataDir::new(&a.data_dir);
-    let (store, _master, init) = runtime()?.block_on(async {
-        let r = dir.init(key).await?;
-        r.0.close().await;
-        Ok::<_, datadir::Error>(r)
+    let token_out = a.token_out.path();
+    let opened = runtime()?.block_on(async {
+        let opened = dir
+            .init(InitOptions {
+                master_key: key,
+                owner_token_out: token_out.as_deref(),
+            })
+            .await?;
+        opened.store.close().await;
+        Ok::<_, datadir::Error>(opened)
     })?;
-    drop(store);
-    let token = init.owner_token.expose();
-    if a.json {
-        println!("{}", serde_json::json!({ "owner_token": token }));
-    } else {
-        println!("Initialised a new vault in {}", dir.path().display());
-        println!(
-            "Owner token (shown once; also saved to {}):",
-            dir.owner_token().display()
-        );
-        println!("{token}");
+    let shown = dir.path().display();
+    match (&opened.new_owner, a.json) {
+        (Some(o), true) => println!("{}", serde_json::json!({ "owner_token": o.token.expose() })),
+        (Some(o), false) => {
+            println!("Initialised a new vault in {shown}");
+            println!(
+                "Owner token (shown once; saved to {}, where the client commands find it):",
+                o.saved_to.display()
+            );
+            println!("{}", o.token.expose());
+        }
+        (None, true) => println!("{}", serde_json::json!({ "owner_token": null })),
+        (None, false) => {
+            println!("Initialised a backup POP's vault in {shown} with the given master key.");
+            println!(
+                "It has no owner of its own and no token was written: its owner and agents come from the primary, and their tokens work here once they have arrived."
+            );
+        }
     }
     Ok(())
 }
@@ -117,15 +151,29 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         data_dir: a.data_dir,
         listen: a.listen,
         edition: a.edition,
+        owner_token_out: a.token_out.path(),
     };
+    let data_dir = cfg.data_dir.clone();
     rt.block_on(async move {
         let stop = shutdown::install().context("cannot listen for SIGTERM/SIGINT")?;
         let server = Server::build(cfg).await?;
-        if let Some(t) = &server.new_owner_token {
-            eprintln!(
-                "Initialised a new vault. Owner token (shown once; saved to the data dir's owner.token):\n{}",
-                t.expose()
-            );
+        for notice in &server.notices {
+            tracing::warn!("{notice}");
+        }
+        if let (Some(t), Some(file)) = (&server.new_owner_token, &server.owner_token_file) {
+            let (dir, file) = (data_dir.display(), file.display());
+            // Stderr that is not a terminal ends up in a log (journald keeps it): there the
+            // token is not shown, only where it is.
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!(
+                    "Initialised a new vault in {dir}. Owner token (shown once; saved to {file}):\n{}",
+                    t.expose()
+                );
+            } else {
+                eprintln!(
+                    "Initialised a new vault in {dir}. The owner token is saved in {file} (mode 0600), where the client commands find it; it is printed only on a terminal."
+                );
+            }
         }
         let mut out = std::io::stdout().lock();
         for line in server.edition().startup_lines() {

@@ -24,3 +24,8 @@ pub fn entry_meta_aad(entry_id: &str) -> Vec<u8> {
 pub fn scope_key_aad(scope: &str, agent_id: &str) -> Vec<u8> {
     join("scope-key", &[scope, agent_id])
 }
+
+/// The master-key check value: sealed with the vault key at `init`, opened at every start.
+pub fn key_check_aad() -> Vec<u8> {
+    join("key-check", &[])
+}

@@ -15,7 +15,7 @@
 
 mod aad;
 
-pub use aad::{entry_meta_aad, field_aad, scope_key_aad};
+pub use aad::{entry_meta_aad, field_aad, key_check_aad, scope_key_aad};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};

@@ -97,6 +97,15 @@ impl Principals {
             .insert(row.token_hash, Arc::new(Principal::from_row(row)));
     }
 
+    /// Swaps a principal's entry for its updated row (a new token hash) in one step, so no
+    /// request sees neither or both.
+    pub fn replace(&self, row: &AgentRow) {
+        let id = AgentId::from_stored(row.id.clone());
+        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, p| p.id != id);
+        map.insert(row.token_hash, Arc::new(Principal::from_row(row)));
+    }
+
     pub fn remove(&self, id: &AgentId) {
         self.by_hash
             .write()

@@ -2,7 +2,7 @@
 
 use super::{Caller, Error, Vault, require_owner};
 use crate::crypto::{ScopeKey, Sealer, Token, entry_meta_aad, field_aad, scope_key_aad};
-use crate::store::agents::{get_scope_key, put_scope_key};
+use crate::store::agents::{get_scope_key, put_scope_key, scope_key_holders};
 use crate::store::entries::{self as rows, FieldMeta, FieldRow, Written};
 use crate::store::{self, EntryRow, ScopeKeyRow};
 use crate::vault::{AgentId, EntryDraft, EntryId, Tier};
@@ -90,16 +90,26 @@ fn seal_fields(
 }
 
 /// The owner's copy of a scope key, created (and wrapped for the owner) on first use.
+///
+/// A scope has one key. When others hold it but the caller does not (e.g. a second owner, made
+/// by a POP before owners replicated), a new key would split the scope: its fields would
+/// become unreadable to one side. That is refused, naming who holds it.
 pub(super) fn owner_scope_key(
     conn: &Connection,
     owner: &AgentId,
     owner_token: &Token,
     scope: &str,
 ) -> Result<ScopeKey, Error> {
+    // A token rotated away while this write waited must not wrap a key no one can open.
+    super::owner::ensure_current(conn, owner, owner_token)?;
     let aad = scope_key_aad(scope, owner.as_str());
     match get_scope_key(conn, scope, owner.as_str())? {
         Some(wrapped) => Ok(ScopeKey::unwrap(owner_token, &aad, &wrapped)?),
         None => {
+            let holders = scope_key_holders(conn, scope)?;
+            if !holders.is_empty() {
+                return Err(Error::Conflict(scope_held_elsewhere(scope, &holders)));
+            }
             let key = ScopeKey::generate();
             put_scope_key(
                 conn,
@@ -112,6 +122,23 @@ pub(super) fn owner_scope_key(
             Ok(key)
         }
     }
+}
+
+fn scope_held_elsewhere(scope: &str, holders: &[(String, bool)]) -> String {
+    let names: Vec<String> = holders
+        .iter()
+        .map(|(name, is_owner)| {
+            if *is_owner {
+                "the owner".to_owned()
+            } else {
+                format!("agent {name:?}")
+            }
+        })
+        .collect();
+    format!(
+        "scope {scope:?} already has a key, held by {}; this token holds no copy of it, and a second key would leave the scope's fields unreadable to one side. Write to this scope with a token that holds it",
+        names.join(", ")
+    )
 }
 
 fn seal_meta(sealer: &Sealer, id: &str, d: &EntryDraft) -> Result<Vec<u8>, Error> {

@@ -8,11 +8,14 @@
 mod agents;
 mod auth;
 mod entries;
+mod key_check;
+mod owner;
 mod read_cache;
 
 pub use agents::{AgentCreated, AgentView};
 pub use auth::{Caller, Principal};
 pub use entries::{EntryView, FieldView};
+pub use key_check::{check_master_key, seal_key_check};
 
 use crate::crypto::{self, MasterKey, Sealer, Token};
 use crate::store::{self, Store};
@@ -23,10 +26,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Messages embed their cause rather than chaining it (`source()`), so it is said once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
-    Invalid(#[from] Invalid),
+    Invalid(Invalid),
     #[error("this request needs an Authorization: Bearer <token> header")]
     MissingToken,
     #[error("the token is not valid: it is unknown or has been revoked")]
@@ -54,9 +58,27 @@ pub enum Error {
     #[error("this POP is a read-only backup; send writes to the primary")]
     ReadOnlyBackup,
     #[error("storage failure: {0}")]
-    Store(#[from] store::Error),
+    Store(store::Error),
     #[error("stored data could not be decrypted: {0}")]
-    Crypto(#[from] crypto::Error),
+    Crypto(crypto::Error),
+}
+
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Self {
+        Error::Invalid(e)
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<crypto::Error> for Error {
+    fn from(e: crypto::Error) -> Self {
+        Error::Crypto(e)
+    }
 }
 
 /// The running vault: the store, the vault key, and the table of live tokens.
@@ -117,7 +139,8 @@ impl Vault {
             .authenticate(Token::from_text(token), ip, store::now_ms())
     }
 
-    /// Creates the owner row for a fresh vault. Returns the owner's token.
+    /// Creates the owner row for a fresh vault (a primary's or a standalone's: a backup gets
+    /// its owner by replication). Returns the owner's token.
     pub async fn create_owner(store: &Store) -> Result<Token, Error> {
         let token = Token::generate();
         let row = store::AgentRow {

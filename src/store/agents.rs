@@ -147,3 +147,74 @@ pub fn put_scope_key(conn: &Connection, k: &ScopeKeyRow) -> Result<(), Error> {
     .execute(params![k.scope, k.agent_id, k.wrapped, now_ms(), version])?;
     Ok(())
 }
+
+/// The token hash of an active agent (the owner included), if there is one with this id.
+pub fn active_token_hash(conn: &Connection, id: &str) -> Result<Option<Vec<u8>>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT token_hash FROM agents WHERE id = ?1 AND revoked_at IS NULL")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Who holds a copy of `scope`'s key: `(agent name, is owner)` of each holder.
+pub fn scope_key_holders(conn: &Connection, scope: &str) -> Result<Vec<(String, bool)>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.name, a.is_owner FROM scope_keys k JOIN agents a ON a.id = k.agent_id
+         WHERE k.scope = ?1 ORDER BY a.is_owner DESC, a.name",
+    )?;
+    let rows = stmt.query_map([scope], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every scope key wrapped for `agent_id`.
+pub fn scope_keys_of(conn: &Connection, agent_id: &str) -> Result<Vec<ScopeKeyRow>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT scope, agent_id, wrapped FROM scope_keys WHERE agent_id = ?1 ORDER BY scope",
+    )?;
+    let rows = stmt.query_map([agent_id], |r| {
+        Ok(ScopeKeyRow {
+            scope: r.get(0)?,
+            agent_id: r.get(1)?,
+            wrapped: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Replaces a wrapped copy of a scope key (the same key, wrapped for a new token). A new
+/// version and `updated_at`, like any change, so it replicates.
+pub fn rewrap_scope_key(conn: &Connection, k: &ScopeKeyRow) -> Result<(), Error> {
+    let version = next_version(conn)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE scope_keys SET wrapped = ?3, updated_at = max(?4, updated_at + 1), version = ?5
+             WHERE scope = ?1 AND agent_id = ?2",
+        )?
+        .execute(params![k.scope, k.agent_id, k.wrapped, now_ms(), version])?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Gives an active agent (the owner, on rotation) a new token hash, with a new version and
+/// `updated_at` so the change replicates. Returns the row as it now is.
+pub fn replace_token_hash(conn: &Connection, id: &str, hash: &[u8; 32]) -> Result<AgentRow, Error> {
+    let version = next_version(conn)?;
+    let sql = format!(
+        "UPDATE agents SET token_hash = ?2, updated_at = max(?3, updated_at + 1), version = ?4
+         WHERE id = ?1 AND revoked_at IS NULL RETURNING {COLUMNS}"
+    );
+    let res = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, &hash[..], now_ms(), version], from_row)
+        .optional();
+    match res {
+        Ok(Some(row)) => Ok(row),
+        Ok(None) => Err(Error::NotFound),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+            Err(Error::Conflict("this token is already in use".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod entries;
 mod schema;
+pub mod settings;
 
 pub use agents::{AgentRow, ScopeKeyRow};
 pub use entries::{EntryRow, FieldMeta, FieldRow};
@@ -28,14 +29,15 @@ const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 const QUEUE: usize = 4096;
 
+/// Messages embed their cause rather than chaining it (`source()`), so it is said once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("the database at {path} could not be opened: {source}")]
+    Sqlite(rusqlite::Error),
+    #[error("the database at {path} could not be opened: {error}")]
     Open {
         path: PathBuf,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error(
         "the database at {path} has schema version {found}, newer than this binary knows ({known}); upgrade clavitor"
@@ -57,6 +59,12 @@ pub enum Error {
     Rejected(String),
     #[error("a write panicked; it was rolled back")]
     Panicked,
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Sqlite(e)
+    }
 }
 
 type Completion = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
@@ -95,9 +103,9 @@ impl std::fmt::Debug for Store {
 }
 
 fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, Error> {
-    let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
+    let conn = Connection::open_with_flags(path, flags).map_err(|error| Error::Open {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     conn.busy_timeout(Duration::from_secs(10))?;
     // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
@@ -107,9 +115,9 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, Error> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
          PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384;",
     )
-    .map_err(|source| Error::Open {
+    .map_err(|error| Error::Open {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     Ok(conn)
 }

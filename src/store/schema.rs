@@ -61,6 +61,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, agent_id)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 2: settings of this database file alone (never replicated), e.g. the master-key check.
+    r#"
+    CREATE TABLE settings (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {

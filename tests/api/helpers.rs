@@ -46,14 +46,21 @@ pub async fn spawn_app() -> TestApp {
     }
 }
 
-async fn start_on(dir: TempDir, data_dir: PathBuf) -> (TestApp, Option<String>) {
-    let server = Server::build(ServeConfig {
+/// The config for a server on `data_dir` in `dir`: the owner token of a new vault goes to
+/// `dir/owner.token`, beside the data dir (never into it, never into the real home).
+pub fn config(dir: &Path, data_dir: PathBuf) -> ServeConfig {
+    ServeConfig {
         data_dir,
         listen: "127.0.0.1:0".parse().expect("valid address"),
         edition: Default::default(),
-    })
-    .await
-    .expect("server builds on a temp dir");
+        owner_token_out: Some(dir.join("owner.token")),
+    }
+}
+
+async fn start_on(dir: TempDir, data_dir: PathBuf) -> (TestApp, Option<String>) {
+    let server = Server::build(config(dir.path(), data_dir))
+        .await
+        .expect("server builds on a temp dir");
     let token = server
         .new_owner_token
         .as_ref()
@@ -84,6 +91,11 @@ impl StoppedApp {
         self.dir.path().join("data")
     }
 
+    /// The temp dir holding the data dir (and, beside it, the owner token file).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir().join("vault.db")
     }
@@ -104,6 +116,11 @@ impl StoppedApp {
 }
 
 impl TestApp {
+    /// The temp dir holding the data dir (and, beside it, the owner token file).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

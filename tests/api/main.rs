@@ -9,9 +9,11 @@
 mod agents;
 mod bad_input;
 mod concurrency;
+mod datadir;
 mod entries;
 mod health;
 mod helpers;
+mod owner;
 mod read_cache;
 mod request_id;
 mod stolen_db;

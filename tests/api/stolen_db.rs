@@ -1,11 +1,12 @@
-//! A thief holds `vault.db` and `master.key` but no token: vault-tier fields fall, credential
-//! fields must not.
+//! A thief holds `vault.db` and `master.key` (or a copy of the whole data dir) but no token:
+//! vault-tier fields fall, credential fields must not.
 
 use crate::helpers::{contains_bytes, db_files, distinctive, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clavitor::crypto::{MasterKey, ScopeKey, Token, field_aad, scope_key_aad};
 use serde_json::json;
+use std::path::{Path, PathBuf};
 
 struct Field {
     entry: String,
@@ -182,5 +183,318 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         });
         let opened = opened.unwrap_or_else(|| panic!("the {holder} token opens its scope key"));
         assert_eq!(&opened[..], cred.as_bytes());
+    }
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(read_tree(&p));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            out.push((p, bytes));
+        }
+    }
+    out
+}
+
+/// Copies `from` (files and subdirectories) to `to`, as a backup tool or a thief would.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// Every TEXT and BLOB value in every table of the database in `dir` (its WAL applied).
+fn every_stored_value(db: &Path) -> Vec<Vec<u8>> {
+    use rusqlite::types::ValueRef;
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut out = Vec::new();
+    for t in &tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..n {
+                match row.get_ref(i).unwrap() {
+                    ValueRef::Text(b) | ValueRef::Blob(b) if !b.is_empty() => out.push(b.to_vec()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every `clv_` + 43 base64url characters in `bytes`: anything shaped like one of our tokens.
+fn token_shaped(bytes: &[u8]) -> Vec<String> {
+    let ok = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    let mut out = Vec::new();
+    for (i, w) in bytes.windows(4).enumerate() {
+        if w == b"clv_" {
+            let rest = &bytes[i + 4..];
+            let n = rest.iter().take_while(|b| ok(b)).count();
+            if n >= 43 {
+                out.push(String::from_utf8_lossy(&bytes[i..i + 4 + 43]).into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The thief's key candidates as token texts: every stored value and every file's content,
+/// as is and in every usual text form of its bytes.
+fn token_candidates(values: &[Vec<u8>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in values {
+        out.push(String::from_utf8_lossy(v).trim().to_owned());
+        out.push(hex(v));
+        out.push(STANDARD.encode(v));
+        out.push(URL_SAFE_NO_PAD.encode(v));
+        out.push(format!("clv_{}", URL_SAFE_NO_PAD.encode(v)));
+        out.extend(token_shaped(v));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A copy of the WHOLE data dir after realistic use (several scopes, agents, a revocation, an
+/// owner rotation, updates and a deletion) opens no credential field with anything in it or
+/// derivable from it, and holds no token. Taken twice: while the server runs (a hot backup,
+/// WAL and lock file included) and after it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
+    let mut app = spawn_app().await;
+    let mut creds = Vec::new();
+    let mut ids = Vec::new();
+    for (i, scope) in ["deploy", "ci", "billing", "deploy"].iter().enumerate() {
+        let cred = distinctive(&format!("DIR-CREDENTIAL-{scope}"));
+        let id = app
+            .create_entry(&json!({"title": format!("e{i}"), "fields": [
+                {"name": "secret", "value": cred, "tier": "credential", "scope": scope},
+                {"name": "note", "value": distinctive("dir-vault"), "tier": "vault"},
+                {"name": "blob", "value": STANDARD.encode(distinctive("id")), "tier": "identity"}
+            ]}))
+            .await;
+        creds.push((id.clone(), cred));
+        ids.push(id);
+    }
+    let (_, deployer) = app
+        .create_agent(&json!({"name": "deployer", "scopes": ["deploy"]}))
+        .await;
+    let (_, ops) = app
+        .create_agent(&json!({"name": "ops", "scopes": ["ci", "billing"]}))
+        .await;
+    let (gone_id, gone) = app
+        .create_agent(&json!({"name": "temp", "scopes": ["deploy", "ci"]}))
+        .await;
+    assert_eq!(app.revoke_agent(&gone_id).await.status(), 204);
+    // An update and a deletion.
+    let cred = distinctive("DIR-CREDENTIAL-updated");
+    let res = app
+        .put_entry(
+            &app.owner_token,
+            &ids[0],
+            &json!({"title": "e0", "fields": [
+                {"name": "secret", "value": cred, "tier": "credential", "scope": "deploy"}
+            ]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    creds[0].1 = cred;
+    assert_eq!(
+        app.delete_entry(&app.owner_token, &ids[3]).await.status(),
+        204
+    );
+    creds.pop();
+    // The owner rotates; the old token is now one more a thief must not find or use.
+    let old_owner = app.owner_token.clone();
+    let res = app
+        .owner(reqwest::Method::POST, "/v1/owner/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    app.owner_token = v["token"].as_str().unwrap().to_owned();
+    let owner = app.owner_token.clone();
+    assert_eq!(
+        app.field_value(&ops, &creds[1].0, "secret").await,
+        creds[1].1
+    );
+
+    let thief = tempfile::tempdir().unwrap();
+    let hot = thief.path().join("hot");
+    copy_tree(&app.dir().join("data"), &hot);
+    let stopped = app.stop().await;
+    let cold = thief.path().join("cold");
+    copy_tree(&stopped.data_dir(), &cold);
+    // The token file lives beside the data dir, not in it.
+    assert!(stopped.dir().join("owner.token").exists());
+
+    let all_tokens = [
+        ("the owner token", &owner),
+        ("the rotated-away owner token", &old_owner),
+        ("an agent token", &deployer),
+        ("an agent token", &ops),
+        ("a revoked agent's token", &gone),
+    ];
+    for copy in [&hot, &cold] {
+        let files = read_tree(copy);
+        let names: Vec<String> = files
+            .iter()
+            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("vault.db") || n == "master.key" || n == "clavitor.lock"),
+            "unexpected files in the data dir: {names:?}"
+        );
+        // (a) No token (text or its secret bytes) and no credential value, in any file.
+        for (path, bytes) in &files {
+            for (what, token) in &all_tokens {
+                let raw = URL_SAFE_NO_PAD
+                    .decode(token.strip_prefix("clv_").unwrap())
+                    .unwrap();
+                assert!(
+                    !contains_bytes(bytes, token.as_bytes()) && !contains_bytes(bytes, &raw),
+                    "{what} is in {}",
+                    path.display()
+                );
+            }
+            for (_, c) in &creds {
+                assert!(
+                    !contains_bytes(bytes, c.as_bytes()),
+                    "a credential in {}",
+                    path.display()
+                );
+            }
+            assert!(
+                token_shaped(bytes).is_empty(),
+                "a token-shaped string in {}",
+                path.display()
+            );
+        }
+
+        // (b) What the thief derives: every stored value and every file, as tokens and keys.
+        let db = copy.join("vault.db");
+        let mut values = every_stored_value(&db);
+        values.extend(files.iter().map(|(_, b)| b.clone()));
+        let texts = token_candidates(&values);
+        let raw_keys: Vec<&Vec<u8>> = values.iter().filter(|v| v.len() == 32).collect();
+        let master = MasterKey::from_bytes(&std::fs::read(copy.join("master.key")).unwrap())
+            .unwrap()
+            .vault_sealer();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let wrapped: Vec<Wrapped> = conn
+            .prepare("SELECT scope, agent_id, wrapped FROM scope_keys")
+            .unwrap()
+            .query_map([], |r| {
+                Ok(Wrapped {
+                    scope: r.get(0)?,
+                    agent_id: r.get(1)?,
+                    wrapped: r.get(2)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let fields: Vec<Field> = conn
+            .prepare(
+                "SELECT entry_id, name, tier, ciphertext FROM fields WHERE tier = 'credential'",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok(Field {
+                    entry: r.get(0)?,
+                    name: r.get(1)?,
+                    tier: r.get(2)?,
+                    ciphertext: r.get(3)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Three live entries' credential fields; the owner's and two agents' copies of keys
+        // (the revoked agent's are gone): deploy x2, ci x2, billing x2.
+        assert_eq!(fields.len(), 3);
+        assert_eq!(wrapped.len(), 6, "scope key copies");
+        assert!(texts.len() > 50, "only {} candidates", texts.len());
+        for w in &wrapped {
+            let aad = scope_key_aad(&w.scope, &w.agent_id);
+            assert!(master.open(&aad, &w.wrapped).is_err());
+            for t in &texts {
+                assert!(
+                    ScopeKey::unwrap(&Token::from_text(t), &aad, &w.wrapped).is_err(),
+                    "a scope key unwraps with a value from the data dir"
+                );
+            }
+            for k in &raw_keys {
+                let s = MasterKey::from_bytes(k).unwrap().vault_sealer();
+                assert!(s.open(&aad, &w.wrapped).is_err());
+            }
+        }
+        for f in &fields {
+            assert_eq!(f.tier, "credential");
+            let aad = field_aad(&f.entry, &f.name);
+            assert!(master.open(&aad, &f.ciphertext).is_err());
+            for k in &raw_keys {
+                let s = MasterKey::from_bytes(k).unwrap().vault_sealer();
+                assert!(s.open(&aad, &f.ciphertext).is_err());
+            }
+        }
+
+        // (c) Control: the same procedure opens every credential field with the owner's
+        // token, and the ones in its scopes with a live agent's; not with the old owner token
+        // or the revoked agent's.
+        let open_with = |token: &str| -> Vec<String> {
+            fields
+                .iter()
+                .filter_map(|f| {
+                    let aad = field_aad(&f.entry, &f.name);
+                    wrapped.iter().find_map(|w| {
+                        let key = ScopeKey::unwrap(
+                            &Token::from_text(token),
+                            &scope_key_aad(&w.scope, &w.agent_id),
+                            &w.wrapped,
+                        )
+                        .ok()?;
+                        let plain = key.sealer().open(&aad, &f.ciphertext).ok()?;
+                        Some(String::from_utf8(plain.to_vec()).unwrap())
+                    })
+                })
+                .collect()
+        };
+        let mut want: Vec<String> = creds.iter().map(|(_, c)| c.clone()).collect();
+        want.sort();
+        let mut got = open_with(&owner);
+        got.sort();
+        assert_eq!(got, want, "the owner token opens every credential field");
+        assert_eq!(open_with(&deployer), vec![creds[0].1.clone()]);
+        assert_eq!(open_with(&ops).len(), 2);
+        assert!(
+            open_with(&old_owner).is_empty(),
+            "the old owner token opens a field"
+        );
+        assert!(open_with(&gone).is_empty(), "a revoked token opens a field");
     }
 }

@@ -8,7 +8,7 @@ pub use crate::common::http::{call, health};
 use crate::common::pki::provider;
 pub use crate::common::pki::{Ca, TlsFiles, client, plain, token_text, write_token};
 pub use crate::common::poll::{wait_for, wait_until};
-pub use crate::common::process::{VERSION, Vault, clavitor, command, run};
+pub use crate::common::process::{VERSION, Vault, clavitor, command, run, with_config_home};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -218,9 +218,10 @@ impl Pop {
         self.write_tls_as("replication", ca)
     }
 
-    /// `clavitor serve` for this POP on 127.0.0.1, any port.
+    /// `clavitor serve` for this POP on 127.0.0.1, any port; its config home (where the owner
+    /// token of a new vault goes) is this POP's dir, so later starts read the same token.
     pub fn serve_cmd(&self) -> Command {
-        command(&[
+        let mut cmd = command(&[
             "serve",
             "--data-dir",
             self.data.to_str().unwrap(),
@@ -228,7 +229,9 @@ impl Pop {
             "127.0.0.1:0",
             "--replication-config",
             self.config.to_str().unwrap(),
-        ])
+        ]);
+        with_config_home(&mut cmd, &self.path("config"));
+        cmd
     }
 
     #[track_caller]

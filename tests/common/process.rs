@@ -1,6 +1,11 @@
 //! The real `clavitor` binary as a child process: a private copy checked to be the edition this
 //! suite was built for, one-shot commands with a deadline, and `serve` children that count as up
 //! once they print `listening on`, keep their stderr, and are SIGKILLed and reaped on drop.
+//!
+//! Every child runs with `HOME` and `XDG_CONFIG_HOME` in a fresh scratch directory of its own
+//! (never the real home), so the owner token files `init` and `serve` write land there. A test
+//! that wants several commands to share one (the CLI finding the token `serve` saved) points
+//! them at the same directory with [`with_config_home`].
 
 use super::poll::poll;
 use nix::sys::signal::{Signal, kill};
@@ -112,7 +117,8 @@ fn remove_copies_of_finished_runs(root: &Path) {
 // ---- one-shot commands ----------------------------------------------------------------------
 
 /// A `clavitor ARGS` command with a clean environment (no client settings leak in from the
-/// developer's shell) and piped output. Add a working directory or variables before running it.
+/// developer's shell, and a home of its own: see the module doc) and piped output. Add a
+/// working directory or variables before running it.
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.args(args)
@@ -122,7 +128,60 @@ pub fn command(args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    with_config_home(&mut cmd, &fresh_home());
     cmd
+}
+
+/// Points `cmd`'s `HOME` and `XDG_CONFIG_HOME` at `dir` (created if missing): its owner token
+/// file is then `dir/clavitor/token` ([`token_file_in`]).
+pub fn with_config_home<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    cmd.env("HOME", dir).env("XDG_CONFIG_HOME", dir)
+}
+
+/// The default owner token file of a command whose config home is `dir`.
+pub fn token_file_in(dir: &Path) -> PathBuf {
+    dir.join("clavitor").join("token")
+}
+
+/// A new, empty directory beside this process's pinned binary (removed with it).
+fn fresh_home() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = bin()
+        .parent()
+        .expect("the pinned binary has a directory")
+        .join(format!("home-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Where `cmd` (an `init` or `serve`) saves a new owner token: its `--owner-token-out`, else
+/// the token file of its config home.
+pub fn owner_token_file(cmd: &Command) -> Option<PathBuf> {
+    let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
+    let given = args.iter().enumerate().find_map(|(i, a)| {
+        let a = a.to_str()?;
+        if a == "--owner-token-out" {
+            args.get(i + 1).map(PathBuf::from)
+        } else {
+            a.strip_prefix("--owner-token-out=").map(PathBuf::from)
+        }
+    });
+    let path = match given {
+        Some(p) => p,
+        None => {
+            let home = cmd
+                .get_envs()
+                .find(|(k, _)| *k == "XDG_CONFIG_HOME")
+                .and_then(|(_, v)| v)?;
+            token_file_in(Path::new(home))
+        }
+    };
+    Some(match cmd.get_current_dir() {
+        Some(cwd) if path.is_relative() => cwd.join(path),
+        _ => path,
+    })
 }
 
 /// `clavitor ARGS`, for messages.
@@ -224,8 +283,11 @@ pub struct Vault {
     pub url: String,
     /// Every stdout line up to and including `listening on ...`.
     pub stdout_lines: Vec<String>,
-    /// The owner token in the data dir's `owner.token` (empty if there is none).
+    /// The owner token in the command's owner token file ([`owner_token_file`]; empty if
+    /// there is none, e.g. the vault existed before).
     pub token: String,
+    /// That file.
+    pub token_file: Option<PathBuf>,
     child: Child,
     exited: Option<ExitStatus>,
     stderr: Arc<Mutex<String>>,
@@ -241,9 +303,11 @@ pub struct StartFailure {
 }
 
 impl Vault {
-    /// Starts `cmd` (a `serve` from [`command`]) and waits for `listening on URL`; `data_dir` is
-    /// where the owner token is read from afterwards.
+    /// Starts `cmd` (a `serve` from [`command`] on `data_dir`) and waits for `listening on URL`;
+    /// then reads the owner token from [`owner_token_file`], and checks that no token was left
+    /// in the data dir.
     pub fn spawn(cmd: &mut Command, data_dir: &Path) -> Result<Self, StartFailure> {
+        let token_file = owner_token_file(cmd);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", shown(cmd)));
@@ -313,13 +377,22 @@ impl Vault {
                 }
             }
         };
-        let token = std::fs::read_to_string(data_dir.join("owner.token"))
+        let token = token_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
             .map(|t| t.trim().to_owned())
             .unwrap_or_default();
+        let old = data_dir.join("owner.token");
+        assert!(
+            !old.exists(),
+            "{} is still there after the start: no token may stay in the data dir",
+            old.display()
+        );
         Ok(Self {
             url,
             stdout_lines: lines,
             token,
+            token_file,
             child,
             exited: None,
             stderr,

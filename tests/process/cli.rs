@@ -1,7 +1,9 @@
 //! The CLI's own contract: version line, exit codes, `init`, token files.
 
 use crate::helpers::Scratch;
-use crate::helpers::{Output, VERSION, chmod, clavitor, command, init, mode, run, serve};
+use crate::helpers::{
+    Output, VERSION, chmod, clavitor, command, command_for, init, mode, run, serve, token_file_of,
+};
 use std::net::TcpListener;
 
 #[test]
@@ -100,7 +102,11 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
     let tmp = Scratch::new();
     let data = tmp.data();
     let d = data.to_str().unwrap();
-    let out = clavitor(&["init", "--data-dir", d, "--json"]).ok();
+    let out = run(&mut command_for(
+        &data,
+        &["init", "--data-dir", d, "--json"],
+    ))
+    .ok();
     let v = out.json();
     let token = v["owner_token"].as_str().unwrap_or_else(|| panic!("{out}"));
     assert!(token.starts_with("clv_"), "{out}");
@@ -110,16 +116,17 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
         "only the token: {out}"
     );
     assert_eq!(mode(&data.join("master.key")), 0o600);
-    assert_eq!(mode(&data.join("owner.token")), 0o600);
-    assert_eq!(
-        std::fs::read_to_string(data.join("owner.token"))
-            .unwrap()
-            .trim(),
-        token
-    );
+    // The token went to the config dir's token file, not into the data dir.
+    assert!(!data.join("owner.token").exists());
+    let token_file = token_file_of(&data);
+    assert_eq!(mode(&token_file), 0o600);
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
     let key_before = std::fs::read(data.join("master.key")).unwrap();
 
-    let again = clavitor(&["init", "--data-dir", d, "--json"]);
+    let again = run(&mut command_for(
+        &data,
+        &["init", "--data-dir", d, "--json"],
+    ));
     exit_1_saying(&again, "refusing to overwrite");
     assert!(
         again.stdout.is_empty(),
@@ -131,12 +138,34 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
         "key untouched"
     );
 
-    // Text mode shows the token too, and the server started on that dir accepts it.
+    // A second vault refuses to overwrite the first one's token file, and says how to avoid
+    // it; nothing of the second vault is left behind.
     let other = tmp.path().join("text");
-    let out = clavitor(&["init", "--data-dir", other.to_str().unwrap()]).ok();
+    let o = other.to_str().unwrap();
+    let out = run(&mut command_for(&data, &["init", "--data-dir", o]));
+    exit_1_saying(&out, "--owner-token-out");
+    assert!(out.stderr.contains(token_file.to_str().unwrap()), "{out}");
+    assert!(!other.exists(), "a refused init left {}", other.display());
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    // Text mode shows the token too, and says where it was saved.
+    let elsewhere = tmp.path().join("second.token");
+    let out = run(&mut command_for(
+        &data,
+        &[
+            "init",
+            "--data-dir",
+            o,
+            "--owner-token-out",
+            elsewhere.to_str().unwrap(),
+        ],
+    ))
+    .ok();
+    let second = std::fs::read_to_string(&elsewhere).unwrap();
+    assert!(out.stdout.contains(second.trim()), "{out}");
+    assert!(out.stdout.contains(elsewhere.to_str().unwrap()), "{out}");
+    // The server started on the first vault accepts its token.
     let server = serve(&data);
-    assert_eq!(server.token, token);
-    assert!(out.stdout.contains("clv_"), "{out}");
+    assert_eq!(server.token, token, "read from the token file");
     let list = run(
         command(&["entry", "list", "--json", "--server", &server.url]).env("CLAVITOR_TOKEN", token),
     )

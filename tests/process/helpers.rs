@@ -3,17 +3,43 @@
 
 pub use crate::common::files::{chmod, mode};
 use crate::common::poll::wait_until;
-pub use crate::common::process::{Output, VERSION, Vault, bin, clavitor, command, run};
+pub use crate::common::process::{
+    Output, VERSION, Vault, bin, clavitor, command, run, token_file_in, with_config_home,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `clavitor serve --data-dir DIR --listen 127.0.0.1:0`.
+/// The config home (`HOME`, `XDG_CONFIG_HOME`) of the commands this suite runs for
+/// `data_dir`: `config` beside it. Its owner token file is [`token_file_of`].
+pub fn config_home(data_dir: &Path) -> PathBuf {
+    data_dir
+        .parent()
+        .expect("a data dir inside a scratch dir")
+        .join("config")
+}
+
+/// The owner token file `init`/`serve` write for `data_dir` (in [`config_home`]).
+pub fn token_file_of(data_dir: &Path) -> PathBuf {
+    token_file_in(&config_home(data_dir))
+}
+
+/// `clavitor ARGS` with the config home of `data_dir`.
+pub fn command_for(data_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = command(args);
+    with_config_home(&mut cmd, &config_home(data_dir));
+    cmd
+}
+
+/// `clavitor serve --data-dir DIR --listen 127.0.0.1:0`, with the config home of `DIR`.
 pub fn serve_cmd(data_dir: &Path) -> Command {
     let dir = data_dir.to_str().expect("UTF-8 temp path");
-    command(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
+    command_for(
+        data_dir,
+        &["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"],
+    )
 }
 
 /// `serve` on `data_dir`, up and listening (panics otherwise).
@@ -53,9 +79,15 @@ impl Scratch {
     }
 }
 
-/// `clavitor init --data-dir DIR --json`, returning the owner token.
+/// `clavitor init --data-dir DIR --json` (with the config home of `DIR`), returning the owner
+/// token.
 pub fn init(data_dir: &Path) -> String {
-    let out = clavitor(&["init", "--data-dir", data_dir.to_str().unwrap(), "--json"]).ok();
+    let dir = data_dir.to_str().unwrap();
+    let out = run(&mut command_for(
+        data_dir,
+        &["init", "--data-dir", dir, "--json"],
+    ))
+    .ok();
     out.json()["owner_token"]
         .as_str()
         .expect("owner_token in init --json")

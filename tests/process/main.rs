@@ -11,10 +11,12 @@ mod client_transport;
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
+mod datadir;
 mod edition;
 mod helpers;
 mod human_output;
 mod no_outbound;
+mod owner;
 mod proxy;
 mod quickstart;
 mod signals;

@@ -1,7 +1,7 @@
 //! The README's quick start, end to end: `serve` in an empty directory, then the client
 //! commands against it.
 
-use crate::helpers::{Scratch, VERSION, Vault, command, mode, run};
+use crate::helpers::{Scratch, VERSION, Vault, command_for, mode, run, token_file_of};
 use std::time::Duration;
 
 #[test]
@@ -9,21 +9,11 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
     let tmp = Scratch::new();
     let cwd = tmp.path();
     let data = cwd.join("clavitor-data");
-    // The CLI's default token file lives in the config dir, never in the data dir.
-    let config = cwd.join("config");
+    let command = |args: &[&str]| command_for(&data, args);
     let mut server = Vault::start(
-        command(&["serve", "--listen", "127.0.0.1:0"])
-            .current_dir(cwd)
-            .env("XDG_CONFIG_HOME", &config),
+        command(&["serve", "--listen", "127.0.0.1:0"]).current_dir(cwd),
         &data,
     );
-    let token_file = config.join("clavitor").join("token");
-    if !token_file.exists() {
-        // A `serve` that still leaves the token in the data dir: put it where `init` and a
-        // first `serve` store it (the core stream makes them do so).
-        std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
-        std::fs::copy(data.join("owner.token"), &token_file).unwrap();
-    }
 
     // Start-up lines, exactly and in order.
     assert_eq!(server.stdout_lines.len(), 2, "{:?}", server.stdout_lines);
@@ -36,29 +26,45 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         .unwrap_or_else(|| panic!("{:?}", server.stdout_lines[1]));
     assert!(rest.parse::<u16>().is_ok_and(|p| p != 0), "{rest:?}");
 
-    // The data dir and its private files.
+    // The data dir and its private files; no token among them.
     assert!(data.join("vault.db").is_file());
+    assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("master.key")), 0o600);
-    assert_eq!(mode(&data.join("owner.token")), 0o600);
+    assert_eq!(mode(&data.join("vault.db")), 0o600);
+    assert!(!data.join("owner.token").exists());
     assert_eq!(
         std::fs::metadata(data.join("master.key")).unwrap().len(),
         32
     );
+    // The owner token is in the config dir's token file, private, in a private dir.
+    let token_file = token_file_of(&data);
+    assert_eq!(server.token_file.as_ref(), Some(&token_file));
     assert!(
         server.token.starts_with("clv_"),
-        "owner.token holds the owner token"
+        "the token file holds the owner token"
+    );
+    assert_eq!(mode(&token_file), 0o600);
+    assert_eq!(mode(token_file.parent().unwrap()), 0o700);
+    // Stderr is not a terminal here (a log, e.g. journald's): it says where the token is,
+    // never the token.
+    assert!(
+        server.wait_stderr(&token_file.display().to_string(), Duration::from_secs(5)),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        !server.stderr().contains(&server.token),
+        "the token was logged"
     );
 
-    // The client finds the config dir's token by itself; only the port is non-default.
+    // The client finds the token file by itself; only the port is non-default.
     let url = server.url.clone();
     // `--server URL` goes before any `-- CMD`, which belongs to the child.
     let cli = |args: &[&str]| {
         let mut all = args.to_vec();
         let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
         all.splice(at..at, ["--server", url.as_str()]);
-        run(command(&all)
-            .current_dir(cwd)
-            .env("XDG_CONFIG_HOME", &config))
+        run(command(&all).current_dir(cwd))
     };
 
     let id = cli(&[
@@ -151,7 +157,6 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         "test \"$K\" = ci-key-123",
     ])
     .current_dir(cwd)
-    .env("XDG_CONFIG_HOME", &config)
     .env("K", "clavitor://prod-db/key"));
     assert_eq!(out.code(), Some(0), "{out}");
     // An unresolvable reference fails before the child runs.

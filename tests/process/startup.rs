@@ -81,7 +81,7 @@ fn refuses_a_data_dir_it_cannot_write() {
     let as_root = {
         use std::os::unix::fs::MetadataExt;
         // A new file is owned by the effective uid.
-        std::fs::metadata(data.join("owner.token")).unwrap().uid() == 0
+        std::fs::metadata(data.join("master.key")).unwrap().uid() == 0
     };
     let mut cmd = serve_cmd(&data);
     if as_root {
@@ -90,7 +90,7 @@ fn refuses_a_data_dir_it_cannot_write() {
             data.clone(),
             data.join("vault.db"),
             data.join("master.key"),
-            data.join("owner.token"),
+            data.join("clavitor.lock"),
         ] {
             std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
         }

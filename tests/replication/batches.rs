@@ -52,6 +52,41 @@ fn entry_item(db: &Path, id: &str, origin: &str) -> Value {
     })
 }
 
+/// The primary's owner row as a wire item: a backup fed by hand needs it to know the owner
+/// (it has none of its own).
+fn owner_item(db: &Path, origin: &str) -> Value {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the primary's database");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    conn.query_row(
+        "SELECT id, name, token_hash, scopes, ip_allowlist, rate_limit_per_minute, created_at,
+                expires_at, revoked_at, version, updated_at
+         FROM agents WHERE is_owner = 1",
+        [],
+        |r| {
+            Ok(json!({
+                "kind": "agent",
+                "id": r.get::<_, String>(0)?,
+                "name": r.get::<_, String>(1)?,
+                "token_hash": STANDARD.encode(r.get::<_, Vec<u8>>(2)?),
+                "is_owner": true,
+                "scopes": r.get::<_, String>(3)?,
+                "ip_allowlist": r.get::<_, String>(4)?,
+                "rate_limit_per_minute": r.get::<_, Option<i64>>(5)?,
+                "created_at": r.get::<_, i64>(6)?,
+                "expires_at": r.get::<_, Option<i64>>(7)?,
+                "revoked_at": r.get::<_, Option<i64>>(8)?,
+                "version": r.get::<_, i64>(9)?,
+                "updated_at": r.get::<_, i64>(10)?,
+                "origin": origin,
+            }))
+        },
+    )
+    .expect("the primary's owner row")
+}
+
 async fn push(c: &reqwest::Client, backup: &str, token: &str, items: &[&Value]) -> (u16, Value) {
     let res = c
         .post(format!("{backup}/v1/replication/batch"))
@@ -120,6 +155,7 @@ async fn duplicate_and_reordered_batches_change_nothing() {
         ack
     };
 
+    feed("the primary's owner", &[&owner_item(&db, PRIMARY_ID)], 1, 0).await;
     // The newer version of E, then the very same batch again: the second changes nothing.
     let ack = feed("E v2", &[&e2], 1, 0).await;
     assert_eq!(ack["acked_version"], e2["version"], "{ack}");

@@ -35,7 +35,8 @@ pub struct Pop {
     pub config: PathBuf,
     pub data: PathBuf,
     tls: TlsFiles,
-    /// The owner token `init` printed for this POP's own owner.
+    /// The owner token `init` printed for this POP's own owner. Empty for a backup, which has
+    /// none of its own: [`Pair::new`] sets the primary's, valid there once it replicated.
     pub owner: String,
 }
 
@@ -81,7 +82,8 @@ impl Pop {
         self.data.join("master.key")
     }
 
-    /// `clavitor init` (adopting `master_key` when given); keeps the owner token.
+    /// `clavitor init` (adopting `master_key` when given: a backup, which gets no owner of its
+    /// own); keeps the owner token.
     pub fn init(&mut self, master_key: Option<&Path>) {
         let data = self.data.to_str().unwrap().to_owned();
         let mut args = vec!["init", "--data-dir", &data, "--json"];
@@ -91,8 +93,8 @@ impl Pop {
             args.extend(["--master-key", &key]);
         }
         let v = clavitor(&args).ok().json();
-        self.owner = v["owner_token"].as_str().expect("owner_token").to_owned();
-        assert!(!self.owner.is_empty());
+        self.owner = v["owner_token"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(self.owner.is_empty(), master_key.is_some(), "{v}");
     }
 
     fn auth_yaml(&self) -> String {
@@ -268,7 +270,16 @@ impl Api {
     ) -> Duration {
         let t0 = Instant::now();
         loop {
-            let have: HashSet<String> = self.ids(base, token).await.into_iter().collect();
+            let url = format!("{base}/v1/entries");
+            let (st, v) = self.call(reqwest::Method::GET, &url, token, None).await;
+            // A backup knows no owner until the primary's owner row has arrived.
+            assert!(st == 200 || st == 401, "list on {base}: {st} {v}");
+            let have: HashSet<String> = v["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned))
+                .collect();
             let missing = want.difference(&have).count();
             if missing == 0 {
                 return t0.elapsed();
@@ -384,6 +395,7 @@ impl Pair {
         let mut backup = Pop::new(BACKUP_ID, &ca);
         primary.init(None);
         backup.init(Some(&primary.master_key()));
+        backup.owner = primary.owner.clone();
         backup.write_backup(PRIMARY_ID);
         let proxy = Proxy::start();
         let mut pair = Self {

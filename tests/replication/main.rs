@@ -12,4 +12,5 @@ mod failover;
 mod helpers;
 mod outage;
 mod proxy;
+mod rotation;
 mod steady;

@@ -208,8 +208,17 @@ pub fn serve_command(clavitor: &Path, data_dir: &Path, listen: &str) -> Command 
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
-        .arg(listen);
+        .arg(listen)
+        .arg("--owner-token-out")
+        .arg(owner_token_file(data_dir));
     cmd
+}
+
+/// Where the bench has a new vault in `data_dir` save its owner token: beside the data dir
+/// (never in it), never in the user's own token file.
+pub fn owner_token_file(data_dir: &Path) -> std::path::PathBuf {
+    let name = data_dir.file_name().unwrap_or_default().to_string_lossy();
+    data_dir.with_file_name(format!("{name}.owner-token"))
 }
 
 /// This executable again, as the bare-axum reference server.

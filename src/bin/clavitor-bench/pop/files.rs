@@ -132,7 +132,17 @@ impl PopFiles {
     /// `clavitor init`, adopting `master_key` (a backup must hold its primary's key).
     pub fn init(&self, clavitor: &Path, master_key: Option<&Path>) -> Result<()> {
         let data = self.data.display().to_string();
-        let mut args = vec!["init", "--data-dir", &data, "--json"];
+        let token_out = crate::proc::owner_token_file(&self.data)
+            .display()
+            .to_string();
+        let mut args = vec![
+            "init",
+            "--data-dir",
+            &data,
+            "--json",
+            "--owner-token-out",
+            &token_out,
+        ];
         let key;
         if let Some(k) = master_key {
             key = k.display().to_string();

@@ -42,10 +42,13 @@ fn draft(i: u64) -> Result<EntryDraft> {
 
 /// Creates `n` entries as the owner of the (not running) vault in `data_dir`.
 pub async fn fill(data_dir: &Path, owner_token: &str, n: u64) -> Result<Filled> {
-    let (store, master) = DataDir::new(data_dir)
-        .open()
+    let opened = DataDir::new(data_dir)
+        .open(None)
+        .await
         .with_context(|| format!("cannot open the vault in {}", data_dir.display()))?;
-    let vault = Vault::open(store, &master).await?;
+    // Held until the function returns, after the store is closed.
+    let _lock = opened.lock;
+    let vault = Vault::open(opened.store, &opened.master).await?;
     let caller = vault.authenticate(Some(owner_token), IpAddr::V4(Ipv4Addr::LOCALHOST))?;
     let want = [0, n / 2, n - 1];
     let mut samples = Vec::new();

@@ -145,9 +145,9 @@ pub fn create_entries(addr: SocketAddr, owner: String) -> MakeRequest {
     })
 }
 
-/// The owner token a new vault saved in its data dir.
+/// The owner token a new vault saved beside its data dir.
 pub fn owner_token(data_dir: &Path) -> Result<String> {
-    let p = data_dir.join("owner.token");
+    let p = crate::proc::owner_token_file(data_dir);
     let t = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
     Ok(t.trim().to_owned())
 }
