@@ -5,6 +5,8 @@
 //! Architecture invariant: the primary never decrypts to replicate; rows travel as stored.
 
 pub mod rows;
+#[cfg(test)]
+mod tests;
 pub mod validate;
 pub mod wire;
 mod worker;
