@@ -785,3 +785,226 @@ fn load_key(r: &mut Report, key: &Path) -> Option<PrivateKeyDer<'static>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PATH: &str = "/etc/clavitor/test-replication.yaml";
+
+    /// Every outcome names the file; nothing panics.
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = parse(Path::new(PATH), text) {
+            let msg = e.to_string();
+            prop_assert!(msg.contains(PATH), "{msg}");
+            prop_assert!(msg.contains("Fix"), "{msg}");
+        }
+        Ok(())
+    }
+
+    /// YAML-ish text: mostly the characters YAML cares about.
+    fn yamlish() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(": ".to_owned()),
+                Just("\n".to_owned()),
+                Just("  ".to_owned()),
+                Just("- ".to_owned()),
+                Just("\t".to_owned()),
+                Just("\"".to_owned()),
+                Just("'".to_owned()),
+                Just("[".to_owned()),
+                Just("]".to_owned()),
+                Just("{".to_owned()),
+                Just("}".to_owned()),
+                Just("&a ".to_owned()),
+                Just("*a".to_owned()),
+                Just("!!binary ".to_owned()),
+                Just("pop_id".to_owned()),
+                Just("auth".to_owned()),
+                Just("token_file".to_owned()),
+                "[a-z_0-9.]{1,8}",
+                ".{1,3}",
+            ],
+            0..40,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    const KEYS: &[&str] = &[
+        "pop_id",
+        "region",
+        "role",
+        "backup_pop",
+        "primary_pop",
+        "auth",
+        "replication",
+        "control_plane",
+        "id",
+        "url",
+        "auth_token_file",
+        "token_file",
+        "mtls_cert",
+        "mtls_key",
+        "mtls_ca",
+        "batch_size",
+        "max_retries",
+        "heartbeat_interval",
+        "telemetry_interval",
+        "ca_file",
+        "unknown_key",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Node {
+        Scalar(String),
+        List(Vec<Node>),
+        Map(Vec<(String, Node)>),
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("primary".to_owned()),
+            Just("backup".to_owned()),
+            Just("\"calgary-01\"".to_owned()),
+            Just("\"https://zurich-01.example.com\"".to_owned()),
+            Just("\"http://x\"".to_owned()),
+            Just("/dev/null".to_owned()),
+            Just("\"/nonexistent/token\"".to_owned()),
+            Just("~".to_owned()),
+            Just("true".to_owned()),
+            Just("\"\"".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            "[a-zA-Z0-9 ._/-]{0,16}".prop_map(|s| format!("{s:?}")),
+        ]
+    }
+
+    fn node() -> impl Strategy<Value = Node> {
+        scalar()
+            .prop_map(Node::Scalar)
+            .prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..3).prop_map(Node::List),
+                    proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6)
+                        .prop_map(|kv| Node::Map(
+                            kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                        )),
+                ]
+            })
+    }
+
+    fn emit(n: &Node, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match n {
+            Node::Scalar(s) => {
+                out.push(' ');
+                out.push_str(s);
+                out.push('\n');
+            }
+            Node::List(items) if items.is_empty() => out.push_str(" []\n"),
+            Node::Map(kv) if kv.is_empty() => out.push_str(" {}\n"),
+            Node::List(items) => {
+                out.push('\n');
+                for i in items {
+                    out.push_str(&pad);
+                    out.push('-');
+                    emit(i, indent + 2, out);
+                }
+            }
+            Node::Map(kv) => {
+                out.push('\n');
+                for (k, v) in kv {
+                    out.push_str(&pad);
+                    out.push_str(k);
+                    out.push(':');
+                    emit(v, indent + 2, out);
+                }
+            }
+        }
+    }
+
+    /// A top-level mapping of known (and one unknown) keys with arbitrary values.
+    fn document() -> impl Strategy<Value = String> {
+        proptest::collection::vec((proptest::sample::select(KEYS), node()), 0..10).prop_map(|kv| {
+            let mut out = String::new();
+            for (k, v) in kv {
+                out.push_str(k);
+                out.push(':');
+                emit(&v, 2, &mut out);
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_is_refused_naming_the_file(text in ".{0,200}") {
+            check(&text)?;
+        }
+
+        #[test]
+        fn yamlish_text_is_refused_naming_the_file(text in yamlish()) {
+            check(&text)?;
+        }
+
+        #[test]
+        fn structured_yaml_is_refused_naming_the_file(text in document()) {
+            check(&text)?;
+        }
+
+        /// JSON is YAML too: the same documents in flow style.
+        #[test]
+        fn flow_style_yaml_is_refused_naming_the_file(text in document()) {
+            let as_flow = format!("{{{}}}", text.lines().filter(|l| !l.starts_with(' ')).map(|l| l.trim_end_matches(':').to_owned() + ": ~").collect::<Vec<_>>().join(", "));
+            check(&as_flow)?;
+        }
+
+        #[test]
+        fn pop_tokens_parse_or_are_refused(text in ".{0,80}") {
+            match parse_pop_token(&text) {
+                Ok(t) => prop_assert_eq!(t.expose(), text.trim()),
+                Err(why) => prop_assert!(why.contains("bits") || why.contains("base64"), "{}", why),
+            }
+        }
+
+        #[test]
+        fn pop_tokens_of_256_bits_parse(
+            bytes in proptest::array::uniform32(any::<u8>()),
+            prefixed in any::<bool>(),
+            engine in 0..4usize,
+            pad in "[ \t\n]{0,3}",
+        ) {
+            let body = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD][engine].encode(bytes);
+            let text = format!("{pad}{}{body}{pad}", if prefixed { POP_TOKEN_PREFIX } else { "" });
+            prop_assert!(parse_pop_token(&text).is_ok(), "{}", text);
+        }
+
+        #[test]
+        fn pop_tokens_of_other_lengths_are_refused(len in (0usize..64).prop_filter("not 32", |n| *n != 32)) {
+            let text = format!("{POP_TOKEN_PREFIX}{}", STANDARD.encode(vec![7u8; len]));
+            let why = parse_pop_token(&text).unwrap_err();
+            prop_assert!(why.contains(&format!("{} bits", len * 8)), "{}", why);
+        }
+    }
+
+    /// The line and a caret under the column, each on its own line.
+    #[test]
+    fn syntax_errors_show_the_line_and_a_caret() {
+        let e = parse(Path::new(PATH), "pop_id: \"zurich-01\"\nrole: [backup\n")
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(lines[0].starts_with(PATH), "{e}");
+        assert!(e.contains("line 2, column 7"), "{e}");
+        let at = lines
+            .iter()
+            .position(|l| l.ends_with("2 | role: [backup"))
+            .unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(lines[at + 1].find('^'), lines[at].find('['), "{e}");
+        assert!(lines[at + 2].starts_with("Fix:"), "{e}");
+    }
+}

@@ -459,7 +459,7 @@ fn has_agents(items: &[Item]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn watermarks_stay_true_under_reordering_and_lost_acknowledgements(
