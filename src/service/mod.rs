@@ -9,6 +9,7 @@ mod agents;
 mod auth;
 mod entries;
 mod read_cache;
+mod replicated;
 
 pub use agents::{AgentCreated, AgentView};
 pub use auth::{Caller, Principal};

@@ -10,6 +10,8 @@ mod batches;
 mod common;
 mod failover;
 mod helpers;
+mod hostile;
 mod outage;
 mod proxy;
+mod recovery_point;
 mod steady;

@@ -169,6 +169,15 @@ async fn batch(State(s): State<PeerState>, body: Bytes) -> Result<Json<Ack>, Api
         ));
     }
     let batch = validate::decode(&body).map_err(|e: Refusal| s.refuse(&e.to_string()))?;
+    // Opening every sealed value of a large batch takes a while: off the async workers.
+    let vault = s.vault.clone();
+    let (batch, sealed) = tokio::task::spawn_blocking(move || {
+        let res = validate::check_sealed(&batch, &vault);
+        (batch, res)
+    })
+    .await
+    .map_err(|_| ApiError::from(service::Error::from(store::Error::Panicked)))?;
+    sealed.map_err(|e| s.refuse(&e.to_string()))?;
     let local = live.config.pop_id.clone();
     let items = batch.items;
     let watermark = batch.watermark;

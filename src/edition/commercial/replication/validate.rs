@@ -82,6 +82,32 @@ pub fn check(batch: &Batch) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Checks that every live entry of `batch` opens with this vault's key (its metadata and its
+/// vault- and identity-tier fields): a row sealed under another key, or moved to another id,
+/// is well-formed but would make every listing on this backup fail.
+pub fn check_sealed(batch: &Batch, vault: &crate::service::Vault) -> Result<(), Refusal> {
+    for (index, item) in batch.items.iter().enumerate() {
+        let Item::Entry(e) = item else { continue };
+        if e.deleted {
+            continue;
+        }
+        let fields = e.fields.iter().filter_map(|f| {
+            Tier::parse(&f.tier)
+                .ok()
+                .map(|t| (f.name.as_str(), t, f.ciphertext.as_slice()))
+        });
+        vault
+            .check_replicated_entry(&e.id, &e.meta, fields)
+            .map_err(|what| Refusal::Item {
+                index,
+                kind: "entry",
+                id: shown(&e.id),
+                what,
+            })?;
+    }
+    Ok(())
+}
+
 /// A value as it may appear in a message: quoted, escaped, cut short.
 fn shown(s: &str) -> String {
     let cut: String = s.chars().take(80).collect();
