@@ -24,6 +24,8 @@ async fn heartbeats_arrive_with_identity_and_token() {
         assert_eq!(b.body["role"], "backup", "{}", b.body);
         assert_eq!(b.body["version"], VERSION, "{}", b.body);
         assert!(b.body["timestamp"].as_str().is_some(), "{}", b.body);
+        // The backup's recovery point travels with every heartbeat (0: nothing applied yet).
+        assert_eq!(b.body["replication"]["applied_watermark"], 0, "{}", b.body);
         assert_eq!(
             b.authorization.as_deref(),
             Some(format!("Bearer {}", files.token).as_str())
@@ -74,6 +76,11 @@ async fn alert_has_the_documented_shape() {
         .wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |_| true)
         .await;
     assert_eq!(beats[0].body["role"], "primary");
+    // The primary's: what its backup is known to hold. This backup never answers, so nothing,
+    // though the owner row is committed.
+    let r = &beats[0].body["replication"];
+    assert_eq!(r["acked_watermark"], 0, "{}", beats[0].body);
+    assert!(r["committed_version"].as_i64() >= Some(1), "{}", beats[0].body);
     assert_eq!(beats[0].authorization, a.authorization);
 }
 

@@ -58,25 +58,34 @@ fn refused_edit(
     refused(&pop, keys, also)
 }
 
+/// Every README section `err` names (`section "X"`) is a heading of README.md; at least one.
+#[track_caller]
+fn readme_sections_exist(err: &str) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let sections: Vec<&str> = err
+        .split("section \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(!sections.is_empty(), "no README section named in: {err}");
+    for section in sections {
+        assert!(
+            readme
+                .lines()
+                .any(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section),
+            "README.md has no heading {section:?} (named in: {err})"
+        );
+    }
+}
+
 /// The message sends the operator to a README section; that section exists.
 #[test]
 fn missing_file_points_at_a_readme_section_that_exists() {
     let pop = Pop::new();
     let err = refused(&pop, &[], &["--replication-config"]);
     assert!(err.contains("replication config"), "{err}");
-    let section = err
-        .split("section \"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("no README section named in: {err}"));
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    assert!(
-        readme
-            .lines()
-            .any(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section),
-        "README.md has no heading {section:?} (named in: {err})"
-    );
+    readme_sections_exist(&err);
 }
 
 #[test]
@@ -216,6 +225,7 @@ fn without_mtls_line(role: &str, key: &str) {
     pop.write_config(&y);
     let err = refused(&pop, &[&format!("auth.{key}")], &["Certificates"]);
     assert!(err.contains("1 problem)"), "{err}");
+    readme_sections_exist(&err);
 }
 
 /// Every Commercial POP serves HTTPS and proves who it is: each mTLS key is required.
