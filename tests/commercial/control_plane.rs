@@ -80,7 +80,11 @@ async fn alert_has_the_documented_shape() {
     // though the owner row is committed.
     let r = &beats[0].body["replication"];
     assert_eq!(r["acked_watermark"], 0, "{}", beats[0].body);
-    assert!(r["committed_version"].as_i64() >= Some(1), "{}", beats[0].body);
+    assert!(
+        r["committed_version"].as_i64() >= Some(1),
+        "{}",
+        beats[0].body
+    );
     assert_eq!(beats[0].authorization, a.authorization);
 }
 
