@@ -11,6 +11,7 @@ mod entries;
 mod key_check;
 mod owner;
 mod read_cache;
+mod replicated;
 
 pub use agents::{AgentCreated, AgentView};
 pub use auth::{Caller, Principal};

@@ -26,7 +26,7 @@ impl AgentSpec {
         ip_allowlist: &[String],
         rate_limit_per_minute: Option<u32>,
     ) -> Result<Self, Invalid> {
-        check_name("agent name", name, 128)?;
+        check_agent_name(name)?;
         if scopes.is_empty() {
             return Err(invalid(
                 "scopes must name at least one scope; an agent without scopes can read nothing",
@@ -64,6 +64,11 @@ impl AgentSpec {
             rate_limit_per_minute: rate,
         })
     }
+}
+
+/// Agent (and owner) names: not blank, at most 128 characters, no control characters.
+pub fn check_agent_name(name: &str) -> Result<(), Invalid> {
+    check_name("agent name", name, 128)
 }
 
 /// Accepts a CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`, `::1`).

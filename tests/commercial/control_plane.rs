@@ -15,7 +15,7 @@ fn setup(role: &str, mode: CpMode) -> (ControlPlane, CpFiles, Pop, Vault) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn heartbeats_arrive_with_identity_and_token() {
-    let (cp, files, _pop, v) = setup("backup", CpMode::Ok);
+    let (cp, files, pop, v) = setup("backup", CpMode::Ok);
     let beats = cp
         .wait_for("/v1/heartbeat", 2, Duration::from_secs(6), |_| true)
         .await;
@@ -24,12 +24,14 @@ async fn heartbeats_arrive_with_identity_and_token() {
         assert_eq!(b.body["role"], "backup", "{}", b.body);
         assert_eq!(b.body["version"], VERSION, "{}", b.body);
         assert!(b.body["timestamp"].as_str().is_some(), "{}", b.body);
+        // The backup's recovery point travels with every heartbeat (0: nothing applied yet).
+        assert_eq!(b.body["replication"]["applied_watermark"], 0, "{}", b.body);
         assert_eq!(
             b.authorization.as_deref(),
             Some(format!("Bearer {}", files.token).as_str())
         );
     }
-    assert_eq!(health(&plain(), &v.url).await["role"], "backup");
+    assert_eq!(health(&pop.client(), &v.url).await["role"], "backup");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,13 +76,22 @@ async fn alert_has_the_documented_shape() {
         .wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |_| true)
         .await;
     assert_eq!(beats[0].body["role"], "primary");
+    // The primary's: what its backup is known to hold. This backup never answers, so nothing,
+    // though the owner row is committed.
+    let r = &beats[0].body["replication"];
+    assert_eq!(r["acked_watermark"], 0, "{}", beats[0].body);
+    assert!(
+        r["committed_version"].as_i64() >= Some(1),
+        "{}",
+        beats[0].body
+    );
     assert_eq!(beats[0].authorization, a.authorization);
 }
 
 /// 50 creations and reads, each bounded.
-async fn client_traffic_is_fast(v: &Vault, label: &str) {
+async fn client_traffic_is_fast(pop: &Pop, v: &Vault, label: &str) {
     const BOUND: Duration = Duration::from_secs(2);
-    let c = plain();
+    let c = pop.client();
     let entries = format!("{}/v1/entries", v.url);
     for i in 0..50 {
         let t0 = Instant::now();
@@ -112,7 +123,7 @@ async fn degraded_control_plane(mode: CpMode) {
     // The first heartbeat has reached the stand-in (and hangs there or gets a 500).
     cp.wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |_| true)
         .await;
-    client_traffic_is_fast(&v, "before").await;
+    client_traffic_is_fast(&pop, &v, "before").await;
 
     // Several rejected reloads: each raises an alert that cannot be delivered.
     for _ in 0..3 {
@@ -134,13 +145,13 @@ async fn degraded_control_plane(mode: CpMode) {
             "a retry resends the same alert"
         );
     }
-    client_traffic_is_fast(&v, "after").await;
+    client_traffic_is_fast(&pop, &v, "after").await;
     assert!(v.is_running());
 
     // A valid reload is not stuck behind the undelivered alerts.
     pop.configure("backup", &Opts::with_control_plane(&files));
     v.sighup();
-    wait_role(&plain(), &v.url, "backup").await;
+    wait_role(&pop.client(), &v.url, "backup").await;
 
     v.stop(Duration::from_secs(1));
 }
@@ -163,7 +174,7 @@ async fn unreachable_control_plane_does_not_stop_start_up() {
     files.url = "https://127.0.0.1:9".to_owned();
     pop.configure("primary", &Opts::with_control_plane(&files));
     let v = pop.start();
-    client_traffic_is_fast(&v, "unreachable").await;
+    client_traffic_is_fast(&pop, &v, "unreachable").await;
 }
 
 /// The vault checks the control plane's certificate: with `ca_file` naming another CA,
@@ -182,5 +193,5 @@ async fn control_plane_certificate_is_verified() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(cp.records("/v1/heartbeat").is_empty());
     assert!(cp.records("/v1/alerts").is_empty());
-    client_traffic_is_fast(&v, "untrusted").await;
+    client_traffic_is_fast(&pop, &v, "untrusted").await;
 }

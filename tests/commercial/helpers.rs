@@ -1,12 +1,13 @@
-//! The commercial suite's own helpers: a POP's directory and replication.yaml variants, HTTP
-//! calls, a raw keep-alive HTTP/1.1 connection, and a control-plane stand-in served over TLS.
-//! Child processes, certificates and waiting come from `tests/common`.
+//! The commercial suite's own helpers: a POP's directory (token, POP CA, certificate) and
+//! replication.yaml variants, HTTPS calls, a raw keep-alive HTTP/1.1 connection over TLS, and a
+//! control-plane stand-in served over TLS. Child processes, certificates and waiting come from
+//! `tests/common`.
 
 pub use crate::common::files::{mode, q, write_file};
 use crate::common::http::try_call;
 pub use crate::common::http::{call, health};
 use crate::common::pki::provider;
-pub use crate::common::pki::{Ca, TlsFiles, client, plain, token_text, write_token};
+pub use crate::common::pki::{Ca, TlsFiles, client, plain, tls_stream, token_text, write_token};
 pub use crate::common::poll::{wait_for, wait_until};
 pub use crate::common::process::{VERSION, Vault, clavitor, command, run, with_config_home};
 use axum::Router;
@@ -84,21 +85,20 @@ pub fn code(v: &Value) -> &str {
 
 // ---- a raw keep-alive connection ---------------------------------------------------------
 
-/// One HTTP/1.1 connection, reused for every request: proves a connection survives a reload.
+/// A raw TLS connection to a POP.
+pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// One HTTP/1.1 connection over TLS, reused for every request: proves a connection survives
+/// a reload.
 pub struct RawConn {
-    stream: TcpStream,
+    stream: TlsStream,
     buf: Vec<u8>,
 }
 
 impl RawConn {
-    pub fn connect(base: &str) -> Self {
-        let addr = base.strip_prefix("http://").expect("an http:// base URL");
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("read timeout");
+    pub fn connect(base: &str, ca: &Ca) -> Self {
         Self {
-            stream,
+            stream: tls_stream(base, ca, Duration::from_secs(5)),
             buf: Vec::new(),
         }
     }
@@ -165,14 +165,19 @@ impl RawConn {
 
 // ---- a POP: temp dir, token, config, process -------------------------------------------
 
-/// A temp dir holding one POP's files: `replication.token` (0600), `replication.yaml`, and a
-/// not-yet-created data dir `data`.
+/// A temp dir holding one POP's files: `replication.token` (0600), its POP CA's certificate,
+/// its own certificate and key (`pop.crt`, `pop.key`, `pop-ca.crt`), `replication.yaml`, and
+/// a not-yet-created data dir `data`.
 pub struct Pop {
     pub dir: tempfile::TempDir,
     pub token: String,
     pub token_file: PathBuf,
     pub config: PathBuf,
     pub data: PathBuf,
+    /// The POP CA: signs this POP's certificate and the peers it accepts.
+    pub ca: Ca,
+    /// This POP's certificate, key and CA files (named by every config this helper writes).
+    pub tls: TlsFiles,
 }
 
 impl Pop {
@@ -183,13 +188,33 @@ impl Pop {
             .expect("temp dir");
         let token_file = dir.path().join("replication.token");
         let token = write_token(&token_file);
+        let ca = Ca::new("POP CA");
+        let tls = TlsFiles::write(dir.path(), "pop", &ca.leaf("pop"), &ca);
         Self {
             config: dir.path().join("replication.yaml"),
             data: dir.path().join("data"),
             token,
             token_file,
             dir,
+            ca,
+            tls,
         }
+    }
+
+    /// An HTTPS client trusting this POP's CA, without a client certificate.
+    pub fn client(&self) -> reqwest::Client {
+        client(&self.ca, None)
+    }
+
+    /// An HTTPS client presenting a certificate from this POP's CA that names `name` (the
+    /// backups of [`config_yaml`] take pushes from `calgary-01`).
+    pub fn peer(&self, name: &str) -> reqwest::Client {
+        client(&self.ca, Some(&self.ca.leaf(name)))
+    }
+
+    /// A raw keep-alive connection to `v` over TLS.
+    pub fn raw(&self, v: &Vault) -> RawConn {
+        RawConn::connect(&v.url, &self.ca)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -208,7 +233,7 @@ impl Pop {
     }
 
     /// Writes a server/client certificate from `ca` (`STEM.crt`, `STEM.key` 0600) and the CA
-    /// certificate (`STEM-ca.crt`).
+    /// certificate (`STEM-ca.crt`), for configs that name other TLS files ([`Opts::tls`]).
     pub fn write_tls_as(&self, stem: &str, ca: &Ca) -> TlsFiles {
         TlsFiles::write(self.dir.path(), stem, &ca.leaf("pop"), ca)
     }
@@ -243,6 +268,7 @@ impl Pop {
 /// Options for [`config_yaml`].
 #[derive(Default)]
 pub struct Opts<'a> {
+    /// TLS files to name instead of the POP's own.
     pub tls: Option<&'a TlsFiles>,
     pub control_plane: Option<&'a CpFiles>,
 }
@@ -299,7 +325,8 @@ pub fn pop_with_control_plane(mode: CpMode) -> (ControlPlane, CpFiles, Pop) {
     (cp, files, pop)
 }
 
-/// A valid replication.yaml for `role` ("primary" replicates to `zurich-01`).
+/// A valid replication.yaml for `role` ("primary" replicates to `zurich-01`; "backup" takes
+/// pushes from `calgary-01`), naming the POP's own TLS files unless `o.tls` names others.
 pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
     let id = if role == "primary" {
         "calgary-01"
@@ -312,11 +339,11 @@ pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
             "backup_pop:\n  id: \"zurich-01\"\n  url: \"https://zurich-01.example.com\"\n  auth_token_file: {}\n",
             q(&pop.token_file)
         ));
+    } else {
+        y.push_str("primary_pop:\n  id: \"calgary-01\"\n");
     }
     y.push_str(&format!("auth:\n  token_file: {}\n", q(&pop.token_file)));
-    if let Some(t) = o.tls {
-        y.push_str(&t.yaml());
-    }
+    y.push_str(&o.tls.unwrap_or(&pop.tls).yaml());
     y.push_str("replication:\n  batch_size: 100\n  max_retries: 5\n");
     if let Some(cp) = o.control_plane {
         y.push_str(&format!(

@@ -24,7 +24,9 @@ async fn pop_token_writes_a_private_file_the_validator_accepts() {
     assert!(y.contains("generated.token"), "{y}");
     pop.write_config(&y);
     let v = pop.start();
-    let (st, res) = push(&plain(), &v.url, token).await.expect("request");
+    let (st, res) = push(&pop.peer("calgary-01"), &v.url, token)
+        .await
+        .expect("request");
     assert!(accepted_by_backup(st, &res), "{st} {res}");
 
     // Two runs give different tokens.

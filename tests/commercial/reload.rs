@@ -23,10 +23,10 @@ async fn backup_promoted_to_primary_keeps_connections() {
     let body = entry_body("promoted");
 
     // One raw keep-alive connection and one pooled reqwest client, both opened before.
-    let mut conn = RawConn::connect(&v.url);
+    let mut conn = pop.raw(&v);
     let (st, res) = conn.request("POST", "/v1/entries", Some(&v.token), Some(&body));
     assert_eq!((st, code(&res)), (503, "read_only_backup"), "{res}");
-    let c = plain();
+    let c = pop.client();
     let (st, res) = post_entry(&c, &v, "promoted").await;
     assert_eq!((st, code(&res)), (503, "read_only_backup"), "{res}");
 
@@ -55,8 +55,8 @@ async fn primary_demoted_to_backup_refuses_writes() {
     pop.configure("primary", &Opts::default());
     let v = pop.start();
     let entries = format!("{}/v1/entries", v.url);
-    let c = plain();
-    let mut conn = RawConn::connect(&v.url);
+    let c = pop.client();
+    let mut conn = pop.raw(&v);
     let (st, res) = conn.request(
         "POST",
         "/v1/entries",
@@ -90,7 +90,7 @@ async fn invalid_reload_keeps_the_old_config_and_alerts() {
     let (cp, files, pop) = pop_with_control_plane(CpMode::Ok);
     let good = pop.configure("primary", &Opts::with_control_plane(&files));
     let mut v = pop.start();
-    let c = plain();
+    let c = pop.client();
 
     pop.write_config("role: [primary\n  ::: this is not yaml }}}\n");
     v.sighup();
@@ -154,7 +154,7 @@ async fn reload_rotates_the_pop_token() {
     let pop = Pop::new();
     pop.configure("backup", &Opts::default());
     let v = pop.start();
-    let c = plain();
+    let c = pop.peer("calgary-01");
     let passes = async |token: &str| {
         let (st, res) = push(&c, &v.url, token).await.expect("push");
         if accepted_by_backup(st, &res) {
@@ -225,22 +225,25 @@ async fn reload_swaps_certificates_for_new_connections_only() {
     assert!(accepted_by_backup(st, &res), "{st} {res}");
 }
 
+/// A reload that drops a required mTLS key is refused like any invalid config: the POP
+/// keeps serving HTTPS with what it had.
 #[tokio::test(flavor = "multi_thread")]
-async fn reload_cannot_turn_tls_on() {
+async fn reload_without_mtls_keeps_the_old_config() {
     let pop = Pop::new();
-    pop.configure("primary", &Opts::default());
+    let good = pop.configure("primary", &Opts::default());
     let mut v = pop.start();
-    let tls = pop.write_tls(&Ca::new("POP CA"));
-    pop.configure("backup", &Opts::with_tls(&tls));
+    let without = good.replace(&format!("  mtls_ca: {}\n", q(&pop.tls.ca)), "");
+    assert_ne!(without, good);
+    pop.write_config(&without);
     v.sighup();
     assert!(
-        v.wait_stderr("needs a restart", RELOAD_TIMEOUT),
+        v.wait_stderr("config_reload_failed", RELOAD_TIMEOUT),
         "{}",
         v.stderr()
     );
-    // Nothing changed: still plain HTTP, still a primary.
+    assert!(v.stderr().contains("auth.mtls_ca"), "{}", v.stderr());
     assert!(v.is_running());
-    assert_eq!(health(&plain(), &v.url).await["role"], "primary");
+    assert_eq!(health(&pop.client(), &v.url).await["role"], "primary");
 }
 
 #[tokio::test(flavor = "multi_thread")]

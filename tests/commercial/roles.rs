@@ -7,7 +7,7 @@ use reqwest::Method;
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_refuses_client_writes_and_serves_reads() {
     let pop = Pop::new();
-    let c = plain();
+    let c = pop.client();
 
     // As a primary: create an entry and an agent to aim the backup's writes at.
     pop.configure("primary", &Opts::default());
@@ -99,7 +99,7 @@ async fn primary_accepts_client_writes() {
     let pop = Pop::new();
     pop.configure("primary", &Opts::default());
     let v = pop.start();
-    let c = plain();
+    let c = pop.client();
     let (st, res) = post_entry(&c, &v, "a").await;
     assert_eq!(st, 201, "{res}");
 }

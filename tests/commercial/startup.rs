@@ -38,8 +38,9 @@ async fn primary_startup_lines_and_health() {
     let pop = Pop::new();
     pop.configure("primary", &Opts::default());
     let v = pop.start();
-    assert_startup_lines(&v, PRIMARY_LINE, "http");
-    assert_health(&plain(), &v, "primary").await;
+    assert_startup_lines(&v, PRIMARY_LINE, "https");
+    // A client that trusts the POP CA reaches it without a client certificate.
+    assert_health(&pop.client(), &v, "primary").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,22 +51,17 @@ async fn backup_startup_lines_and_health() {
     assert_startup_lines(
         &v,
         "Commercial edition: backup POP, accepting replication from primary",
-        "http",
+        "https",
     );
-    assert_health(&plain(), &v, "backup").await;
+    assert_health(&pop.client(), &v, "backup").await;
 }
 
+/// Every Commercial POP serves HTTPS only: plain HTTP on its port gets no answer.
 #[tokio::test(flavor = "multi_thread")]
-async fn mtls_config_serves_https() {
+async fn no_plain_http_on_a_pop() {
     let pop = Pop::new();
-    let ca = Ca::new("POP CA");
-    let tls = pop.write_tls(&ca);
-    pop.configure("primary", &Opts::with_tls(&tls));
+    pop.configure("primary", &Opts::default());
     let v = pop.start();
-    assert_startup_lines(&v, PRIMARY_LINE, "https");
-    // A client that trusts the POP CA reaches it without a client certificate.
-    assert_health(&client(&ca, None), &v, "primary").await;
-    // Plain HTTP on the TLS port does not get an answer.
     let http = v.url.replacen("https://", "http://", 1);
     assert!(plain().get(format!("{http}/healthz")).send().await.is_err());
 }

@@ -4,10 +4,9 @@
 
 use crate::helpers::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// A backup POP on plain HTTP, holding at most `cap` scanner connections.
+/// A backup POP holding at most `cap` scanner connections.
 fn start(cap: usize) -> (Pop, Vault) {
     let pop = Pop::new();
     pop.configure("backup", &Opts::default());
@@ -18,17 +17,21 @@ fn start(cap: usize) -> (Pop, Vault) {
     (pop, v)
 }
 
-fn connect(url: &str, request_line: &str) -> TcpStream {
-    let addr = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+/// A TLS connection to `pop`'s server `v` that has sent `request_line`; reads time out
+/// after `read_timeout`.
+fn connect_with(pop: &Pop, v: &Vault, request_line: &str, read_timeout: Duration) -> TlsStream {
+    let mut s = tls_stream(&v.url, &pop.ca, read_timeout);
     write!(s, "{request_line} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.flush().unwrap();
     s
 }
 
+fn connect(pop: &Pop, v: &Vault, request_line: &str) -> TlsStream {
+    connect_with(pop, v, request_line, Duration::from_millis(200))
+}
+
 /// Reads for `window`, returning (status line, body bytes seen, whether the peer closed).
-fn watch(s: &mut TcpStream, window: Duration) -> (String, usize, bool) {
+fn watch(s: &mut TlsStream, window: Duration) -> (String, usize, bool) {
     let end = Instant::now() + window;
     let mut raw = Vec::new();
     let mut buf = [0u8; 1024];
@@ -61,11 +64,11 @@ fn watch(s: &mut TcpStream, window: Duration) -> (String, usize, bool) {
 
 #[test]
 fn unknown_paths_and_wrong_methods_drip_about_one_byte_a_second() {
-    let (_pop, v) = start(10);
+    let (pop, v) = start(10);
     let mut conns = [
-        connect(&v.url, "GET /wp-login.php"),
-        connect(&v.url, "GET /.env"),
-        connect(&v.url, "PATCH /healthz"),
+        connect(&pop, &v, "GET /wp-login.php"),
+        connect(&pop, &v, "GET /.env"),
+        connect(&pop, &v, "PATCH /healthz"),
     ];
     let results: Vec<_> = conns
         .iter_mut()
@@ -84,16 +87,22 @@ fn unknown_paths_and_wrong_methods_drip_about_one_byte_a_second() {
 
 #[test]
 fn past_the_cap_a_plain_404_at_once_and_one_alert_per_burst() {
-    let (_pop, v) = start(2);
-    let _held = [connect(&v.url, "GET /a"), connect(&v.url, "GET /b")];
+    let (pop, v) = start(2);
+    let _held = [connect(&pop, &v, "GET /a"), connect(&pop, &v, "GET /b")];
     std::thread::sleep(Duration::from_millis(300));
     for path in ["/c", "/d", "/e"] {
         let started = Instant::now();
-        let mut s = connect(&v.url, &format!("GET {path}"));
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        let mut head = [0u8; 256];
-        let n = s.read(&mut head).expect("an answer");
-        let text = String::from_utf8_lossy(&head[..n]);
+        let mut s = connect_with(&pop, &v, &format!("GET {path}"), Duration::from_secs(3));
+        // TLS may deliver the head and the body in separate records.
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 256];
+        while !String::from_utf8_lossy(&raw).contains("404 page not found") {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&raw);
         assert!(text.starts_with("HTTP/1.1 404"), "{text}");
         assert!(
             started.elapsed() < Duration::from_secs(1),
@@ -115,9 +124,9 @@ fn past_the_cap_a_plain_404_at_once_and_one_alert_per_burst() {
 
 #[test]
 fn sigterm_with_held_connections_exits_zero_within_a_second() {
-    let (_pop, mut v) = start(100);
-    let _held: Vec<TcpStream> = (0..20)
-        .map(|i| connect(&v.url, &format!("GET /scan/{i}")))
+    let (pop, mut v) = start(100);
+    let _held: Vec<TlsStream> = (0..20)
+        .map(|i| connect(&pop, &v, &format!("GET /scan/{i}")))
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     v.stop(Duration::from_secs(1));
@@ -130,7 +139,7 @@ async fn telemetry_reports_metrics_periodically() {
     yaml.push_str("  telemetry_interval: 1\n");
     pop.write_config(&yaml);
     let v = pop.start();
-    let _ = health(&plain(), &v.url).await;
+    let _ = health(&pop.client(), &v.url).await;
     let reports = cp
         .wait_for("/v1/telemetry", 2, Duration::from_secs(8), |_| true)
         .await;

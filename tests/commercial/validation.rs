@@ -58,11 +58,34 @@ fn refused_edit(
     refused(&pop, keys, also)
 }
 
+/// Every README section `err` names (`section "X"`) is a heading of README.md; at least one.
+#[track_caller]
+fn readme_sections_exist(err: &str) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let sections: Vec<&str> = err
+        .split("section \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(!sections.is_empty(), "no README section named in: {err}");
+    for section in sections {
+        assert!(
+            readme
+                .lines()
+                .any(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section),
+            "README.md has no heading {section:?} (named in: {err})"
+        );
+    }
+}
+
+/// The message sends the operator to a README section; that section exists.
 #[test]
-fn missing_file() {
+fn missing_file_points_at_a_readme_section_that_exists() {
     let pop = Pop::new();
     let err = refused(&pop, &[], &["--replication-config"]);
     assert!(err.contains("replication config"), "{err}");
+    readme_sections_exist(&err);
 }
 
 #[test]
@@ -187,33 +210,62 @@ fn token_file_same_as_mtls_key_as_in_the_spec_example() {
     assert!(err.contains(tls.key.to_str().unwrap()), "{err}");
 }
 
-/// A backup whose `auth` names only the mTLS files in `lines` (from a real certificate set):
-/// refused, naming `missing`.
+/// `role`'s baseline config without the `auth.KEY` line: refused, naming `auth.KEY`.
 #[track_caller]
-fn partial_mtls_refused(lines: fn(&TlsFiles) -> [(&str, &Path); 2], missing: &str) {
+fn without_mtls_line(role: &str, key: &str) {
     let pop = Pop::new();
-    let tls = pop.write_tls(&Ca::new("test CA"));
-    let auth: String = lines(&tls)
-        .iter()
-        .map(|(key, path)| format!("  {key}: {}\n", q(path)))
-        .collect();
-    pop.write_config(&backup(&pop).replace("auth:\n", &format!("auth:\n{auth}")));
-    refused(&pop, &[missing], &[]);
+    let path = match key {
+        "mtls_cert" => &pop.tls.cert,
+        "mtls_key" => &pop.tls.key,
+        _ => &pop.tls.ca,
+    };
+    let good = config_yaml(&pop, role, &Opts::default());
+    let y = good.replace(&format!("  {key}: {}\n", q(path)), "");
+    assert_ne!(y, good);
+    pop.write_config(&y);
+    let err = refused(&pop, &[&format!("auth.{key}")], &["Certificates"]);
+    assert!(err.contains("1 problem)"), "{err}");
+    readme_sections_exist(&err);
+}
+
+/// Every Commercial POP serves HTTPS and proves who it is: each mTLS key is required.
+#[test]
+fn each_mtls_key_is_required_on_both_roles() {
+    for role in ["primary", "backup"] {
+        for key in ["mtls_cert", "mtls_key", "mtls_ca"] {
+            without_mtls_line(role, key);
+        }
+    }
 }
 
 #[test]
-fn mtls_cert_without_key() {
-    partial_mtls_refused(
-        |t| [("mtls_cert", &t.cert), ("mtls_ca", &t.ca)],
-        "auth.mtls_key",
+fn no_mtls_at_all_names_all_three() {
+    let pop = Pop::new();
+    let y = config_yaml(&pop, "primary", &Opts::default()).replace(&pop.tls.yaml(), "");
+    pop.write_config(&y);
+    refused(
+        &pop,
+        &["auth.mtls_cert", "auth.mtls_key", "auth.mtls_ca"],
+        &["3 problems"],
     );
 }
 
+/// A backup must say which POP may push to it.
 #[test]
-fn mtls_without_ca() {
-    partial_mtls_refused(
-        |t| [("mtls_cert", &t.cert), ("mtls_key", &t.key)],
-        "auth.mtls_ca",
+fn backup_without_primary_pop_id() {
+    refused_edit(
+        backup,
+        "primary_pop:\n  id: \"calgary-01\"\n",
+        "",
+        &["primary_pop.id"],
+        &["certificate"],
+    );
+    refused_edit(
+        backup,
+        "  id: \"calgary-01\"\n",
+        "  url: \"https://calgary-01.example.com\"\n",
+        &["primary_pop.id"],
+        &[],
     );
 }
 
@@ -265,7 +317,7 @@ fn the_baseline_configs_are_valid() {
         let pop = Pop::new();
         pop.configure(role, &Opts::default());
         let v = pop.start();
-        assert!(v.url.starts_with("http://127.0.0.1:"), "{}", v.url);
+        assert!(v.url.starts_with("https://127.0.0.1:"), "{}", v.url);
         assert!(Path::new(&pop.data).join("vault.db").exists());
     }
 }
@@ -315,11 +367,24 @@ fn plain_http_control_plane() {
     refused(&pop, &["control_plane.url"], &["https://"]);
 }
 
+/// The offending line and a caret under the column, each on its own line.
 #[test]
-fn yaml_syntax_error() {
+fn yaml_syntax_error_shows_the_line_and_a_caret() {
     let pop = Pop::new();
     pop.write_config("pop_id: \"zurich-01\"\nrole: [backup\n");
-    refused(&pop, &[], &["line"]);
+    let err = refused(&pop, &[], &["line 2, column 7"]);
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with("2 | role: [backup"))
+        .unwrap_or_else(|| panic!("the offending line is not on a line of its own:\n{err}"));
+    let caret = lines.get(at + 1).copied().unwrap_or_default();
+    assert!(caret.trim_end().ends_with('^'), "no caret line:\n{err}");
+    assert_eq!(
+        caret.find('^'),
+        lines[at].find('['),
+        "the caret is not under the bracket:\n{err}"
+    );
 }
 
 #[test]
@@ -328,8 +393,15 @@ fn empty_file_lists_what_is_missing() {
     pop.write_config("");
     refused(
         &pop,
-        &["pop_id", "role", "auth.token_file"],
-        &["3 problems"],
+        &[
+            "pop_id",
+            "role",
+            "auth.token_file",
+            "auth.mtls_cert",
+            "auth.mtls_key",
+            "auth.mtls_ca",
+        ],
+        &["6 problems"],
     );
 }
 
@@ -342,7 +414,7 @@ fn relative_paths_are_relative_to_the_config_file() {
     assert!(y.contains("token_file: \"replication.token\""), "{y}");
     pop.write_config(&y);
     let v = pop.start();
-    assert!(v.url.starts_with("http://"));
+    assert!(v.url.starts_with("https://"));
     // The same relative name, with the token missing next to the config: refused.
     drop(v);
     std::fs::remove_file(&pop.token_file).unwrap();

@@ -80,6 +80,25 @@ impl Ca {
         }
     }
 
+    /// A client certificate whose subject CN is `cn` and whose DNS names are `dns` (no IP
+    /// address): to test which names a POP accepts.
+    pub fn leaf_with_dns(&self, cn: &str, dns: &[&str]) -> Leaf {
+        let names: Vec<String> = dns.iter().map(|d| (*d).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &*self.issuer).expect("sign leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
     pub fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         roots.add(self.issuer.der().clone()).expect("CA as root");
@@ -168,4 +187,26 @@ pub fn write_token(path: &Path) -> String {
     let t = token_text(32);
     write_file(path, &format!("{t}\n"), 0o600);
     t
+}
+
+/// A blocking TLS connection to `addr` (an `https://` base URL or `host:port`) trusting `ca`,
+/// for tests that write raw HTTP/1.1 bytes. The read timeout applies to the TCP socket.
+pub fn tls_stream(
+    base: &str,
+    ca: &Ca,
+    read_timeout: Duration,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let addr = base.trim_start_matches("https://").trim_end_matches('/');
+    let tcp = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    tcp.set_read_timeout(Some(read_timeout))
+        .expect("read timeout");
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(ca.roots())
+        .with_no_client_auth();
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_owned();
+    let name = rustls_pki_types::ServerName::try_from(host).expect("server name");
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("TLS client");
+    rustls::StreamOwned::new(conn, tcp)
 }

@@ -9,49 +9,6 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// An entry row as the primary stores it, as a wire item (wire.rs): blobs in base64.
-fn entry_item(db: &Path, id: &str, origin: &str) -> Value {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the primary's database");
-    conn.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
-    let (meta, created_at, deleted, version, updated_at): (Vec<u8>, i64, bool, i64, i64) = conn
-        .query_row(
-            "SELECT meta, created_at, deleted, version, updated_at FROM entries WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .expect("entry row");
-    let mut stmt = conn
-        .prepare("SELECT position, name, tier, scope, ciphertext FROM fields WHERE entry_id = ?1 ORDER BY position")
-        .expect("fields query");
-    let fields: Vec<Value> = stmt
-        .query_map([id], |r| {
-            Ok(json!({
-                "position": r.get::<_, i64>(0)?,
-                "name": r.get::<_, String>(1)?,
-                "tier": r.get::<_, String>(2)?,
-                "scope": r.get::<_, Option<String>>(3)?,
-                "ciphertext": STANDARD.encode(r.get::<_, Vec<u8>>(4)?),
-            }))
-        })
-        .expect("fields")
-        .collect::<Result<_, _>>()
-        .expect("field rows");
-    json!({
-        "kind": "entry",
-        "id": id,
-        "meta": STANDARD.encode(meta),
-        "created_at": created_at,
-        "deleted": deleted,
-        "fields": fields,
-        "version": version,
-        "updated_at": updated_at,
-        "origin": origin,
-    })
-}
-
 /// The primary's owner row as a wire item: a backup fed by hand needs it to know the owner
 /// (it has none of its own).
 fn owner_item(db: &Path, origin: &str) -> Value {
@@ -85,18 +42,6 @@ fn owner_item(db: &Path, origin: &str) -> Value {
         },
     )
     .expect("the primary's owner row")
-}
-
-async fn push(c: &reqwest::Client, backup: &str, token: &str, items: &[&Value]) -> (u16, Value) {
-    let res = c
-        .post(format!("{backup}/v1/replication/batch"))
-        .bearer_auth(token)
-        .json(&json!({"origin": PRIMARY_ID, "items": items}))
-        .send()
-        .await
-        .expect("push");
-    let st = res.status().as_u16();
-    (st, res.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,7 +90,7 @@ async fn duplicate_and_reordered_batches_change_nothing() {
 
     // Pushes `items` as the primary; asserts 200 and the (applied, skipped) counts.
     let feed = async |what: &str, items: &[&Value], applied: i64, skipped: i64| -> Value {
-        let (st, ack) = push(&peer, &b, &backup.token, items).await;
+        let (st, ack) = push_batch(&peer, &b, &backup.token, items).await;
         assert_eq!(st, 200, "{what}: {ack}");
         assert_eq!(
             (ack["applied"].as_i64(), ack["skipped"].as_i64()),

@@ -1,11 +1,14 @@
 //! A TCP proxy between primary and backup (TLS passes through untouched), switchable between
 //! forwarding, dropping (new connections closed at once, existing ones cut) and holding
-//! (connections accepted, never forwarded, never answered).
+//! (connections accepted, never forwarded, never answered). Forwarding can stagger
+//! connections (every other one slowed down), so batches sent later on a fast connection
+//! overtake earlier ones on a slow one.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +28,9 @@ struct Shared {
     /// While set, bytes from the backup are read and thrown away (requests still arrive):
     /// the backup applies a batch whose acknowledgement the primary never sees.
     lose_replies: AtomicBool,
+    /// Milliseconds each chunk towards the backup waits on every other connection (0: none).
+    stagger_ms: AtomicU64,
+    accepted: AtomicU64,
 }
 
 pub struct Proxy {
@@ -48,6 +54,8 @@ impl Proxy {
             target: Mutex::new(None),
             cut: Mutex::new(CancellationToken::new()),
             lose_replies: AtomicBool::new(false),
+            stagger_ms: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
         });
         let stop = CancellationToken::new();
         let (s, st) = (shared.clone(), stop.clone());
@@ -107,6 +115,13 @@ impl Proxy {
     pub fn lose_replies(&self, lose: bool) {
         self.shared.lose_replies.store(lose, Ordering::SeqCst);
     }
+
+    /// Slow every other new connection's requests down by `delay` per chunk (zero: none).
+    pub fn stagger(&self, delay: Duration) {
+        self.shared
+            .stagger_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
 }
 
 async fn handle(
@@ -132,8 +147,22 @@ async fn handle(
             };
             let (mut cr, mut cw) = tcp.split();
             let (mut ur, mut uw) = up.split();
+            let slow = shared.accepted.fetch_add(1, Ordering::SeqCst) % 2 == 1;
             let upstream = async {
-                let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let delay = shared.stagger_ms.load(Ordering::SeqCst);
+                    if slow && delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    if uw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
                 let _ = uw.shutdown().await;
             };
             let downstream = async {

@@ -118,10 +118,6 @@ fn parse_head(data: &[u8]) -> io::Result<Option<(u16, usize, usize)>> {
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        Connector::Plain.connect(addr).await
-    }
-
     fn new(stream: Stream) -> Self {
         Self {
             stream,
@@ -209,15 +205,17 @@ pub fn build_request(
     }
 }
 
-/// One request on a fresh connection, for setup and probes: `(status, body)`.
-pub async fn request(
+/// One request on a fresh connection through `connector`, for setup and probes:
+/// `(status, body)`.
+pub async fn request_with(
+    connector: &Connector,
     addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&str>,
 ) -> io::Result<(u16, String)> {
-    let mut conn = Conn::connect(addr).await?;
+    let mut conn = connector.connect(addr).await?;
     conn.request(addr, method, path, token, body).await
 }
 

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/clavitor/replication.yaml";
+/// The README heading that documents this file; error messages send operators there.
+pub const README_SECTION: &str = "replication.yaml";
 pub const POP_TOKEN_PREFIX: &str = "clavitor-pop-v1-";
 pub const DEFAULT_BATCH_SIZE: usize = 100;
 pub const MAX_BATCH_SIZE: usize = 100;
@@ -87,7 +89,8 @@ pub struct PopConfig {
     pub role: PopRole,
     /// The token peers must present when pushing to this POP.
     pub inbound_token: Token,
-    pub tls: Option<TlsMaterial>,
+    /// Every POP serves HTTPS and proves who it is to its peers with this.
+    pub tls: TlsMaterial,
     pub batch_size: usize,
     pub max_retries: u32,
     pub control_plane: Option<ControlPlane>,
@@ -96,7 +99,7 @@ pub struct PopConfig {
 #[derive(Debug, Clone)]
 pub enum PopRole {
     Primary { backup: BackupPop },
-    Backup { primary: Option<PeerPop> },
+    Backup { primary: PeerPop },
 }
 
 #[derive(Debug, Clone)]
@@ -107,10 +110,14 @@ pub struct BackupPop {
     pub token: Token,
 }
 
+/// The primary a backup takes pushes from: its client certificate must name `id`.
 #[derive(Debug, Clone)]
 pub struct PeerPop {
-    pub id: Option<String>,
-    #[expect(dead_code, reason = "informational; named in logs only through `id`")]
+    pub id: String,
+    #[expect(
+        dead_code,
+        reason = "informational; the backup never calls its primary"
+    )]
     pub url: Option<reqwest::Url>,
 }
 
@@ -175,11 +182,11 @@ pub struct Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "Commercial edition requires a replication config, and {path} could not be read: {reason}. Fix: create it (see the README, \"Commercial configuration\") or pass --replication-config PATH"
+        "Commercial edition requires a replication config, and {path} could not be read: {reason}. Fix: create it (see the README, section \"{README_SECTION}\") or pass --replication-config PATH"
     )]
     Unreadable { path: PathBuf, reason: String },
     #[error(
-        "{path}: not a valid replication config: {message}. Fix: correct that line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, and an unknown-key message lists those allowed in its section"
+        "{path}: not a valid replication config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, and an unknown-key message lists those allowed in its section"
     )]
     Syntax { path: PathBuf, message: String },
     #[error("{}", render(path, problems))]
@@ -221,15 +228,64 @@ pub fn load(path: &Path) -> Result<PopConfig, ConfigError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
+    parse(path, &text)
+}
+
+/// Parses and validates the text of `path` (split from [`load`] so it can be tested without
+/// files).
+fn parse(path: &Path, text: &str) -> Result<PopConfig, ConfigError> {
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Syntax {
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            message: e.to_string().replace('\n', " "),
+            message: syntax_message(text, &e),
         })?
     };
     validate(path, raw)
+}
+
+/// The parser's message, then the offending line and a caret under the column, each on its
+/// own line, as compilers show them.
+fn syntax_message(text: &str, e: &serde_saphyr::Error) -> String {
+    let what = e.without_snippet().to_string();
+    let what = what.trim();
+    let Some(loc) = e.location() else {
+        return format!("  {what}");
+    };
+    let (line, column) = (loc.line(), loc.column());
+    let what = what
+        .strip_suffix(&format!(" at line {line}, column {column}"))
+        .unwrap_or(what);
+    let Some(source) = usize::try_from(line)
+        .ok()
+        .and_then(|l| l.checked_sub(1))
+        .and_then(|i| text.lines().nth(i))
+    else {
+        return format!("  {what}");
+    };
+    // Tabs become spaces so the caret lines up; other control characters are shown escaped.
+    let shown: String = source
+        .chars()
+        .take(200)
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    let gutter = line.to_string();
+    let pad = " ".repeat(gutter.len());
+    let caret_at = usize::try_from(column.saturating_sub(1))
+        .unwrap_or(0)
+        .min(shown.chars().count());
+    format!(
+        "  line {line}, column {column}: {what}\n  {gutter} | {shown}\n  {pad} | {}^",
+        " ".repeat(caret_at)
+    )
 }
 
 /// Files named in the config are relative to the config file's directory.
@@ -296,7 +352,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
             None
         }
     };
-    let tls = auth.as_ref().and_then(|a| load_tls(&mut r, a, &file));
+    let tls = load_tls(&mut r, auth.as_ref(), &file);
 
     // role-specific peers
     let role = match role {
@@ -377,14 +433,35 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
                     "remove backup_pop from this backup's config",
                 );
             }
-            let primary = raw.primary_pop.map(|p| PeerPop {
-                url: p
-                    .url
-                    .as_deref()
-                    .and_then(|u| check_https(&mut r, "primary_pop.url", u)),
-                id: p.id,
-            });
-            Some(PopRole::Backup { primary })
+            let (id, url) = match raw.primary_pop {
+                Some(p) => (p.id, p.url),
+                None => (None, None),
+            };
+            let url = url
+                .as_deref()
+                .and_then(|u| check_https(&mut r, "primary_pop.url", u));
+            let id = match id.as_deref().map(str::trim) {
+                Some(id) if valid_id(id) => Some(id.to_owned()),
+                Some(id) => {
+                    r.add(
+                        "primary_pop.id",
+                        format!("{id:?} is not a valid POP id"),
+                        "use 1-64 characters from a-z, A-Z, 0-9, '-', '_', '.'",
+                    );
+                    None
+                }
+                None => {
+                    r.add(
+                        "primary_pop.id",
+                        "missing; a backup takes pushes only from the POP whose certificate names this id",
+                        "add primary_pop: {id: \"calgary-01\"} naming the primary: its certificate's subject CN or one of its DNS names",
+                    );
+                    None
+                }
+            };
+            id.map(|id| PopRole::Backup {
+                primary: PeerPop { id, url },
+            })
         }
         None => None,
     };
@@ -489,14 +566,14 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
         region: raw.region,
         role: role.expect("no problems means role is set"),
         inbound_token: inbound_token.expect("no problems means auth.token_file is set"),
-        tls,
+        tls: tls.expect("no problems means the auth.mtls_* files loaded"),
         batch_size,
         max_retries,
         control_plane,
     })
 }
 
-fn valid_id(s: &str) -> bool {
+pub fn valid_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -643,38 +720,49 @@ fn load_certs(r: &mut Report, key: &str, path: &Path) -> Option<Vec<CertificateD
     }
 }
 
-fn load_tls(r: &mut Report, a: &RawAuth, file: &dyn Fn(&Path) -> PathBuf) -> Option<TlsMaterial> {
-    let (cert, key) = match (&a.mtls_cert, &a.mtls_key) {
-        (None, None) => {
-            if a.mtls_ca.is_some() {
-                r.add(
-                    "auth.mtls_ca",
-                    "set without auth.mtls_cert and auth.mtls_key",
-                    "add both, or remove auth.mtls_ca",
-                );
-            }
-            return None;
-        }
-        (Some(_), None) => {
+fn load_tls(
+    r: &mut Report,
+    a: Option<&RawAuth>,
+    file: &dyn Fn(&Path) -> PathBuf,
+) -> Option<TlsMaterial> {
+    let mut required = |key: &str, value: Option<&PathBuf>, fix: &str| match value {
+        Some(p) => Some(file(p)),
+        None => {
             r.add(
-                "auth.mtls_key",
-                "missing while auth.mtls_cert is set",
-                "add mtls_key: the PEM private key of this POP's certificate",
+                key,
+                "missing; every Commercial POP serves HTTPS and proves who it is to its peers with a certificate from the POP CA",
+                format!("{fix} (see the README, section \"Certificates\")"),
             );
-            return None;
+            None
         }
-        (None, Some(_)) => {
-            r.add(
-                "auth.mtls_cert",
-                "missing while auth.mtls_key is set",
-                "add mtls_cert: this POP's PEM certificate (chain)",
-            );
-            return None;
-        }
-        (Some(c), Some(k)) => (file(c), file(k)),
     };
-    let cert_chain = load_certs(r, "auth.mtls_cert", &cert);
-    let key = match files::check_private(&key) {
+    let cert = required(
+        "auth.mtls_cert",
+        a.and_then(|a| a.mtls_cert.as_ref()),
+        "add mtls_cert: this POP's PEM certificate (chain), signed by the POP CA",
+    );
+    let key = required(
+        "auth.mtls_key",
+        a.and_then(|a| a.mtls_key.as_ref()),
+        "add mtls_key: the PEM private key of mtls_cert (mode 0600)",
+    );
+    let ca = required(
+        "auth.mtls_ca",
+        a.and_then(|a| a.mtls_ca.as_ref()),
+        "add mtls_ca: the PEM certificate of the CA that signs every POP's certificate",
+    );
+    let cert_chain = cert.and_then(|c| load_certs(r, "auth.mtls_cert", &c));
+    let key = key.and_then(|k| load_key(r, &k));
+    let ca = ca.and_then(|c| load_certs(r, "auth.mtls_ca", &c));
+    Some(TlsMaterial {
+        cert_chain: cert_chain?,
+        key: std::sync::Arc::new(key?),
+        ca: ca?,
+    })
+}
+
+fn load_key(r: &mut Report, key: &Path) -> Option<PrivateKeyDer<'static>> {
+    match files::check_private(key) {
         Err(files::Error::TooOpen { mode, .. }) => {
             r.add(
                 "auth.mtls_key",
@@ -687,7 +775,7 @@ fn load_tls(r: &mut Report, a: &RawAuth, file: &dyn Fn(&Path) -> PathBuf) -> Opt
             None
         }
         _ => {
-            match PrivateKeyDer::from_pem_file(&key) {
+            match PrivateKeyDer::from_pem_file(key) {
                 Ok(k) => Some(k),
                 Err(e) => {
                     r.add("auth.mtls_key", format!("cannot load a PEM private key from {}: {e}", key.display()), "point it at the PEM private key (PKCS#8, PKCS#1 or SEC1) of auth.mtls_cert");
@@ -695,21 +783,228 @@ fn load_tls(r: &mut Report, a: &RawAuth, file: &dyn Fn(&Path) -> PathBuf) -> Opt
                 }
             }
         }
-    };
-    let ca = match a.mtls_ca.as_deref().map(file) {
-        Some(p) => load_certs(r, "auth.mtls_ca", &p),
-        None => {
-            r.add(
-                "auth.mtls_ca",
-                "missing; with mTLS on, peers' certificates are checked against this CA",
-                "add mtls_ca: the PEM certificate of the CA that signs every POP's certificate",
-            );
-            None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PATH: &str = "/etc/clavitor/test-replication.yaml";
+
+    /// Every outcome names the file; nothing panics.
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = parse(Path::new(PATH), text) {
+            let msg = e.to_string();
+            prop_assert!(msg.contains(PATH), "{msg}");
+            prop_assert!(msg.contains("Fix"), "{msg}");
         }
-    };
-    Some(TlsMaterial {
-        cert_chain: cert_chain?,
-        key: std::sync::Arc::new(key?),
-        ca: ca?,
-    })
+        Ok(())
+    }
+
+    /// YAML-ish text: mostly the characters YAML cares about.
+    fn yamlish() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(": ".to_owned()),
+                Just("\n".to_owned()),
+                Just("  ".to_owned()),
+                Just("- ".to_owned()),
+                Just("\t".to_owned()),
+                Just("\"".to_owned()),
+                Just("'".to_owned()),
+                Just("[".to_owned()),
+                Just("]".to_owned()),
+                Just("{".to_owned()),
+                Just("}".to_owned()),
+                Just("&a ".to_owned()),
+                Just("*a".to_owned()),
+                Just("!!binary ".to_owned()),
+                Just("pop_id".to_owned()),
+                Just("auth".to_owned()),
+                Just("token_file".to_owned()),
+                "[a-z_0-9.]{1,8}",
+                ".{1,3}",
+            ],
+            0..40,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    const KEYS: &[&str] = &[
+        "pop_id",
+        "region",
+        "role",
+        "backup_pop",
+        "primary_pop",
+        "auth",
+        "replication",
+        "control_plane",
+        "id",
+        "url",
+        "auth_token_file",
+        "token_file",
+        "mtls_cert",
+        "mtls_key",
+        "mtls_ca",
+        "batch_size",
+        "max_retries",
+        "heartbeat_interval",
+        "telemetry_interval",
+        "ca_file",
+        "unknown_key",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Node {
+        Scalar(String),
+        List(Vec<Node>),
+        Map(Vec<(String, Node)>),
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("primary".to_owned()),
+            Just("backup".to_owned()),
+            Just("\"calgary-01\"".to_owned()),
+            Just("\"https://zurich-01.example.com\"".to_owned()),
+            Just("\"http://x\"".to_owned()),
+            Just("/dev/null".to_owned()),
+            Just("\"/nonexistent/token\"".to_owned()),
+            Just("~".to_owned()),
+            Just("true".to_owned()),
+            Just("\"\"".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            "[a-zA-Z0-9 ._/-]{0,16}".prop_map(|s| format!("{s:?}")),
+        ]
+    }
+
+    fn node() -> impl Strategy<Value = Node> {
+        scalar()
+            .prop_map(Node::Scalar)
+            .prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..3).prop_map(Node::List),
+                    proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6)
+                        .prop_map(|kv| Node::Map(
+                            kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                        )),
+                ]
+            })
+    }
+
+    fn emit(n: &Node, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match n {
+            Node::Scalar(s) => {
+                out.push(' ');
+                out.push_str(s);
+                out.push('\n');
+            }
+            Node::List(items) if items.is_empty() => out.push_str(" []\n"),
+            Node::Map(kv) if kv.is_empty() => out.push_str(" {}\n"),
+            Node::List(items) => {
+                out.push('\n');
+                for i in items {
+                    out.push_str(&pad);
+                    out.push('-');
+                    emit(i, indent + 2, out);
+                }
+            }
+            Node::Map(kv) => {
+                out.push('\n');
+                for (k, v) in kv {
+                    out.push_str(&pad);
+                    out.push_str(k);
+                    out.push(':');
+                    emit(v, indent + 2, out);
+                }
+            }
+        }
+    }
+
+    /// A top-level mapping of known (and one unknown) keys with arbitrary values.
+    fn document() -> impl Strategy<Value = String> {
+        proptest::collection::vec((proptest::sample::select(KEYS), node()), 0..10).prop_map(|kv| {
+            let mut out = String::new();
+            for (k, v) in kv {
+                out.push_str(k);
+                out.push(':');
+                emit(&v, 2, &mut out);
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_is_refused_naming_the_file(text in ".{0,200}") {
+            check(&text)?;
+        }
+
+        #[test]
+        fn yamlish_text_is_refused_naming_the_file(text in yamlish()) {
+            check(&text)?;
+        }
+
+        #[test]
+        fn structured_yaml_is_refused_naming_the_file(text in document()) {
+            check(&text)?;
+        }
+
+        /// JSON is YAML too: the same documents in flow style.
+        #[test]
+        fn flow_style_yaml_is_refused_naming_the_file(text in document()) {
+            let as_flow = format!("{{{}}}", text.lines().filter(|l| !l.starts_with(' ')).map(|l| l.trim_end_matches(':').to_owned() + ": ~").collect::<Vec<_>>().join(", "));
+            check(&as_flow)?;
+        }
+
+        #[test]
+        fn pop_tokens_parse_or_are_refused(text in ".{0,80}") {
+            match parse_pop_token(&text) {
+                Ok(t) => prop_assert_eq!(t.expose(), text.trim()),
+                Err(why) => prop_assert!(why.contains("bits") || why.contains("base64"), "{}", why),
+            }
+        }
+
+        #[test]
+        fn pop_tokens_of_256_bits_parse(
+            bytes in proptest::array::uniform32(any::<u8>()),
+            prefixed in any::<bool>(),
+            engine in 0..4usize,
+            pad in "[ \t\n]{0,3}",
+        ) {
+            let body = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD][engine].encode(bytes);
+            let text = format!("{pad}{}{body}{pad}", if prefixed { POP_TOKEN_PREFIX } else { "" });
+            prop_assert!(parse_pop_token(&text).is_ok(), "{}", text);
+        }
+
+        #[test]
+        fn pop_tokens_of_other_lengths_are_refused(len in (0usize..64).prop_filter("not 32", |n| *n != 32)) {
+            let text = format!("{POP_TOKEN_PREFIX}{}", STANDARD.encode(vec![7u8; len]));
+            let why = parse_pop_token(&text).unwrap_err();
+            prop_assert!(why.contains(&format!("{} bits", len * 8)), "{}", why);
+        }
+    }
+
+    /// The line and a caret under the column, each on its own line.
+    #[test]
+    fn syntax_errors_show_the_line_and_a_caret() {
+        let e = parse(Path::new(PATH), "pop_id: \"zurich-01\"\nrole: [backup\n")
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(lines[0].starts_with(PATH), "{e}");
+        assert!(e.contains("line 2, column 7"), "{e}");
+        let at = lines
+            .iter()
+            .position(|l| l.ends_with("2 | role: [backup"))
+            .unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(lines[at + 1].find('^'), lines[at].find('['), "{e}");
+        assert!(lines[at + 2].starts_with("Fix:"), "{e}");
+    }
 }

@@ -14,7 +14,7 @@ use super::{Edition, Role};
 use crate::files;
 use crate::service::Vault;
 use crate::store;
-use crate::transport::{ServeFuture, serve_plain};
+use crate::transport::ServeFuture;
 use axum::Router;
 use config::{PopConfig, PopRole};
 use control_plane::{Alert, Alerts, ControlClient};
@@ -110,13 +110,9 @@ impl Live {
         };
         let backup_client = match &config.role {
             PopRole::Primary { .. } => {
-                // With mTLS the backup is verified against the POP CA and sees our certificate;
-                // without it, the backup sits behind a TLS proxy with a public certificate.
-                let tls = match &config.tls {
-                    Some(m) => tls::peer_client_config(m),
-                    None => tls::public_client_config(&[]),
-                }
-                .map_err(|m| err(format!("backup_pop: {m}")))?;
+                // The backup is verified against the POP CA and sees our certificate.
+                let tls = tls::peer_client_config(&config.tls)
+                    .map_err(|m| err(format!("backup_pop: {m}")))?;
                 let client = reqwest::Client::builder()
                     .use_preconfigured_tls(tls)
                     .timeout(std::time::Duration::from_secs(10))
@@ -145,20 +141,22 @@ impl Live {
 struct Commercial {
     path: PathBuf,
     live: Arc<RwLock<Arc<Live>>>,
-    /// Present when this POP serves HTTPS; swapped on reload for new connections.
-    tls: Option<Arc<RwLock<Arc<ServerConfig>>>>,
+    /// The HTTPS server config; swapped on reload for new connections.
+    tls: Arc<RwLock<Arc<ServerConfig>>>,
     vault: Arc<Vault>,
     alerts: Alerts,
     status: Arc<replication::Status>,
     /// Wakes the replication worker after a reload (e.g. a promotion to primary).
     wake: Arc<tokio::sync::Notify>,
     tarpit: Arc<tarpit::Tarpit>,
+    /// This edition itself, for handlers that raise alerts.
+    me: std::sync::Weak<Commercial>,
 }
 
 /// Builds the HTTPS server config, and checks now that the same certificate can also
 /// authenticate this POP as a client, which it must do once it pushes to a peer.
-fn tls_config(cfg: &PopConfig) -> Result<Option<Arc<ServerConfig>>, StartError> {
-    let Some(m) = &cfg.tls else { return Ok(None) };
+fn tls_config(cfg: &PopConfig) -> Result<Arc<ServerConfig>, StartError> {
+    let m = &cfg.tls;
     let err = |message| StartError::Tls {
         path: cfg.path.clone(),
         message: format!(
@@ -166,14 +164,14 @@ fn tls_config(cfg: &PopConfig) -> Result<Option<Arc<ServerConfig>>, StartError> 
         ),
     };
     tls::peer_client_config(m).map_err(err)?;
-    tls::server_config(m).map(Some).map_err(err)
+    tls::server_config(m).map_err(err)
 }
 
 /// A loaded, validated `replication.yaml` and the TLS config built from it.
 pub struct Configured {
     path: PathBuf,
     config: PopConfig,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Arc<ServerConfig>,
     tarpit_cap: usize,
 }
 
@@ -207,13 +205,13 @@ pub async fn start(
         tls,
         tarpit_cap,
     } = configured;
-    let tls = tls.map(|c| Arc::new(RwLock::new(c)));
+    let tls = Arc::new(RwLock::new(tls));
     schema::ensure(vault.store()).await?;
     vault.set_writable(matches!(config.role, PopRole::Primary { .. }));
-    if let PopRole::Backup { primary: Some(p) } = &config.role {
+    if let PopRole::Backup { primary } = &config.role {
         tracing::info!(
-            primary = p.id.as_deref().unwrap_or("unnamed"),
-            "backup POP; pushes accepted from the primary"
+            primary = %primary.id,
+            "backup POP; pushes accepted only from the primary's certificate"
         );
     }
     let live = Arc::new(RwLock::new(Arc::new(Live::build(config)?)));
@@ -221,9 +219,9 @@ pub async fn start(
     let status = Arc::new(replication::Status::default());
     let wake = Arc::new(tokio::sync::Notify::new());
     let edition = Arc::new_cyclic(|me: &std::sync::Weak<Commercial>| {
-        let me = me.clone();
+        let weak = me.clone();
         let tarpit = tarpit::Tarpit::new(tarpit_cap, shutdown.clone(), move |cap| {
-            if let Some(e) = me.upgrade() {
+            if let Some(e) = weak.upgrade() {
                 e.alert_operator(
                     "tarpit_saturated",
                     &format!("{cap} scanner connections are held; further unknown requests get a plain 404"),
@@ -240,6 +238,7 @@ pub async fn start(
             status: status.clone(),
             wake: wake.clone(),
             tarpit,
+            me: me.clone(),
         }
     });
     control_plane::spawn_reporter(
@@ -314,32 +313,36 @@ impl Commercial {
 
     /// Replication state for `/healthz` and heartbeats: backlog, versions, last success, lag.
     async fn replication_report(&self) -> serde_json::Value {
-        let (backlog, committed) = self
+        let role = self.snapshot().config.role_name();
+        let primary = role == "primary";
+        let (backlog, committed, watermark) = self
             .vault
             .store()
-            .read(|c| Ok::<_, store::Error>((schema::backlog(c)?, store::committed_version(c)?)))
+            .read(move |c| {
+                let watermark = if primary {
+                    replication::rows::acked_watermark(c)?
+                } else {
+                    schema::applied_watermark(c)?
+                };
+                Ok::<_, store::Error>((
+                    schema::backlog(c)?,
+                    store::committed_version(c)?,
+                    watermark,
+                ))
+            })
             .await
-            .unwrap_or((-1, -1));
-        let role = self.snapshot().config.role_name();
-        self.status.report(role, backlog, committed)
+            .unwrap_or((-1, -1, -1));
+        self.status.report(role, backlog, committed, watermark)
     }
 
     /// Validates the file again and swaps it in whole, or changes nothing.
     fn reload(&self) -> Result<String, String> {
         let config = config::load(&self.path).map_err(|e| e.to_string())?;
-        if config.tls.is_some() != self.tls.is_some() {
-            return Err(format!(
-                "{}: turning TLS on or off (auth.mtls_cert/auth.mtls_key) needs a restart",
-                self.path.display()
-            ));
-        }
         let new_tls = tls_config(&config).map_err(|e| e.to_string())?;
         let primary = matches!(config.role, PopRole::Primary { .. });
         let line = config.startup_line();
         let live = Live::build(config).map_err(|e| e.to_string())?;
-        if let (Some(slot), Some(cfg)) = (&self.tls, new_tls) {
-            *slot.write().unwrap_or_else(|p| p.into_inner()) = cfg;
-        }
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = new_tls;
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
         self.vault.set_writable(primary);
         self.wake.notify_one();
@@ -368,7 +371,9 @@ impl Edition for Commercial {
     }
 
     fn alert_operator(&self, kind: &str, message: &str, details: serde_json::Value) {
-        tracing::error!(target: "clavitor::alert", alert = kind, details = %details, "{message}");
+        // One log line per alert: a multi-line message (a YAML error's snippet) is escaped.
+        let line = message.replace('\n', "\\n");
+        tracing::error!(target: "clavitor::alert", alert = kind, details = %details, "{line}");
         if self.snapshot().control.is_some() {
             self.alerts.send(Alert {
                 kind: kind.to_owned(),
@@ -391,9 +396,19 @@ impl Edition for Commercial {
         router
             .merge(peer::routes(peer::PeerState {
                 live: self.live.clone(),
-                mtls: self.tls.is_some(),
                 vault: self.vault.clone(),
                 status: self.status.clone(),
+                alert: {
+                    let me = self.me.clone();
+                    Arc::new(
+                        move |kind: &str, message: &str, details: serde_json::Value| {
+                            if let Some(e) = me.upgrade() {
+                                e.alert_operator(kind, message, details);
+                            }
+                        },
+                    )
+                },
+                last_refusal: Arc::default(),
             }))
             .fallback({
                 let t = self.tarpit.clone();
@@ -406,7 +421,7 @@ impl Edition for Commercial {
     }
 
     fn url_scheme(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
+        "https"
     }
 
     fn serve(
@@ -415,9 +430,6 @@ impl Edition for Commercial {
         app: Router,
         shutdown: CancellationToken,
     ) -> ServeFuture {
-        match &self.tls {
-            Some(cfg) => Box::pin(tls::serve(listener, app, cfg.clone(), shutdown)),
-            None => serve_plain(listener, app, shutdown),
-        }
+        Box::pin(tls::serve(listener, app, self.tls.clone(), shutdown))
     }
 }

@@ -1,37 +1,49 @@
 //! The inbound side of POP-to-POP traffic: `POST /v1/replication/batch`, reachable only with
-//! the POP token (constant-time compared) and, when mTLS is configured, a client certificate
-//! signed by `auth.mtls_ca`.
+//! a client certificate signed by `auth.mtls_ca` that names this backup's `primary_pop.id`,
+//! and the POP token (constant-time compared). Every row of a batch is checked before any is
+//! applied; a refused batch changes nothing and raises one `replication_rejected` alert.
 
 use super::Live;
+use super::config::PopRole;
 use super::replication::Status;
-use super::replication::rows;
-use super::replication::wire::{Ack, Batch};
+use super::replication::rows::{self, ApplyError};
+use super::replication::validate::{self, Refusal};
+use super::replication::wire::Ack;
 use super::tls::VerifiedPeer;
-use crate::api::{ApiError, AppJson};
+use crate::api::ApiError;
 use crate::service::{self, Vault};
 use crate::store;
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::post;
-use std::sync::{Arc, RwLock};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
+
+/// Raises an operator alert (the edition's `alert_operator`).
+pub type AlertFn = Arc<dyn Fn(&str, &str, Value) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct PeerState {
     pub live: Arc<RwLock<Arc<Live>>>,
-    /// Whether this POP serves TLS with client certificates (then one is required here).
-    pub mtls: bool,
     pub vault: Arc<Vault>,
     pub status: Arc<Status>,
+    pub alert: AlertFn,
+    /// The last refusal alerted, so a primary retrying one bad batch raises one alert.
+    pub last_refusal: Arc<Mutex<Option<(String, Instant)>>>,
 }
 
 /// Batches are capped well below this by the sender (see `replication::worker`).
 const BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// The same refusal is alerted again only after this long.
+const REALERT_AFTER: Duration = Duration::from_secs(600);
 
 pub fn routes(state: PeerState) -> Router {
     Router::new()
@@ -41,6 +53,29 @@ pub fn routes(state: PeerState) -> Router {
         .with_state(state)
 }
 
+/// The names a certificate gives its holder: subject common names and DNS subject
+/// alternative names. Empty if the certificate cannot be parsed (rustls verified its chain,
+/// not that every extension is readable).
+fn certificate_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let GeneralName::DNSName(d) = n {
+                names.push((*d).to_owned());
+            }
+        }
+    }
+    names
+}
+
 /// Checks the peer before any handler runs; failures are logged for the operator.
 async fn authenticate(
     State(s): State<PeerState>,
@@ -48,13 +83,29 @@ async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-    if s.mtls && req.extensions().get::<VerifiedPeer>().is_none() {
+    let Some(VerifiedPeer(leaf)) = req.extensions().get::<VerifiedPeer>() else {
         tracing::warn!("replication push without a client certificate refused");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "peer_certificate_required",
             "a client certificate signed by this POP's mtls_ca is required",
         ));
+    };
+    if let PopRole::Backup { primary } = &live.config.role {
+        let names = certificate_names(leaf);
+        // DNS names compare without case; so do the ids (they are host-like names).
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&primary.id)) {
+            tracing::warn!(
+                expected = %primary.id,
+                presented = ?names,
+                "replication push from a certificate that does not name primary_pop.id refused"
+            );
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "peer_not_allowed",
+                "the client certificate does not name this backup's primary (primary_pop.id) in its subject CN or a DNS name",
+            ));
+        }
     }
     let presented = req
         .headers()
@@ -74,11 +125,40 @@ async fn authenticate(
     Ok(next.run(req).await)
 }
 
-/// Applies a batch in one transaction and answers only once it is durable.
-async fn batch(
-    State(s): State<PeerState>,
-    AppJson(batch): AppJson<Batch>,
-) -> Result<Json<Ack>, ApiError> {
+impl PeerState {
+    /// Answers 400 for a batch that was refused whole, and alerts the operator once per
+    /// distinct refusal (a primary retries the same batch).
+    fn refuse(&self, why: &str) -> ApiError {
+        tracing::warn!(reason = %why, "replication batch refused; nothing of it was applied");
+        let fresh = {
+            let mut last = self.last_refusal.lock().unwrap_or_else(|p| p.into_inner());
+            let repeat = last
+                .as_ref()
+                .is_some_and(|(m, at)| m == why && at.elapsed() < REALERT_AFTER);
+            if !repeat {
+                *last = Some((why.to_owned(), Instant::now()));
+            }
+            !repeat
+        };
+        if fresh {
+            (self.alert)(
+                "replication_rejected",
+                &format!(
+                    "a replication batch from the primary was refused and nothing of it applied: {why}"
+                ),
+                json!({ "reason": why }),
+            );
+        }
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch",
+            format!("the batch was refused and nothing of it applied: {why}"),
+        )
+    }
+}
+
+/// Checks every row, then applies the batch in one savepoint and answers once it is durable.
+async fn batch(State(s): State<PeerState>, body: Bytes) -> Result<Json<Ack>, ApiError> {
     let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
     if live.config.role_name() == "primary" {
         // A POP that is primary takes no pushes: two primaries must not overwrite each other.
@@ -88,23 +168,38 @@ async fn batch(
             "this POP is a primary; only a backup accepts replication pushes",
         ));
     }
+    let batch = validate::decode(&body).map_err(|e: Refusal| s.refuse(&e.to_string()))?;
+    // Opening every sealed value of a large batch takes a while: off the async workers.
+    let vault = s.vault.clone();
+    let (batch, sealed) = tokio::task::spawn_blocking(move || {
+        let res = validate::check_sealed(&batch, &vault);
+        (batch, res)
+    })
+    .await
+    .map_err(|_| ApiError::from(service::Error::from(store::Error::Panicked)))?;
+    sealed.map_err(|e| s.refuse(&e.to_string()))?;
     let local = live.config.pop_id.clone();
     let items = batch.items;
+    let watermark = batch.watermark;
     let applied = s
         .vault
         .store()
-        .write(move |c| rows::apply(c, &local, &items))
+        .write(move |c| rows::apply(c, &local, &items, watermark))
         .await
-        .map_err(|e: store::Error| ApiError::from(service::Error::from(e)))?;
+        .map_err(|e| match e {
+            ApplyError::Refused(why) => s.refuse(&why),
+            ApplyError::Store(e) => ApiError::from(service::Error::from(e)),
+        })?;
     if applied.agents_changed {
         // Tokens that work on the primary must work here, before and after a failover.
         s.vault.reload_principals().await.map_err(ApiError::from)?;
     }
     s.status.pushed(store::now_ms(), applied.max_version);
-    tracing::debug!(origin = %batch.origin, applied = applied.applied, skipped = applied.skipped, "replication batch applied");
+    tracing::debug!(origin = %batch.origin, applied = applied.applied, skipped = applied.skipped, watermark = applied.watermark, "replication batch applied");
     Ok(Json(Ack {
         applied: applied.applied,
         skipped: applied.skipped,
         acked_version: applied.max_version,
+        applied_watermark: Some(applied.watermark),
     }))
 }

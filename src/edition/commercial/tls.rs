@@ -1,5 +1,6 @@
 //! TLS for POPs: the server side (HTTPS with optional client certificates, verified against
-//! `auth.mtls_ca`) and client configurations for talking to peers and the control plane.
+//! `auth.mtls_ca`; the verified leaf goes into each request's extensions) and client
+//! configurations for talking to peers and the control plane.
 
 use super::config::TlsMaterial;
 use axum::Router;
@@ -21,9 +22,10 @@ use tower::ServiceExt;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Set on every request that arrived over a TLS connection whose client presented a
-/// certificate that chains to `auth.mtls_ca` (rustls verified it during the handshake).
-#[derive(Debug, Clone, Copy)]
-pub struct VerifiedPeer;
+/// certificate that chains to `auth.mtls_ca` (rustls verified it during the handshake): the
+/// client's leaf certificate, so a handler can check whom it names.
+#[derive(Debug, Clone)]
+pub struct VerifiedPeer(pub Arc<CertificateDer<'static>>);
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -117,15 +119,16 @@ pub async fn serve(
                 },
                 () = stop.cancelled() => return,
             };
-            let verified = tls
+            let leaf = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.clone().into_owned()));
             let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(addr));
-                if verified {
-                    req.extensions_mut().insert(VerifiedPeer);
+                if let Some(leaf) = &leaf {
+                    req.extensions_mut().insert(VerifiedPeer(leaf.clone()));
                 }
                 req.map(axum::body::Body::new)
             });

@@ -15,8 +15,8 @@ pub struct PopFiles {
     pub data: PathBuf,
     pub config: PathBuf,
     pub token_file: PathBuf,
-    /// `(cert, key, ca)` when this POP serves HTTPS with mutual TLS.
-    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// `(cert, key, ca)`: every POP serves HTTPS and authenticates its peers with them.
+    tls: (PathBuf, PathBuf, PathBuf),
 }
 
 /// Writes `contents` to a new file with `mode` from the start (the POP refuses open keys).
@@ -55,8 +55,8 @@ fn q(p: &Path) -> String {
 }
 
 impl PopFiles {
-    /// Creates `parent/id` with a fresh token and, with `ca`, a certificate signed by it.
-    pub fn create(clavitor: &Path, parent: &Path, id: &str, ca: Option<&Ca>) -> Result<Self> {
+    /// Creates `parent/id` with a fresh token and a certificate signed by `ca` naming `id`.
+    pub fn create(clavitor: &Path, parent: &Path, id: &str, ca: &Ca) -> Result<Self> {
         let dir = parent.join(id);
         let data = dir.join("data");
         // An empty data dir: `serve` initialises it, `init` fills it.
@@ -67,21 +67,16 @@ impl PopFiles {
             clavitor,
             &["pop-token", "--out", &token_file.display().to_string()],
         )?;
-        let tls = match ca {
-            None => None,
-            Some(ca) => {
-                let leaf = ca.leaf(id)?;
-                let (cert, key, ca_file) = (
-                    dir.join("pop.crt"),
-                    dir.join("pop.key"),
-                    dir.join("pop-ca.crt"),
-                );
-                write_file(&cert, &leaf.cert_pem, 0o644)?;
-                write_file(&key, &leaf.key_pem, 0o600)?;
-                write_file(&ca_file, &ca.pem(), 0o644)?;
-                Some((cert, key, ca_file))
-            }
-        };
+        let leaf = ca.leaf(id)?;
+        let (cert, key, ca_file) = (
+            dir.join("pop.crt"),
+            dir.join("pop.key"),
+            dir.join("pop-ca.crt"),
+        );
+        write_file(&cert, &leaf.cert_pem, 0o644)?;
+        write_file(&key, &leaf.key_pem, 0o600)?;
+        write_file(&ca_file, &ca.pem(), 0o644)?;
+        let tls = (cert, key, ca_file);
         Ok(Self {
             id: id.to_owned(),
             data,
@@ -92,16 +87,14 @@ impl PopFiles {
     }
 
     fn auth_yaml(&self) -> String {
-        let mut y = format!("auth:\n  token_file: {}\n", q(&self.token_file));
-        if let Some((cert, key, ca)) = &self.tls {
-            y.push_str(&format!(
-                "  mtls_cert: {}\n  mtls_key: {}\n  mtls_ca: {}\n",
-                q(cert),
-                q(key),
-                q(ca)
-            ));
-        }
-        y
+        let (cert, key, ca) = &self.tls;
+        format!(
+            "auth:\n  token_file: {}\n  mtls_cert: {}\n  mtls_key: {}\n  mtls_ca: {}\n",
+            q(&self.token_file),
+            q(cert),
+            q(key),
+            q(ca)
+        )
     }
 
     /// A primary pushing to `backup_url`, presenting the token in `backup_token_file`.

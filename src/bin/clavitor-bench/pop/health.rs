@@ -8,13 +8,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The primary's view (see `Status::report` in the replication module); the backup reports
-/// only `committed_version` and `applied_version`.
+/// only `committed_version` and `applied_watermark` (of what is read here).
 #[derive(Debug, Clone, Default)]
 pub struct Replication {
     pub backlog: i64,
     pub committed_version: i64,
-    pub acked_version: i64,
-    pub applied_version: i64,
+    /// Every change at or below it is on the backup (primary).
+    pub acked_watermark: i64,
+    /// Every change at or below it is on this backup: its recovery point.
+    pub applied_watermark: i64,
     pub last_error: Option<String>,
     pub failing_since: Option<String>,
     pub lag_p50_ms: Option<f64>,
@@ -25,7 +27,7 @@ impl Replication {
     /// The primary's own definition of caught up (as the replication tests use it).
     pub fn caught_up(&self) -> bool {
         self.backlog == 0
-            && self.acked_version == self.committed_version
+            && self.acked_watermark == self.committed_version
             && self.failing_since.is_none()
     }
 
@@ -44,8 +46,8 @@ impl Replication {
         Ok(Self {
             backlog: int("backlog"),
             committed_version: int("committed_version"),
-            acked_version: int("acked_version"),
-            applied_version: int("applied_version"),
+            acked_watermark: int("acked_watermark"),
+            applied_watermark: int("applied_watermark"),
             last_error: text("last_error"),
             failing_since: text("failing_since"),
             lag_p50_ms: lag("p50"),

@@ -37,8 +37,9 @@ pub struct Kit {
     ca: Ca,
     /// HTTPS trusting the POP CA, for talking to POPs that serve TLS.
     pub https: Connector,
-    /// `replication.yaml` of a plain-HTTP primary whose backup never answers: the nearest the
-    /// Commercial binary comes to a standalone server (it refuses to start without a config).
+    /// `replication.yaml` of a primary whose backup never answers: the nearest the Commercial
+    /// binary comes to a standalone server (it refuses to start without a config). HTTPS, like
+    /// every POP.
     pub standalone_config: PathBuf,
 }
 
@@ -57,15 +58,14 @@ impl Kit {
             https,
             standalone_config: PathBuf::new(),
         };
-        kit.standalone_config = kit.lone_primary("standalone", false)?.config;
+        kit.standalone_config = kit.lone_primary("standalone")?.config;
         Ok(kit)
     }
 
     /// A fresh primary (data dir not yet created: `serve` initialises it) whose backup URL
     /// points at a closed local port, so every push fails fast with "connection refused".
-    /// `tls`: it serves HTTPS with mutual TLS, as a POP with `auth.mtls_cert` does.
-    pub fn lone_primary(&self, id: &str, tls: bool) -> Result<PopFiles> {
-        let pop = PopFiles::create(&self.clavitor, &self.dir, id, tls.then_some(&self.ca))?;
+    pub fn lone_primary(&self, id: &str) -> Result<PopFiles> {
+        let pop = PopFiles::create(&self.clavitor, &self.dir, id, &self.ca)?;
         let url = format!("https://127.0.0.1:{}", closed_port()?);
         pop.write_primary("nowhere", &url, &pop.token_file)?;
         Ok(pop)
@@ -78,13 +78,13 @@ impl Kit {
             &self.clavitor,
             &self.dir,
             &format!("{name}-primary"),
-            Some(&self.ca),
+            &self.ca,
         )?;
         let backup = PopFiles::create(
             &self.clavitor,
             &self.dir,
             &format!("{name}-backup"),
-            Some(&self.ca),
+            &self.ca,
         )?;
         primary.init(&self.clavitor, None)?;
         backup.init(&self.clavitor, Some(&primary.master_key()))?;

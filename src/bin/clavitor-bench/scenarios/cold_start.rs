@@ -61,9 +61,12 @@ impl Scenario for ColdStart {
             let t0 = Instant::now();
             let server = ctx.start_clavitor(&dir)?;
             let addr = server.addr;
+            let connector = ctx.vault_connector();
             let healthy = ctx.rt.block_on(async {
                 loop {
-                    if let Ok((200, _)) = http::request(addr, "GET", "/healthz", None, None).await {
+                    if let Ok((200, _)) =
+                        http::request_with(&connector, addr, "GET", "/healthz", None, None).await
+                    {
                         return true;
                     }
                     if t0.elapsed() > HEALTHZ_TIMEOUT {

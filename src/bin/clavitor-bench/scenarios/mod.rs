@@ -17,7 +17,7 @@ mod replication_throughput;
 mod tarpit;
 mod writes;
 
-use crate::http;
+use crate::http::{self, Connector};
 use crate::load::{self, LoadResult, LoadSpec, MakeRequest};
 use crate::proc::{self, ServerProcess, TempDir};
 use crate::report::Figure;
@@ -91,8 +91,17 @@ impl Ctx {
         Ok(p)
     }
 
+    /// How to reach a server [`Ctx::start_clavitor`] started: plain HTTP (Community) or HTTPS
+    /// trusting the bench's POP CA (Commercial: every POP serves HTTPS).
+    pub fn vault_connector(&self) -> Connector {
+        #[cfg(feature = "commercial")]
+        return self.pop.https.clone();
+        #[cfg(not(feature = "commercial"))]
+        Connector::Plain
+    }
+
     /// `clavitor serve --data-dir DATA_DIR --listen 127.0.0.1:0`; an empty dir gets a new vault.
-    /// A Commercial build adds a config for a plain-HTTP primary whose backup never answers.
+    /// A Commercial build adds a config for a primary whose backup never answers.
     pub fn start_clavitor(&self, data_dir: &Path) -> Result<ServerProcess> {
         #[cfg_attr(not(feature = "commercial"), expect(unused_mut))]
         let mut cmd = proc::serve_command(&self.clavitor, data_dir, "127.0.0.1:0");
@@ -128,7 +137,14 @@ impl Ctx {
         body: Option<&str>,
     ) -> Result<(u16, String)> {
         self.rt
-            .block_on(http::request(addr, method, path, token, body))
+            .block_on(http::request_with(
+                &self.vault_connector(),
+                addr,
+                method,
+                path,
+                token,
+                body,
+            ))
             .with_context(|| format!("{method} {path} on {addr} failed"))
     }
 }

@@ -28,6 +28,7 @@ impl Scenario for Reads {
         let s = ctx.settings;
         let n = s.connections;
         let secs = s.duration.as_secs_f64();
+        let vault = ctx.vault_connector();
         let spec = |addr, make: &MakeRequest, connections, expect| LoadSpec {
             addr,
             connections,
@@ -38,6 +39,11 @@ impl Scenario for Reads {
             connector: Connector::Plain,
             pace: None,
             on_response: None,
+        };
+        // The vault under test: HTTPS in a Commercial build.
+        let vault_spec = |addr, make: &MakeRequest, connections, expect| LoadSpec {
+            connector: vault.clone(),
+            ..spec(addr, make, connections, expect)
         };
 
         // The ceiling: same framework, same client, same load, nothing behind the handler.
@@ -83,13 +89,13 @@ impl Scenario for Reads {
             self.name(),
             &format!("clavitor field reads, {n} connections, {secs} s"),
         );
-        let vault_n = ctx.load(spec(addr, &make, n, 200))?;
+        let vault_n = ctx.load(vault_spec(addr, &make, n, 200))?;
         vault_n.require_success("field reads")?;
         ctx.progress(
             self.name(),
             &format!("clavitor field reads, 1 connection, {secs} s"),
         );
-        let vault_1 = ctx.load(spec(addr, &make, 1, 200))?;
+        let vault_1 = ctx.load(vault_spec(addr, &make, 1, 200))?;
         vault_1.require_success("field reads")?;
         server.stop()?;
 

@@ -1,7 +1,8 @@
 //! Replication lag: a primary and a backup POP (two processes, mutual TLS between them), client
 //! entry creates paced at a fixed rate (open loop) over HTTPS to the primary. Reported twice:
 //! the primary's own commit -> acknowledged-by-backup lag from `/healthz`, and the bench's
-//! independent view, from each write's 201 until the backup's `/healthz` shows it applied.
+//! independent view, from each write's 201 until the backup's recovery point
+//! (`applied_watermark` in its `/healthz`) covers it: until then a failover could lose it.
 
 use super::{Ctx, Scenario, create_entries};
 use crate::http::Connector;
@@ -31,7 +32,9 @@ fn version_of(body: &[u8]) -> Option<i64> {
         .as_i64()
 }
 
-/// Samples the backup's `applied_version` until it reaches `target` (0: not known yet).
+/// Samples the backup's `applied_watermark` until it reaches `target` (0: not known yet). The
+/// highest version it applied (`applied_version`) would be too early: batches land out of
+/// order, so a version below it may still be missing.
 async fn poll_applied(
     addr: SocketAddr,
     connector: Connector,
@@ -44,16 +47,16 @@ async fn poll_applied(
     loop {
         ticker.tick().await;
         let r = probe.get().await?;
-        samples.push((Instant::now(), r.applied_version));
+        samples.push((Instant::now(), r.applied_watermark));
         let t = target.load(Ordering::Acquire);
-        if t > 0 && r.applied_version >= t {
+        if t > 0 && r.applied_watermark >= t {
             return Ok(samples);
         }
     }
 }
 
-/// Per write: the time from its 201 to the first backup sample showing it applied (0 when the
-/// backup had it before the client heard back). Also how many were never seen.
+/// Per write: the time from its 201 to the first backup sample whose recovery point covers it
+/// (0 when it did before the client heard back). Also how many were never covered.
 fn visible_lags(acks: &[(i64, Instant)], samples: &[(Instant, i64)]) -> (Vec<f64>, usize) {
     let mut running = 0;
     let applied: Vec<i64> = samples
@@ -161,7 +164,7 @@ impl Scenario for ReplicationLag {
             let samples = match tokio::time::timeout(SETTLE, poller).await {
                 Ok(joined) => joined.context("the backup poller panicked")??,
                 Err(_) => {
-                    bail!("the backup had not applied version {last} {SETTLE:?} after the load")
+                    bail!("the backup's applied_watermark had not reached version {last} {SETTLE:?} after the load")
                 }
             };
             Ok::<_, anyhow::Error>((writes, samples))
@@ -228,7 +231,7 @@ impl Scenario for ReplicationLag {
             details(
                 Figure::new(
                     "replication_visible_p50_ms",
-                    "201 -> applied on backup p50 (bench)",
+                    "201 -> in the backup's recovery point p50 (bench)",
                     quantile(&visible, 0.50),
                     Unit::Millis,
                 )
@@ -237,7 +240,7 @@ impl Scenario for ReplicationLag {
             details(
                 Figure::new(
                     "replication_visible_p99_ms",
-                    "201 -> applied on backup p99 (bench)",
+                    "201 -> in the backup's recovery point p99 (bench)",
                     quantile(&visible, 0.99),
                     Unit::Millis,
                 )

@@ -47,7 +47,7 @@ impl Scenario for ReplicationThroughput {
         let secs = s.duration.as_secs_f64();
         let https = ctx.pop.https.clone();
 
-        let lone = ctx.pop.lone_primary("tput-off", true)?;
+        let lone = ctx.pop.lone_primary("tput-off")?;
         let server = ctx.spawn(
             "tput-off-primary",
             lone.serve_command(&ctx.clavitor, "127.0.0.1:0"),

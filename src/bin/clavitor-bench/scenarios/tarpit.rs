@@ -2,8 +2,8 @@
 //! Commercial server, all held by its tarpit (30 s, one byte a second). Measured on the server
 //! process: resident memory with them held over the same server idle just before, its CPU use
 //! while holding them against its CPU use idle, and the time from SIGTERM to exit with them
-//! held against the same for an idle server. Run over plain HTTP (a POP behind a TLS proxy) and
-//! over HTTPS (a POP serving TLS itself: each held connection then also holds a TLS session).
+//! held against the same for an idle server. Over HTTPS, as every POP serves: each held
+//! connection also holds a TLS session.
 
 use super::{Ctx, Scenario};
 use crate::http::{Connector, Stream};
@@ -235,14 +235,10 @@ struct Measured {
     cap_probe_ms: f64,
 }
 
-fn measure(ctx: &Ctx, scenario: &str, tls: bool, n: usize) -> Result<Measured> {
-    let label = if tls { "https" } else { "http" };
-    let connector = if tls {
-        ctx.pop.https.clone()
-    } else {
-        Connector::Plain
-    };
-    let lone = ctx.pop.lone_primary(&format!("tarpit-{label}"), tls)?;
+fn measure(ctx: &Ctx, scenario: &str, n: usize) -> Result<Measured> {
+    let label = "https";
+    let connector = ctx.pop.https.clone();
+    let lone = ctx.pop.lone_primary(&format!("tarpit-{label}"))?;
     let command = || {
         let mut cmd = lone.serve_command(&ctx.clavitor, "127.0.0.1:0");
         cmd.arg("--tarpit-cap").arg(n.to_string());
@@ -349,11 +345,10 @@ impl Scenario for Tarpit {
             );
         }
         let mut figures = Vec::new();
-        for tls in [false, true] {
-            let m = measure(ctx, self.name(), tls, n)?;
-            let t = if tls { "HTTPS" } else { "HTTP" };
+        {
+            let m = measure(ctx, self.name(), n)?;
+            let t = "HTTPS";
             let held = thousands(n as f64);
-            let key = |plain: &'static str, https: &'static str| if tls { https } else { plain };
             let extra = m.rss_held.saturating_sub(m.rss_idle) as f64 / 1e6;
             let details = |f: Figure| {
                 f.detail("connections", n as u64)
@@ -371,7 +366,7 @@ impl Scenario for Tarpit {
             };
             figures.push(details(
                 Figure::new(
-                    key("tarpit_extra_rss_mb_http", "tarpit_extra_rss_mb_https"),
+                    "tarpit_extra_rss_mb_https",
                     format!("Tarpit extra RSS, {held} held, {t}"),
                     extra,
                     Unit::Megabytes,
@@ -384,7 +379,7 @@ impl Scenario for Tarpit {
             ));
             figures.push(details(
                 Figure::new(
-                    key("tarpit_cpu_percent_http", "tarpit_cpu_percent_https"),
+                    "tarpit_cpu_percent_https",
                     format!("Tarpit server CPU, {held} held, {t}"),
                     m.cpu_held,
                     Unit::CorePercent,
@@ -393,10 +388,7 @@ impl Scenario for Tarpit {
             ));
             figures.push(details(
                 Figure::new(
-                    key(
-                        "tarpit_sigterm_exit_ms_http",
-                        "tarpit_sigterm_exit_ms_https",
-                    ),
+                    "tarpit_sigterm_exit_ms_https",
                     format!("SIGTERM to exit, {held} held, {t}"),
                     m.exit_held_ms,
                     Unit::Millis,

@@ -2,7 +2,6 @@
 
 use super::{Ctx, Scenario, create_entries, expect_status, owner_token};
 use crate::disk;
-use crate::http::Connector;
 use crate::load::LoadSpec;
 use crate::report::{Figure, Goal, Unit};
 use anyhow::{Context, Result};
@@ -72,7 +71,7 @@ impl Scenario for Writes {
             duration: s.duration,
             expect: 201,
             make,
-            connector: Connector::Plain,
+            connector: ctx.vault_connector(),
             pace: None,
             on_response: None,
         })?;

@@ -5,6 +5,9 @@
 //! Architecture invariant: the primary never decrypts to replicate; rows travel as stored.
 
 pub mod rows;
+#[cfg(test)]
+mod tests;
+pub mod validate;
 pub mod wire;
 mod worker;
 
@@ -33,6 +36,8 @@ struct Inner {
     lag_ms: VecDeque<i64>,
     last_push_ms: Option<i64>,
     applied_version: i64,
+    /// The highest watermark the backup acknowledged (primary side); 0 after a restart.
+    told_watermark: i64,
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
@@ -68,6 +73,16 @@ impl Status {
         s.acked_version = s.acked_version.max(committed);
     }
 
+    /// The backup acknowledged a batch carrying watermark `w`.
+    pub fn told(&self, w: i64) {
+        let mut s = self.lock();
+        s.told_watermark = s.told_watermark.max(w);
+    }
+
+    pub fn told_watermark(&self) -> i64 {
+        self.lock().told_watermark
+    }
+
     pub fn failed(&self, now_ms: i64, error: String) {
         let mut s = self.lock();
         s.failing_since_ms.get_or_insert(now_ms);
@@ -87,8 +102,15 @@ impl Status {
         (percentile(&v, 0.50), percentile(&v, 0.99))
     }
 
-    /// The `replication` object of `/healthz` and the heartbeat.
-    pub fn report(&self, role: &str, backlog: i64, committed_version: i64) -> Value {
+    /// The `replication` object of `/healthz` and the heartbeat. `watermark` is the primary's
+    /// acknowledged watermark or the backup's applied watermark (see `rows::watermark`).
+    pub fn report(
+        &self,
+        role: &str,
+        backlog: i64,
+        committed_version: i64,
+        watermark: i64,
+    ) -> Value {
         let (p50, p99) = self.lag();
         let s = self.lock();
         if role == "primary" {
@@ -96,6 +118,7 @@ impl Status {
                 "backlog": backlog,
                 "committed_version": committed_version,
                 "acked_version": s.acked_version,
+                "acked_watermark": watermark,
                 "last_success": s.last_success_ms.map(timestamp),
                 "failing_since": s.failing_since_ms.map(timestamp),
                 "last_error": s.last_error,
@@ -105,6 +128,7 @@ impl Status {
             json!({
                 "committed_version": committed_version,
                 "applied_version": s.applied_version,
+                "applied_watermark": watermark,
                 "last_push": s.last_push_ms.map(timestamp),
             })
         }

@@ -6,12 +6,44 @@ use crate::store;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 
-use super::super::schema::OWED;
+use super::super::schema::{self, FIRST_OWED, OWED};
+
+/// One batch's worth of owed rows, read from one snapshot of the database.
+#[derive(Debug)]
+pub struct Collected {
+    pub items: Vec<Item>,
+    /// The last version committed in the snapshot the rows were read from.
+    pub snapshot: i64,
+    /// This batch's recovery point (see [`watermark`]).
+    pub watermark: i64,
+}
 
 /// Up to `limit` owed rows, agents first (scope keys reference them), then scope keys, then
-/// entries, oldest change first; stops early once the batch weighs `max_bytes`. Entries in
-/// `skip` (already on their way in another batch) are passed over.
+/// entries, oldest unacknowledged change first; stops early once the batch weighs `max_bytes`.
+/// Entries in `skip` (already on their way in another batch) are passed over.
+///
+/// Every query runs in one read transaction: a scope key committed with its agent between
+/// two queries must not travel without it.
 pub fn collect(
+    conn: &Connection,
+    local: &str,
+    limit: usize,
+    max_bytes: usize,
+    skip: &HashSet<String>,
+) -> Result<Collected, store::Error> {
+    let tx = conn.unchecked_transaction()?;
+    let snapshot = store::committed_version(&tx)?;
+    let items = collect_rows(&tx, local, limit, max_bytes, skip)?;
+    let watermark = watermark(&tx, snapshot, &items)?;
+    tx.finish()?;
+    Ok(Collected {
+        items,
+        snapshot,
+        watermark,
+    })
+}
+
+fn collect_rows(
     conn: &Connection,
     local: &str,
     limit: usize,
@@ -30,7 +62,7 @@ pub fn collect(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, name, token_hash, is_owner, scopes, ip_allowlist, rate_limit_per_minute,
                 created_at, expires_at, revoked_at, version, updated_at, origin
-         FROM agents WHERE {OWED} ORDER BY updated_at LIMIT ?1"
+         FROM agents WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
     ))?;
     let mut rows = stmt.query([limit as i64])?;
     while let Some(r) = rows.next()? {
@@ -57,7 +89,7 @@ pub fn collect(
 
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT scope, agent_id, wrapped, version, updated_at, origin
-         FROM scope_keys WHERE {OWED} ORDER BY updated_at LIMIT ?1"
+         FROM scope_keys WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
     ))?;
     let mut rows = stmt.query([(limit - items.len()) as i64])?;
     while let Some(r) = rows.next()? {
@@ -77,7 +109,7 @@ pub fn collect(
 
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, meta, created_at, deleted, version, updated_at, origin
-         FROM entries WHERE {OWED} ORDER BY updated_at LIMIT ?1"
+         FROM entries WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
     ))?;
     let mut fields = conn.prepare_cached(
         "SELECT position, name, tier, scope, ciphertext FROM fields WHERE entry_id = ?1 ORDER BY position",
@@ -116,24 +148,96 @@ pub fn collect(
     Ok(items)
 }
 
-/// Marks acknowledged rows, but only the version that was sent: a row written again since
-/// has a later `updated_at` and stays owed.
-pub fn mark(conn: &Connection, items: &[Item]) -> Result<(), store::Error> {
+/// The recovery point of a batch of `items` read at `snapshot`: the highest version `W` such
+/// that every change with a version at or below `W` is on the backup already or in `items`.
+///
+/// A row that is not owed was acknowledged as it stands. An owed row in `items` travels as
+/// it stands. Every other owed row has each change below its first owed one
+/// ([`FIRST_OWED`]) on the backup, and nothing else known: so `W` stops just below the
+/// earliest such change. Rows in other batches still in flight are owed and not in `items`,
+/// so they hold `W` down until they are acknowledged *and* marked. With `items` empty this is
+/// what the backup holds for certain: the primary's acknowledged watermark.
+pub fn watermark(conn: &Connection, snapshot: i64, items: &[Item]) -> Result<i64, store::Error> {
+    let mut agents = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut entries = HashSet::new();
     for item in items {
-        let at = item.stamp().updated_at;
         match item {
-            Item::Agent(a) => conn
-                .prepare_cached("UPDATE agents SET replicated_at = ?2 WHERE id = ?1 AND updated_at = ?2")?
-                .execute(params![a.id, at])?,
-            Item::ScopeKey(k) => conn
-                .prepare_cached(
-                    "UPDATE scope_keys SET replicated_at = ?3 WHERE scope = ?1 AND agent_id = ?2 AND updated_at = ?3",
-                )?
-                .execute(params![k.scope, k.agent_id, at])?,
-            Item::Entry(e) => conn
-                .prepare_cached("UPDATE entries SET replicated_at = ?2 WHERE id = ?1 AND updated_at = ?2")?
-                .execute(params![e.id, at])?,
+            Item::Agent(a) => drop(agents.insert(a.id.as_str())),
+            Item::ScopeKey(k) => drop(keys.insert((k.scope.as_str(), k.agent_id.as_str()))),
+            Item::Entry(e) => drop(entries.insert(e.id.as_str())),
+        }
+    }
+    let mut w = snapshot;
+    // In first-owed order, the first row not in this batch bounds the watermark; at most
+    // `items.len() + 1` rows are read per table.
+    let mut first_unsent = |sql: &str, sent: &dyn Fn(&str, &str) -> bool| {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (a, b, first): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if !sent(&a, &b) {
+                w = w.min(first - 1);
+                break;
+            }
+        }
+        Ok::<_, store::Error>(())
+    };
+    first_unsent(
+        &format!("SELECT id, '', {FIRST_OWED} FROM agents WHERE {OWED} ORDER BY {FIRST_OWED}"),
+        &|id, _| agents.contains(id),
+    )?;
+    first_unsent(
+        &format!(
+            "SELECT scope, agent_id, {FIRST_OWED} FROM scope_keys WHERE {OWED} ORDER BY {FIRST_OWED}"
+        ),
+        &|scope, agent| keys.contains(&(scope, agent)),
+    )?;
+    first_unsent(
+        &format!("SELECT id, '', {FIRST_OWED} FROM entries WHERE {OWED} ORDER BY {FIRST_OWED}"),
+        &|id, _| entries.contains(id),
+    )?;
+    Ok(w.max(0))
+}
+
+/// The primary's acknowledged watermark: every change at or below it is on the backup.
+pub fn acked_watermark(conn: &Connection) -> Result<i64, store::Error> {
+    let tx = conn.unchecked_transaction()?;
+    let w = watermark(&tx, store::committed_version(&tx)?, &[])?;
+    tx.finish()?;
+    Ok(w)
+}
+
+/// Marks acknowledged rows, but only the version that was sent: a row written again since
+/// has a later `updated_at` and stays owed. Its changes up to `snapshot` (the one the batch
+/// was read from) are on the backup now, so its first owed change is at least `snapshot + 1`.
+pub fn mark(conn: &Connection, items: &[Item], snapshot: i64) -> Result<(), store::Error> {
+    for item in items {
+        let (table, key) = match item {
+            Item::Agent(_) => ("agents", "id = ?1"),
+            Item::ScopeKey(_) => ("scope_keys", "scope = ?1 AND agent_id = ?3"),
+            Item::Entry(_) => ("entries", "id = ?1"),
         };
+        let run = |sql: &str, value: i64| -> Result<usize, store::Error> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            Ok(match item {
+                Item::Agent(a) => stmt.execute(params![a.id, value])?,
+                Item::ScopeKey(k) => stmt.execute(params![k.scope, value, k.agent_id])?,
+                Item::Entry(e) => stmt.execute(params![e.id, value])?,
+            })
+        };
+        let marked = run(
+            &format!("UPDATE {table} SET replicated_at = ?2 WHERE {key} AND updated_at = ?2"),
+            item.stamp().updated_at,
+        )?;
+        if marked == 0 {
+            run(
+                &format!(
+                    "UPDATE {table} SET owed_since = max(coalesce(owed_since, 0), ?2) WHERE {key} AND {OWED}"
+                ),
+                snapshot + 1,
+            )?;
+        }
     }
     Ok(())
 }
@@ -144,6 +248,34 @@ pub struct Applied {
     pub skipped: usize,
     pub max_version: i64,
     pub agents_changed: bool,
+    /// The backup's applied watermark once this batch commits.
+    pub watermark: i64,
+}
+
+/// Why a batch was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The batch does not fit what this backup holds: a client error, nothing applied.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, msg)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                ApplyError::Refused(format!(
+                    "the batch conflicts with what this backup holds ({})",
+                    msg.as_deref().unwrap_or("a constraint failed")
+                ))
+            }
+            _ => ApplyError::Store(e.into()),
+        }
+    }
 }
 
 fn existing(
@@ -166,14 +298,31 @@ fn existing(
         .optional()?)
 }
 
-/// Applies a batch inside the caller's transaction. Rows land already marked as replicated,
+/// Agents, then scope keys (they reference agents), then entries; in batch order within each.
+fn apply_order(item: &Item) -> u8 {
+    match item {
+        Item::Agent(_) => 0,
+        Item::ScopeKey(_) => 1,
+        Item::Entry(_) => 2,
+    }
+}
+
+/// Applies a batch inside the caller's savepoint. Rows land already marked as replicated,
 /// so a backup promoted later does not push them back (no cascade). The local version
 /// sequence moves past every applied version, so writes made after a promotion win.
-pub fn apply(conn: &Connection, local: &str, items: &[Item]) -> Result<Applied, store::Error> {
-    // Scope keys reference agents; within one batch the order must not matter.
-    conn.execute_batch("PRAGMA defer_foreign_keys = ON;")?;
+///
+/// Foreign keys are checked as each row is written (agents go first), never deferred to the
+/// commit: a bad batch fails its own job, not the group commit it shares with others.
+pub fn apply(
+    conn: &Connection,
+    local: &str,
+    items: &[Item],
+    watermark: Option<i64>,
+) -> Result<Applied, ApplyError> {
     let mut out = Applied::default();
-    for item in items {
+    let mut ordered: Vec<&Item> = items.iter().collect();
+    ordered.sort_by_key(|i| apply_order(i));
+    for item in ordered {
         let stamp = item.stamp();
         out.max_version = out.max_version.max(stamp.version);
         let current = match item {
@@ -225,6 +374,15 @@ pub fn apply(conn: &Connection, local: &str, items: &[Item]) -> Result<Applied, 
                 out.agents_changed = true;
             }
             Item::ScopeKey(k) => {
+                let agent_known = conn
+                    .prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?
+                    .exists([&k.agent_id])?;
+                if !agent_known {
+                    return Err(ApplyError::Refused(format!(
+                        "scope key {:?} is wrapped for agent {}, which neither this batch nor this backup holds",
+                        k.scope, k.agent_id
+                    )));
+                }
                 conn.prepare_cached(
                     "INSERT INTO scope_keys (scope, agent_id, wrapped, updated_at, version, replicated_at, origin)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)
@@ -263,5 +421,9 @@ pub fn apply(conn: &Connection, local: &str, items: &[Item]) -> Result<Applied, 
         out.applied += 1;
     }
     store::raise_version(conn, out.max_version)?;
+    if let Some(w) = watermark {
+        schema::raise_applied_watermark(conn, w)?;
+    }
+    out.watermark = schema::applied_watermark(conn)?;
     Ok(out)
 }

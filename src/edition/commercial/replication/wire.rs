@@ -24,6 +24,11 @@ pub struct Batch {
     /// The pushing POP's id.
     pub origin: String,
     pub items: Vec<Item>,
+    /// The sender's recovery point for this batch: every change with a version at or below
+    /// it has been acknowledged by this backup already, or is in this batch. Absent from older
+    /// senders (the backup then learns nothing about its recovery point from the batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<i64>,
 }
 
 /// Which copy of a row is newer: `(version, updated_at, origin)`, compared in that order.
@@ -123,4 +128,7 @@ pub struct Ack {
     pub skipped: usize,
     /// Highest version in the batch, now held by the backup.
     pub acked_version: i64,
+    /// The backup's recovery point after this batch (absent from older backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_watermark: Option<i64>,
 }

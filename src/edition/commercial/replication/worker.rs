@@ -106,18 +106,12 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
             let local = live.config.pop_id.clone();
             let limit = live.config.batch_size;
             let skip = busy.clone();
-            let (committed, items) = w
+            let collected = w
                 .store
-                .read(move |c| {
-                    // Read before collecting: if nothing is owed then, everything up to it is acked.
-                    let committed = store::committed_version(c)?;
-                    Ok::<_, store::Error>((
-                        committed,
-                        rows::collect(c, &local, limit, MAX_BATCH_BYTES, &skip)?,
-                    ))
-                })
+                .read(move |c| rows::collect(c, &local, limit, MAX_BATCH_BYTES, &skip))
                 .await
                 .map_err(|e: store::Error| e.to_string())?;
+            let items = &collected.items;
             let alone = items.iter().any(|i| !matches!(i, Item::Entry(_)));
             // A batch that must travel alone waits until nothing else is outstanding.
             if !items.is_empty() && (!alone || outstanding.is_empty()) {
@@ -126,7 +120,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                 busy.extend(ids.iter().cloned());
                 let batch = Batch {
                     origin: live.config.pop_id.clone(),
-                    items,
+                    items: collected.items,
+                    watermark: Some(collected.watermark),
                 };
                 outstanding.push(push(
                     w,
@@ -136,12 +131,33 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                     live,
                     batch,
                     ids,
+                    collected.snapshot,
                 ));
                 continue;
             }
             if items.is_empty() && outstanding.is_empty() {
                 // Nothing owed (e.g. just after a restart): report the backup as caught up.
-                w.status.caught_up(committed);
+                w.status.caught_up(collected.snapshot);
+                if collected.watermark > w.status.told_watermark() {
+                    // Batches that finished out of order each carried a lower watermark than
+                    // what is true now: tell the backup its recovery point.
+                    let batch = Batch {
+                        origin: live.config.pop_id.clone(),
+                        items: Vec::new(),
+                        watermark: Some(collected.watermark),
+                    };
+                    let ack = send(
+                        client,
+                        &url,
+                        backup.token.expose(),
+                        &batch,
+                        live.config.max_retries,
+                        &w.shutdown,
+                    )
+                    .await?;
+                    w.status
+                        .told(ack.applied_watermark.unwrap_or(collected.watermark));
+                }
                 return Ok(());
             }
         }
@@ -167,7 +183,11 @@ fn entry_id(item: &Item) -> Option<String> {
 }
 
 /// Sends one batch and, once the backup has acknowledged it, marks its rows replicated.
-/// Returns the ids of the entries it carried.
+/// Returns the ids of the entries it carried. `snapshot`: the version the batch was read at.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 async fn push(
     w: &Worker,
     client: &reqwest::Client,
@@ -176,6 +196,7 @@ async fn push(
     live: &Live,
     batch: Batch,
     ids: Vec<String>,
+    snapshot: i64,
 ) -> Result<Vec<String>, String> {
     let ack = send(
         client,
@@ -196,9 +217,12 @@ async fn push(
     let now = now_ms();
     w.status
         .acked(ack.acked_version, now, stamps.into_iter().map(|t| now - t));
+    if let Some(told) = ack.applied_watermark.or(batch.watermark) {
+        w.status.told(told);
+    }
     let items = batch.items;
     w.store
-        .write(move |c| rows::mark(c, &items))
+        .write(move |c| rows::mark(c, &items, snapshot))
         .await
         .map_err(|e: store::Error| e.to_string())?;
     Ok(ids)
@@ -237,6 +261,10 @@ async fn send(
                     "backup answered {status}: {}",
                     body.chars().take(300).collect::<String>()
                 );
+                if status == reqwest::StatusCode::BAD_REQUEST {
+                    // The backup refused this batch's content: sending it again cannot help.
+                    return Err(last);
+                }
             }
             Err(e) => last = format!("cannot reach the backup: {}", error_chain(&e)),
         }

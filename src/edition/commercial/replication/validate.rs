@@ -1,0 +1,572 @@
+//! What a backup checks in a pushed batch before any of it is applied: every row must be one
+//! the primary's own rules could have written, so a row can never make the backup fail to
+//! start or fail to list (a 1-byte token hash, `scopes: "not json"`, an entry id `../../etc`,
+//! a 4-byte sealed blob). One bad row refuses the whole batch.
+//!
+//! The rules are the domain's (`crate::vault`) and the stored formats (`crate::store`,
+//! `crate::crypto`): nothing is decrypted here.
+
+use super::super::config::valid_id;
+use super::wire::{AgentItem, Batch, EntryItem, FieldItem, Item, ScopeKeyItem, Stamp};
+use crate::vault::{self, AgentId, EntryId, MAX_FIELDS, Scope, Tier};
+use std::collections::HashSet;
+
+/// AES-GCM's nonce and tag: the least any sealed value can be (`crypto::Sealer`).
+pub const SEAL_OVERHEAD: usize = 12 + 16;
+/// A wrapped scope key: a sealed 32-byte key.
+pub const WRAPPED_KEY_LEN: usize = SEAL_OVERHEAD + 32;
+const TOKEN_HASH_LEN: usize = 32;
+/// Versions stay exact in every JSON reader (2^53) and leave room to count up.
+const MAX_VERSION: i64 = 1 << 53;
+/// 9999-12-31T23:59:59.999Z: the last instant an RFC 3339 timestamp can show.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Why a batch was refused. Names the item and the rule, never a value that could be secret
+/// (token hashes and ciphertexts are described by their length only).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the batch is not valid JSON of the replication format: {0}")]
+    Json(String),
+    #[error("item {index} ({kind} {id}): {what}")]
+    Item {
+        index: usize,
+        kind: &'static str,
+        id: String,
+        what: String,
+    },
+    #[error("{0}")]
+    Batch(String),
+}
+
+/// Decodes a pushed body and checks every row: what `/v1/replication/batch` applies.
+pub fn decode(body: &[u8]) -> Result<Batch, Refusal> {
+    let batch: Batch = serde_json::from_slice(body).map_err(|e| Refusal::Json(e.to_string()))?;
+    check(&batch)?;
+    Ok(batch)
+}
+
+/// Checks every row of `batch`; the first bad one refuses it.
+pub fn check(batch: &Batch) -> Result<(), Refusal> {
+    if !valid_id(&batch.origin) {
+        return Err(Refusal::Batch(format!(
+            "origin {} is not a POP id",
+            shown(&batch.origin)
+        )));
+    }
+    if let Some(w) = batch.watermark
+        && !(0..MAX_VERSION).contains(&w)
+    {
+        return Err(Refusal::Batch(format!("watermark {w} is out of range")));
+    }
+    for (index, item) in batch.items.iter().enumerate() {
+        let (kind, id) = match item {
+            Item::Agent(a) => ("agent", shown(&a.id)),
+            Item::ScopeKey(k) => (
+                "scope key",
+                format!("{}/{}", shown(&k.scope), shown(&k.agent_id)),
+            ),
+            Item::Entry(e) => ("entry", shown(&e.id)),
+        };
+        let res = stamp(item.stamp()).and_then(|()| match item {
+            Item::Agent(a) => agent(a),
+            Item::ScopeKey(k) => scope_key(k),
+            Item::Entry(e) => entry(e),
+        });
+        res.map_err(|what| Refusal::Item {
+            index,
+            kind,
+            id,
+            what,
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks that every live entry of `batch` opens with this vault's key (its metadata and its
+/// vault- and identity-tier fields): a row sealed under another key, or moved to another id,
+/// is well-formed but would make every listing on this backup fail.
+pub fn check_sealed(batch: &Batch, vault: &crate::service::Vault) -> Result<(), Refusal> {
+    for (index, item) in batch.items.iter().enumerate() {
+        let Item::Entry(e) = item else { continue };
+        if e.deleted {
+            continue;
+        }
+        let fields = e.fields.iter().filter_map(|f| {
+            Tier::parse(&f.tier)
+                .ok()
+                .map(|t| (f.name.as_str(), t, f.ciphertext.as_slice()))
+        });
+        vault
+            .check_replicated_entry(&e.id, &e.meta, fields)
+            .map_err(|what| Refusal::Item {
+                index,
+                kind: "entry",
+                id: shown(&e.id),
+                what,
+            })?;
+    }
+    Ok(())
+}
+
+/// A value as it may appear in a message: quoted, escaped, cut short.
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(80).collect();
+    let more = if cut.len() < s.len() { "..." } else { "" };
+    format!("{cut:?}{more}")
+}
+
+fn stamp(s: &Stamp) -> Result<(), String> {
+    if !(1..MAX_VERSION).contains(&s.version) {
+        return Err(format!("version {} is out of range", s.version));
+    }
+    time_ms("updated_at", s.updated_at)?;
+    if !valid_id(&s.origin) {
+        return Err(format!("origin {} is not a POP id", shown(&s.origin)));
+    }
+    Ok(())
+}
+
+fn time_ms(what: &str, t: i64) -> Result<(), String> {
+    if (0..=MAX_TIME_MS).contains(&t) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {t} is not a time in milliseconds since 1970"
+        ))
+    }
+}
+
+/// Ids are compared as text in SQL, so only the canonical (lowercase, hyphenated) form of a
+/// UUID is accepted.
+fn uuid(
+    what: &str,
+    s: &str,
+    parse: fn(&str) -> Result<String, vault::Invalid>,
+) -> Result<(), String> {
+    match parse(s) {
+        Ok(canonical) if canonical == s => Ok(()),
+        _ => Err(format!(
+            "{what} {} is not a UUID in canonical form",
+            shown(s)
+        )),
+    }
+}
+
+fn agent_id(s: &str) -> Result<String, vault::Invalid> {
+    AgentId::parse(s).map(|i| i.as_str().to_owned())
+}
+
+fn entry_id(s: &str) -> Result<String, vault::Invalid> {
+    EntryId::parse(s).map(|i| i.as_str().to_owned())
+}
+
+/// A JSON list of strings, as `store::agents` reads it back.
+fn json_list(what: &str, text: &str) -> Result<Vec<String>, String> {
+    serde_json::from_str::<Vec<String>>(text)
+        .map_err(|_| format!("{what} is not a JSON list of strings"))
+}
+
+fn agent(a: &AgentItem) -> Result<(), String> {
+    uuid("id", &a.id, agent_id)?;
+    vault::check_agent_name(&a.name).map_err(|e| e.0)?;
+    if a.token_hash.len() != TOKEN_HASH_LEN {
+        return Err(format!(
+            "token_hash is {} bytes, not {TOKEN_HASH_LEN}",
+            a.token_hash.len()
+        ));
+    }
+    for s in json_list("scopes", &a.scopes)? {
+        // The owner holds every scope, written "*".
+        if !(a.is_owner && s == "*") {
+            Scope::parse(&s).map_err(|e| format!("scopes: {e}"))?;
+        }
+    }
+    for n in json_list("ip_allowlist", &a.ip_allowlist)? {
+        vault::parse_net(&n).map_err(|e| e.0)?;
+    }
+    if let Some(r) = a.rate_limit_per_minute
+        && !(1..=i64::from(vault::MAX_RATE_PER_MINUTE)).contains(&r)
+    {
+        return Err(format!("rate_limit_per_minute {r} is out of range"));
+    }
+    time_ms("created_at", a.created_at)?;
+    if let Some(t) = a.expires_at {
+        time_ms("expires_at", t)?;
+    }
+    if let Some(t) = a.revoked_at {
+        time_ms("revoked_at", t)?;
+    }
+    Ok(())
+}
+
+fn scope_key(k: &ScopeKeyItem) -> Result<(), String> {
+    Scope::parse(&k.scope).map_err(|e| e.0)?;
+    uuid("agent_id", &k.agent_id, agent_id)?;
+    if k.wrapped.len() != WRAPPED_KEY_LEN {
+        return Err(format!(
+            "wrapped is {} bytes; a wrapped scope key is {WRAPPED_KEY_LEN}",
+            k.wrapped.len()
+        ));
+    }
+    Ok(())
+}
+
+fn entry(e: &EntryItem) -> Result<(), String> {
+    uuid("id", &e.id, entry_id)?;
+    time_ms("created_at", e.created_at)?;
+    if e.deleted {
+        // A tombstone: no metadata, no fields (`store::entries::delete_entry`).
+        if !e.meta.is_empty() || !e.fields.is_empty() {
+            return Err("a deleted entry carries no meta and no fields".into());
+        }
+        return Ok(());
+    }
+    if e.meta.len() < SEAL_OVERHEAD {
+        return Err(format!(
+            "meta is {} bytes, shorter than any sealed value ({SEAL_OVERHEAD})",
+            e.meta.len()
+        ));
+    }
+    if e.fields.len() > MAX_FIELDS {
+        return Err(format!(
+            "{} fields; an entry holds at most {MAX_FIELDS}",
+            e.fields.len()
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut positions = HashSet::new();
+    for f in &e.fields {
+        field(f).map_err(|what| format!("field {}: {what}", shown(&f.name)))?;
+        if !names.insert(f.name.as_str()) {
+            return Err(format!("field name {} appears twice", shown(&f.name)));
+        }
+        if !positions.insert(f.position) {
+            return Err(format!("field position {} appears twice", f.position));
+        }
+    }
+    Ok(())
+}
+
+fn field(f: &FieldItem) -> Result<(), String> {
+    vault::check_field_name(&f.name).map_err(|e| e.0)?;
+    if !(0..MAX_FIELDS as i64).contains(&f.position) {
+        return Err(format!("position {} is out of range", f.position));
+    }
+    let tier = Tier::parse(&f.tier).map_err(|e| e.0)?;
+    match &f.scope {
+        Some(s) => {
+            Scope::parse(s).map_err(|e| e.0)?;
+        }
+        None if tier == Tier::Credential => {
+            return Err("a credential field has no scope".into());
+        }
+        None => {}
+    }
+    if f.ciphertext.len() < SEAL_OVERHEAD {
+        return Err(format!(
+            "ciphertext is {} bytes, shorter than any sealed value ({SEAL_OVERHEAD})",
+            f.ciphertext.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn b64(n: usize) -> String {
+        STANDARD.encode(vec![1u8; n])
+    }
+
+    fn uuid_strategy() -> impl Strategy<Value = String> {
+        any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).hyphenated().to_string())
+    }
+
+    fn scope() -> impl Strategy<Value = String> {
+        "[a-z0-9_.:-]{1,64}"
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 _-]{0,20}[a-zA-Z0-9]"
+    }
+
+    fn stamp() -> impl Strategy<Value = (i64, i64, String)> {
+        (1..MAX_VERSION, 0..=MAX_TIME_MS, "[a-z0-9-]{1,20}")
+    }
+
+    fn agent() -> impl Strategy<Value = Value> {
+        (
+            uuid_strategy(),
+            name(),
+            any::<bool>(),
+            proptest::collection::vec(scope(), 0..4),
+            proptest::collection::vec((0u8..=255, 0u8..=32), 0..3),
+            proptest::option::of(1..=i64::from(vault::MAX_RATE_PER_MINUTE)),
+            stamp(),
+        )
+            .prop_map(|(id, name, owner, scopes, nets, rate, (v, t, o))| {
+                let nets: Vec<String> = nets
+                    .iter()
+                    .map(|(a, m)| format!("10.{a}.0.0/{m}"))
+                    .collect();
+                json!({
+                    "kind": "agent", "id": id, "name": name, "token_hash": b64(32),
+                    "is_owner": owner, "scopes": serde_json::to_string(&scopes).unwrap(),
+                    "ip_allowlist": serde_json::to_string(&nets).unwrap(),
+                    "rate_limit_per_minute": rate, "created_at": t, "expires_at": null,
+                    "revoked_at": null, "version": v, "updated_at": t, "origin": o,
+                })
+            })
+    }
+
+    fn scope_key() -> impl Strategy<Value = Value> {
+        (scope(), uuid_strategy(), stamp()).prop_map(|(s, a, (v, t, o))| {
+            json!({"kind": "scope_key", "scope": s, "agent_id": a, "wrapped": b64(WRAPPED_KEY_LEN),
+                   "version": v, "updated_at": t, "origin": o})
+        })
+    }
+
+    fn entry() -> impl Strategy<Value = Value> {
+        (
+            uuid_strategy(),
+            any::<bool>(),
+            proptest::collection::vec(
+                (0..3usize, proptest::option::of(scope()), SEAL_OVERHEAD..200),
+                0..6,
+            ),
+            stamp(),
+        )
+            .prop_map(|(id, deleted, fields, (v, t, o))| {
+                let fields: Vec<Value> = if deleted {
+                    Vec::new()
+                } else {
+                    fields
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (tier, scope, len))| {
+                            let tier = ["vault", "credential", "identity"][tier];
+                            let scope = if tier == "credential" {
+                                Some(scope.unwrap_or_else(|| "deploy".into()))
+                            } else {
+                                scope
+                            };
+                            json!({"position": i, "name": format!("f{i}"), "tier": tier,
+                                   "scope": scope, "ciphertext": b64(len)})
+                        })
+                        .collect()
+                };
+                let meta = if deleted { String::new() } else { b64(60) };
+                json!({"kind": "entry", "id": id, "meta": meta, "created_at": t, "deleted": deleted,
+                       "fields": fields, "version": v, "updated_at": t, "origin": o})
+            })
+    }
+
+    fn valid_batch() -> impl Strategy<Value = Value> {
+        (
+            proptest::collection::vec(prop_oneof![agent(), scope_key(), entry()], 0..20),
+            proptest::option::of(0..MAX_VERSION),
+        )
+            .prop_map(|(items, w)| {
+                let mut b = json!({"origin": "calgary-01", "items": items});
+                if let Some(w) = w {
+                    b["watermark"] = json!(w);
+                }
+                b
+            })
+    }
+
+    /// Any JSON value, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,12}".prop_map(Value::from),
+            Just(json!("AAAA")),
+        ];
+        leaf.prop_recursive(4, 48, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("kind".to_owned()),
+                        Just("items".to_owned()),
+                        Just("id".to_owned()),
+                        Just("version".to_owned()),
+                        "[a-z_]{1,12}"
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A valid batch with one value somewhere replaced by arbitrary JSON.
+    fn mutated_batch() -> impl Strategy<Value = Value> {
+        (
+            valid_batch(),
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            any_json(),
+        )
+            .prop_map(|(mut b, item, key, v)| {
+                if let Some(items) = b["items"].as_array_mut()
+                    && !items.is_empty()
+                {
+                    let it = item.get_mut(items);
+                    if let Some(obj) = it.as_object_mut() {
+                        let keys: Vec<String> = obj.keys().cloned().collect();
+                        let k = key.get(&keys).clone();
+                        obj.insert(k, v);
+                    }
+                }
+                b
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 192, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(v in any_json()) {
+            let _ = decode(v.to_string().as_bytes());
+            let _ = decode(json!({"origin": "calgary-01", "items": [v]}).to_string().as_bytes());
+        }
+
+        #[test]
+        fn valid_batches_pass(b in valid_batch()) {
+            let text = b.to_string();
+            let decoded = decode(text.as_bytes());
+            prop_assert!(decoded.is_ok(), "{:?}\n{}", decoded.err(), text);
+            // And what the primary would send back is the same batch.
+            let again = serde_json::to_value(decoded.unwrap()).unwrap();
+            prop_assert_eq!(again["items"].as_array().map(Vec::len), b["items"].as_array().map(Vec::len));
+        }
+
+        #[test]
+        fn mutated_batches_never_panic(b in mutated_batch()) {
+            let _ = decode(b.to_string().as_bytes());
+        }
+    }
+
+    fn one(item: Value) -> Result<Batch, Refusal> {
+        decode(
+            json!({"origin": "calgary-01", "items": [item]})
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    fn valid_agent() -> Value {
+        json!({
+            "kind": "agent", "id": uuid::Uuid::now_v7().to_string(), "name": "ci",
+            "token_hash": b64(32), "is_owner": false, "scopes": "[\"deploy\"]",
+            "ip_allowlist": "[]", "rate_limit_per_minute": 60, "created_at": 1,
+            "expires_at": null, "revoked_at": null, "version": 3, "updated_at": 1,
+            "origin": "calgary-01",
+        })
+    }
+
+    fn valid_entry() -> Value {
+        json!({
+            "kind": "entry", "id": uuid::Uuid::now_v7().to_string(), "meta": b64(60),
+            "created_at": 1, "deleted": false, "version": 4, "updated_at": 1, "origin": "calgary-01",
+            "fields": [{"position": 0, "name": "password", "tier": "credential", "scope": "deploy", "ciphertext": b64(40)}],
+        })
+    }
+
+    /// Each row the hostile client pushed, and rows like them, is refused naming the rule.
+    #[test]
+    fn hostile_rows_are_refused() {
+        assert!(one(valid_agent()).is_ok());
+        assert!(one(valid_entry()).is_ok());
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"token_hash": b64(1)}), "token_hash is 1 bytes"),
+            (json!({"scopes": "not json"}), "scopes is not a JSON list"),
+            (json!({"scopes": "[\"*\"]"}), "scope \"*\" is not valid"),
+            (json!({"scopes": "[\"has space\"]"}), "not valid"),
+            (
+                json!({"ip_allowlist": "[\"10.0.0.0/99\"]"}),
+                "ip_allowlist entry",
+            ),
+            (json!({"id": "../../etc"}), "not a UUID"),
+            (
+                json!({"id": "01A22B24-5A7F-7143-9FBE-D86D42E6D3CF"}),
+                "canonical",
+            ),
+            (json!({"name": "a\u{2028}b\u{0007}"}), "control characters"),
+            (json!({"rate_limit_per_minute": 0}), "rate_limit_per_minute"),
+            (json!({"version": 0}), "version 0"),
+            (json!({"updated_at": -5}), "updated_at -5"),
+            (json!({"origin": "../x"}), "origin"),
+        ];
+        for (patch, expect) in cases {
+            let mut a = valid_agent();
+            for (k, v) in patch.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            let e = one(a).expect_err(expect).to_string();
+            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
+        }
+        let entry_cases: Vec<(Value, &str)> = vec![
+            (json!({"id": "../../etc"}), "not a UUID"),
+            (json!({"meta": b64(4)}), "meta is 4 bytes"),
+            (
+                json!({"fields": [{"position": 0, "name": "a/b", "tier": "vault", "scope": null, "ciphertext": b64(40)}]}),
+                "must not contain '/'",
+            ),
+            (
+                json!({"fields": [{"position": 0, "name": "k", "tier": "secret", "scope": null, "ciphertext": b64(40)}]}),
+                "unknown tier",
+            ),
+            (
+                json!({"fields": [{"position": 0, "name": "k", "tier": "credential", "scope": null, "ciphertext": b64(40)}]}),
+                "has no scope",
+            ),
+            (
+                json!({"fields": [{"position": 0, "name": "k", "tier": "vault", "scope": null, "ciphertext": b64(27)}]}),
+                "ciphertext is 27 bytes",
+            ),
+            (
+                json!({"fields": [
+                {"position": 0, "name": "k", "tier": "vault", "scope": null, "ciphertext": b64(40)},
+                {"position": 1, "name": "k", "tier": "vault", "scope": null, "ciphertext": b64(40)}]}),
+                "appears twice",
+            ),
+            (json!({"deleted": true}), "a deleted entry carries no meta"),
+        ];
+        for (patch, expect) in entry_cases {
+            let mut e = valid_entry();
+            for (k, v) in patch.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            let err = one(e).expect_err(expect).to_string();
+            assert!(err.contains(expect), "{err:?} does not say {expect:?}");
+        }
+        let key = json!({"kind": "scope_key", "scope": "deploy", "agent_id": uuid::Uuid::now_v7().to_string(),
+                         "wrapped": b64(12), "version": 2, "updated_at": 1, "origin": "calgary-01"});
+        assert!(
+            one(key)
+                .unwrap_err()
+                .to_string()
+                .contains("wrapped is 12 bytes")
+        );
+        // Messages describe secrets by length only.
+        let mut a = valid_agent();
+        a["token_hash"] = json!(b64(31));
+        assert!(!one(a).unwrap_err().to_string().contains(&b64(31)));
+    }
+}
