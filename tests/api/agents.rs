@@ -283,6 +283,53 @@ async fn ip_allowlist_is_enforced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_ip_allowlist_denies_instead_of_allowing_any_address() {
+    let app = spawn_app().await;
+    let (id, agent) = app
+        .create_agent(&json!({"name": "pinned", "scopes": ["s"], "ip_allowlist": ["127.0.0.1"]}))
+        .await;
+    let (mixed_id, mixed) = app
+        .create_agent(
+            &json!({"name": "mixed", "scopes": ["s"], "ip_allowlist": ["127.0.0.0/8", "10.0.0.0/8"]}),
+        )
+        .await;
+    json_ok(app.get("/v1/entries", &agent).await).await;
+    json_ok(app.get("/v1/entries", &mixed).await).await;
+
+    // The stored lists go bad (a hand edit, a bug, a bad restore): with the server stopped,
+    // one agent's list holds only garbage, the other's keeps one readable entry that does
+    // not match this address.
+    let stopped = app.stop().await;
+    let conn = rusqlite::Connection::open(stopped.db_path()).unwrap();
+    for (agent_id, list) in [
+        (&id, r#"["not an address", "10.0.0.0/99"]"#),
+        (&mixed_id, r#"["10.0.0.0/8", "127.0.0.0/garbage"]"#),
+    ] {
+        let n = conn
+            .execute(
+                "UPDATE agents SET ip_allowlist = ?1 WHERE id = ?2",
+                [list, agent_id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    drop(conn);
+    let app = stopped.start().await;
+
+    // Unreadable entries match no address: they never widen the list to "any".
+    for token in [&agent, &mixed] {
+        assert_error(
+            app.get("/v1/entries", token).await,
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+        )
+        .await;
+    }
+    // The owner (no list) is unaffected.
+    json_ok(app.get("/v1/entries", &app.owner_token).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_a_valid_token_are_401() {
     let app = spawn_app().await;
     let id = app
