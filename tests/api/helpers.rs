@@ -104,6 +104,11 @@ impl StoppedApp {
 }
 
 impl TestApp {
+    /// The running vault's data dir (its files may be read, not edited, while it runs).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -10,6 +10,7 @@ mod agents;
 mod bad_input;
 mod concurrency;
 mod entries;
+mod forget;
 mod health;
 mod helpers;
 mod read_cache;
