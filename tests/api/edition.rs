@@ -90,9 +90,12 @@ mod imp {
             "https"
         }
 
-        /// Trusts the POP's CA. `pki` fixes its own request timeout (10 s), the same bound.
-        pub fn client(&self, _timeout: Duration) -> reqwest::Client {
-            self.pop.client()
+        /// Trusts the POP's CA.
+        pub fn client(&self, timeout: Duration) -> reqwest::Client {
+            self.pop
+                .trusting(reqwest::Client::builder().timeout(timeout))
+                .build()
+                .expect("build HTTPS client")
         }
     }
 

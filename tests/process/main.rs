@@ -1,8 +1,7 @@
 //! Tests that run the real `clavitor` binary: CLI, start-up refusals, signals, crashes.
 //!
-//! Community build only: the Commercial edition prints other start-up lines and answers
-//! unknown paths differently, so its process tests live in `tests/commercial`.
-#![cfg(not(feature = "commercial"))]
+//! Both editions run every test: `serve` children are this build's edition (Commercial: a
+//! primary POP over HTTPS with full mTLS config), and `edition.rs` holds what differs.
 
 mod cli;
 // Shared with the other suites, which use parts this one does not.
@@ -12,6 +11,7 @@ mod common;
 mod crash;
 mod edition;
 mod helpers;
+mod identity;
 mod quickstart;
 mod signals;
 mod startup;
