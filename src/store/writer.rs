@@ -201,6 +201,12 @@ pub(super) fn run_batch(
     generation: &AtomicU64,
 ) -> Outcome {
     let mut out = Outcome::default();
+    // A transaction left open by an earlier failure would make every BEGIN fail from now on.
+    if !conn.is_autocommit()
+        && let Err(e) = exec(conn, "ROLLBACK")
+    {
+        tracing::error!(error = %e, "cannot roll back a transaction left open");
+    }
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction; its writes were refused");
         let shared = Arc::new(Error::Sqlite(e));
