@@ -16,6 +16,7 @@ struct Metrics {
     registry: Registry,
     requests: Family<[(&'static str, u16); 1], Counter>,
     commits: Counter,
+    failed_commits: Counter,
     writes: Counter,
     batch_size: Histogram,
     entries: Gauge,
@@ -25,6 +26,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("clavitor");
     let requests = Family::<[(&'static str, u16); 1], Counter>::default();
     let commits = Counter::default();
+    let failed_commits = Counter::default();
     let writes = Counter::default();
     let batch_size = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
     let entries = Gauge::default();
@@ -38,6 +40,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Group-commit transactions (one fsync each)",
         commits.clone(),
     );
+    registry.register(
+        "store_failed_commits",
+        "Group-commit transactions that failed; none of their writes was acknowledged",
+        failed_commits.clone(),
+    );
     registry.register("store_writes", "Writes committed", writes.clone());
     registry.register(
         "store_batch_size",
@@ -49,6 +56,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry,
         requests,
         commits,
+        failed_commits,
         writes,
         batch_size,
         entries,
@@ -70,11 +78,18 @@ pub fn record_request(status: u16) {
     METRICS.requests.get_or_create(&[("status", status)]).inc();
 }
 
-pub fn record_commit(writes: usize) {
+/// A transaction that committed: `committed` writes were acknowledged, out of `batch` that ran
+/// in it (the others failed alone and were rolled back).
+pub fn record_commit(committed: usize, batch: usize) {
     let m = &*METRICS;
     m.commits.inc();
-    m.writes.inc_by(writes as u64);
-    m.batch_size.observe(writes as f64);
+    m.writes.inc_by(committed as u64);
+    m.batch_size.observe(batch as f64);
+}
+
+/// A transaction that failed as a whole: none of its writes counts as committed.
+pub fn record_failed_commit() {
+    METRICS.failed_commits.inc();
 }
 
 /// Renders every metric; `entries` is the caller's fresh count.

@@ -41,9 +41,12 @@ impl From<service::Error> for ApiError {
             E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, "ip_not_allowed"),
             E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             E::OwnerOnly => (StatusCode::FORBIDDEN, "owner_only"),
-            E::ScopeDenied(_) => (StatusCode::FORBIDDEN, "scope_denied"),
-            E::EntryNotFound(_) => (StatusCode::NOT_FOUND, "entry_not_found"),
-            E::FieldNotFound { .. } => (StatusCode::NOT_FOUND, "field_not_found"),
+            E::EntryNotFound(_) | E::EntryNotReadable(_) => {
+                (StatusCode::NOT_FOUND, "entry_not_found")
+            }
+            E::FieldNotFound { .. } | E::FieldNotReadable { .. } => {
+                (StatusCode::NOT_FOUND, "field_not_found")
+            }
             E::AgentNotFound(_) => (StatusCode::NOT_FOUND, "agent_not_found"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             E::Refused(_) => (StatusCode::BAD_REQUEST, "refused"),

@@ -19,7 +19,7 @@ pub struct Principal {
     pub is_owner: bool,
     pub scopes: Vec<Scope>,
     pub expires_at: Option<i64>,
-    ip_allowlist: Vec<IpNet>,
+    ips: IpRule,
     hash: TokenHash,
     limiter: Option<DefaultDirectRateLimiter>,
 }
@@ -31,6 +31,44 @@ impl std::fmt::Debug for Principal {
             .field("name", &self.name)
             .field("is_owner", &self.is_owner)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where a token may be used from.
+#[derive(Debug)]
+enum IpRule {
+    /// No allowlist was set.
+    Any,
+    /// Only these networks. Empty when every stored entry was unreadable: then nowhere.
+    Only(Vec<IpNet>),
+}
+
+impl IpRule {
+    /// Stored lists were validated on the way in, so an entry that does not parse now means
+    /// the row was damaged or edited: it matches no address, and never turns the list into
+    /// "no restriction".
+    fn from_stored(agent: &str, list: &[String]) -> Self {
+        if list.is_empty() {
+            return Self::Any;
+        }
+        let nets = list
+            .iter()
+            .filter_map(|s| match parse_net(s) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!(agent, error = %e, "unreadable ip_allowlist entry; it matches no address");
+                    None
+                }
+            })
+            .collect();
+        Self::Only(nets)
+    }
+
+    fn allows(&self, ip: IpAddr) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(nets) => !nets.is_empty() && ip_allowed(nets, ip),
+        }
     }
 }
 
@@ -50,13 +88,7 @@ impl Principal {
                 .map(|s| Scope::from_stored(s.clone()))
                 .collect(),
             expires_at: row.expires_at,
-            // Stored lists were validated on the way in; skip anything unreadable rather
-            // than widen access.
-            ip_allowlist: row
-                .ip_allowlist
-                .iter()
-                .filter_map(|s| parse_net(s).ok())
-                .collect(),
+            ips: IpRule::from_stored(&row.id, &row.ip_allowlist),
             hash: TokenHash(row.token_hash),
             limiter,
         }
@@ -130,7 +162,7 @@ impl Principals {
         if principal.expires_at.is_some_and(|t| now_ms >= t) {
             return Err(Error::TokenExpired);
         }
-        if !ip_allowed(&principal.ip_allowlist, ip) {
+        if !principal.ips.allows(ip) {
             return Err(Error::IpNotAllowed(ip));
         }
         if let Some(limiter) = &principal.limiter
@@ -144,5 +176,60 @@ impl Principals {
             });
         }
         Ok(Caller { principal, token })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(token: &Token, ip_allowlist: &[&str]) -> AgentRow {
+        AgentRow {
+            id: "agent".into(),
+            name: "a".into(),
+            token_hash: token.hash().0,
+            is_owner: false,
+            scopes: vec!["s".into()],
+            ip_allowlist: ip_allowlist.iter().map(|s| s.to_string()).collect(),
+            rate_limit_per_minute: None,
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+        }
+    }
+
+    const ADDRESSES: [&str; 6] = [
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "::1",
+        "::ffff:10.1.2.3",
+        "2001:db8::1",
+    ];
+
+    fn allowed_from(list: &[&str]) -> Vec<&'static str> {
+        let token = Token::generate();
+        let principals = Principals::default();
+        principals.replace_all(&[row(&token, list)]);
+        ADDRESSES
+            .into_iter()
+            .filter(|ip| {
+                principals
+                    .authenticate(token.clone(), ip.parse().unwrap(), 0)
+                    .is_ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unreadable_allowlist_entry_matches_no_address() {
+        assert_eq!(allowed_from(&[]), ADDRESSES, "no list: anywhere");
+        assert!(allowed_from(&["garbage"]).is_empty());
+        assert!(allowed_from(&["", "10.0.0.0/33", "::1/200"]).is_empty());
+        assert_eq!(
+            allowed_from(&["garbage", "10.0.0.0/8"]),
+            ["10.1.2.3", "::ffff:10.1.2.3"],
+            "readable entries still apply"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Entries: sealing on the way in, authorising and opening on the way out.
 
+use super::read_cache::StoredField;
 use super::{Caller, Error, Vault, require_owner};
 use crate::crypto::{ScopeKey, Sealer, Token, entry_meta_aad, field_aad, scope_key_aad};
 use crate::store::agents::{get_scope_key, put_scope_key, scope_key_holders};
@@ -248,14 +249,22 @@ impl Vault {
             .await
     }
 
+    /// An agent gets the same answer, for the same work (one statement, nothing decrypted),
+    /// for an entry with no field in its scopes as for an entry that does not exist.
     pub async fn get_entry(&self, caller: &Caller, id: EntryId) -> Result<EntryView, Error> {
         let key = id.to_string();
-        let row = self
-            .store
-            .lookup(move |c| rows::get_entry(c, &key))
-            .await?
-            .ok_or_else(|| Error::EntryNotFound(id.to_string()))?;
-        view(&self.sealer, row, caller)?.ok_or_else(|| Error::EntryNotFound(id.to_string()))
+        let row = self.store.lookup(move |c| rows::get_entry(c, &key)).await?;
+        let not_found = || {
+            if caller.principal.is_owner {
+                Error::EntryNotFound(id.to_string())
+            } else {
+                Error::EntryNotReadable(id.to_string())
+            }
+        };
+        match row {
+            Some(row) => view(&self.sealer, row, caller)?.ok_or_else(not_found),
+            None => Err(not_found()),
+        }
     }
 
     pub async fn list_entries(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
@@ -270,6 +279,10 @@ impl Vault {
     }
 
     /// The one way a value leaves the vault.
+    ///
+    /// An agent cannot tell a field outside its scopes from one that does not exist, nor a
+    /// field of an entry it may not see from one of an entry that does not exist: one answer
+    /// for all, after the same work (one lookup, cached alike, nothing decrypted).
     pub async fn read_field(
         &self,
         caller: &Caller,
@@ -277,10 +290,21 @@ impl Vault {
         name: String,
     ) -> Result<FieldView, Error> {
         let p = &caller.principal;
-        let row = self.stored_field(&id, &name).await?;
-        if !p.may_read_scope(row.meta.scope.as_deref()) {
-            return Err(Error::ScopeDenied(name));
-        }
+        let not_readable = |id: &EntryId, name: String| Error::FieldNotReadable {
+            entry: id.to_string(),
+            field: name,
+        };
+        let row = match self.stored_field(&id, &name).await? {
+            StoredField::Row(row) if p.may_read_scope(row.meta.scope.as_deref()) => row,
+            _ if !p.is_owner => return Err(not_readable(&id, name)),
+            StoredField::NoEntry => return Err(Error::EntryNotFound(id.to_string())),
+            StoredField::NoField | StoredField::Row(_) => {
+                return Err(Error::FieldNotFound {
+                    entry: id.to_string(),
+                    field: name,
+                });
+            }
+        };
         let tier = Tier::parse(&row.meta.tier)
             .map_err(|_| store::Error::Corrupt("unknown tier in database".into()))?;
         let aad = field_aad(id.as_str(), &name);
@@ -291,7 +315,8 @@ impl Vault {
                 let wrapped = self
                     .stored_scope_key(scope, &p.id)
                     .await?
-                    .ok_or_else(|| Error::ScopeDenied(name.clone()))?;
+                    // No copy of the scope key for this token: it cannot read the field.
+                    .ok_or_else(|| not_readable(&id, name.clone()))?;
                 let key = ScopeKey::unwrap(
                     &caller.token,
                     &scope_key_aad(scope, p.id.as_str()),
@@ -309,27 +334,25 @@ impl Vault {
         })
     }
 
-    /// A field's row as stored (still sealed), from the read cache or the database.
-    async fn stored_field(&self, id: &EntryId, name: &str) -> Result<Arc<FieldRow>, Error> {
+    /// A field's row as stored (still sealed), or its absence, from the read cache or the
+    /// database.
+    async fn stored_field(&self, id: &EntryId, name: &str) -> Result<StoredField, Error> {
         let generation = self.store.generation();
-        if let Some(row) = self.reads.field(generation, id.as_str(), name) {
-            return Ok(row);
+        if let Some(found) = self.reads.field(generation, id.as_str(), name) {
+            return Ok(found);
         }
         let (entry, field) = (id.clone(), name.to_owned());
-        let row = self
+        let found = self
             .store
             .lookup(move |c| match rows::get_field(c, entry.as_str(), &field) {
-                Ok(Some(row)) => Ok(Arc::new(row)),
-                Ok(None) => Err(Error::FieldNotFound {
-                    entry: entry.to_string(),
-                    field,
-                }),
-                Err(store::Error::NotFound) => Err(Error::EntryNotFound(entry.to_string())),
-                Err(e) => Err(e.into()),
+                Ok(Some(row)) => Ok(StoredField::Row(Arc::new(row))),
+                Ok(None) => Ok(StoredField::NoField),
+                Err(store::Error::NotFound) => Ok(StoredField::NoEntry),
+                Err(e) => Err(e),
             })
             .await?;
-        self.reads.keep_field(generation, id.as_str(), name, &row);
-        Ok(row)
+        self.reads.keep_field(generation, id.as_str(), name, &found);
+        Ok(found)
     }
 
     /// A scope key wrapped under `agent`'s token, from the read cache or the database.

@@ -44,12 +44,20 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("only the owner may do this")]
     OwnerOnly,
-    #[error("this token does not grant the scope of field {0:?}")]
-    ScopeDenied(String),
     #[error("no entry with id {0}")]
     EntryNotFound(String),
     #[error("entry {entry} has no field named {field:?}")]
     FieldNotFound { entry: String, field: String },
+    /// What an agent hears for an entry it may not see and for one that does not exist alike.
+    #[error(
+        "no entry with id {0} that this token may read: it does not exist, or none of its fields is in this token's scopes"
+    )]
+    EntryNotReadable(String),
+    /// What a caller hears for a field it may not read and for one that does not exist alike.
+    #[error(
+        "no field {field:?} in entry {entry} that this token may read: it does not exist, or it is not in this token's scopes"
+    )]
+    FieldNotReadable { entry: String, field: String },
     #[error("no active agent with id {0}")]
     AgentNotFound(String),
     #[error("{0}")]

@@ -2,6 +2,9 @@
 //! readable without the keys, exactly like SQLite's own page cache), so that an agent reading
 //! the same secret again does not go through SQLite.
 //!
+//! A lookup that found no such field, or no such entry, is kept like a row, so that asking
+//! for a field one may not read and for one that does not exist costs the same.
+//!
 //! Invariant: a cached row is served only while the store's commit generation equals the one
 //! read before the row was fetched. Any commit (a write here, or a replicated batch) empties
 //! the cache, and the store bumps the generation before it answers the writer, so nobody is
@@ -15,6 +18,14 @@ use std::sync::{Arc, Mutex};
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 const MAX_ROWS: usize = 65_536;
 
+/// A field lookup as the store answered it, still sealed.
+#[derive(Debug, Clone)]
+pub enum StoredField {
+    Row(Arc<FieldRow>),
+    NoField,
+    NoEntry,
+}
+
 #[derive(Default)]
 pub struct ReadCache {
     inner: Mutex<Inner>,
@@ -25,7 +36,7 @@ struct Inner {
     generation: u64,
     bytes: usize,
     /// (entry id, field name)
-    fields: HashMap<(String, String), Arc<FieldRow>>,
+    fields: HashMap<(String, String), StoredField>,
     /// (scope, agent id) -> the scope key wrapped under that agent's token
     scope_keys: HashMap<(String, String), Arc<Vec<u8>>>,
 }
@@ -57,7 +68,7 @@ impl ReadCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn field(&self, generation: u64, entry: &str, name: &str) -> Option<Arc<FieldRow>> {
+    pub fn field(&self, generation: u64, entry: &str, name: &str) -> Option<StoredField> {
         let mut c = self.lock();
         if !c.at(generation) {
             return None;
@@ -77,11 +88,15 @@ impl ReadCache {
 
     /// `generation` is the one read *before* the row was fetched: if the store committed
     /// meanwhile, the next lookup carries a newer generation and empties the cache.
-    pub fn keep_field(&self, generation: u64, entry: &str, name: &str, row: &Arc<FieldRow>) {
+    pub fn keep_field(&self, generation: u64, entry: &str, name: &str, found: &StoredField) {
+        let sealed = match found {
+            StoredField::Row(row) => row.ciphertext.len(),
+            StoredField::NoField | StoredField::NoEntry => 0,
+        };
         let mut c = self.lock();
-        if c.at(generation) && c.room_for(row.ciphertext.len()) {
+        if c.at(generation) && c.room_for(entry.len() + name.len() + sealed) {
             c.fields
-                .insert((entry.to_owned(), name.to_owned()), row.clone());
+                .insert((entry.to_owned(), name.to_owned()), found.clone());
         }
     }
 
@@ -91,5 +106,29 @@ impl ReadCache {
             c.scope_keys
                 .insert((scope.to_owned(), agent.to_owned()), key.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absence_is_kept_like_a_row_until_the_next_commit() {
+        let cache = ReadCache::default();
+        cache.keep_field(1, "e", "missing", &StoredField::NoField);
+        cache.keep_field(1, "gone", "f", &StoredField::NoEntry);
+        assert!(matches!(
+            cache.field(1, "e", "missing"),
+            Some(StoredField::NoField)
+        ));
+        assert!(matches!(
+            cache.field(1, "gone", "f"),
+            Some(StoredField::NoEntry)
+        ));
+        assert!(
+            cache.field(2, "e", "missing").is_none(),
+            "a commit empties it"
+        );
     }
 }

@@ -111,117 +111,112 @@ pub fn delete_entry(conn: &Connection, id: &str) -> Result<Written, Error> {
     Ok(Written { version, at })
 }
 
-fn field_metas(conn: &Connection, id: &str) -> Result<Vec<FieldMeta>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, tier, scope FROM fields WHERE entry_id = ?1 ORDER BY position",
-    )?;
-    let rows = stmt.query_map([id], |r| {
-        Ok(FieldMeta {
-            name: r.get(0)?,
-            tier: r.get(1)?,
-            scope: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
+/// One statement, so the entry and its fields come from one commit. It costs the same whether
+/// the entry exists or not, and whether or not the caller may see it.
 pub fn get_entry(conn: &Connection, id: &str) -> Result<Option<EntryRow>, Error> {
-    let row = conn
-        .prepare_cached(
-            "SELECT meta, created_at, updated_at, version FROM entries WHERE id = ?1 AND deleted = 0",
-        )?
-        .query_row([id], |r| {
-            Ok(EntryRow {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.meta, e.created_at, e.updated_at, e.version, f.name, f.tier, f.scope
+         FROM entries e LEFT JOIN fields f ON f.entry_id = e.id
+         WHERE e.id = ?1 AND e.deleted = 0 ORDER BY f.position",
+    )?;
+    let mut rows = stmt.query([id])?;
+    let mut entry: Option<EntryRow> = None;
+    while let Some(r) = rows.next()? {
+        let e = match &mut entry {
+            Some(e) => e,
+            None => entry.insert(EntryRow {
                 id: id.to_owned(),
                 meta: r.get(0)?,
                 created_at: r.get(1)?,
                 updated_at: r.get(2)?,
                 version: r.get(3)?,
                 fields: Vec::new(),
-            })
-        })
-        .optional()?;
-    match row {
-        Some(mut e) => {
-            e.fields = field_metas(conn, id)?;
-            Ok(Some(e))
+            }),
+        };
+        // No field row: the LEFT JOIN's NULLs.
+        if let Some(name) = r.get::<_, Option<String>>(4)? {
+            e.fields.push(FieldMeta {
+                name,
+                tier: r.get(5)?,
+                scope: r.get(6)?,
+            });
         }
-        None => Ok(None),
     }
+    Ok(entry)
 }
 
+/// Every live entry with its field names, from one commit (a read transaction holds the
+/// snapshot across the two queries).
 pub fn list_entries(conn: &Connection) -> Result<Vec<EntryRow>, Error> {
-    let mut entries: Vec<EntryRow> = conn
-        .prepare_cached(
-            "SELECT id, meta, created_at, updated_at, version FROM entries
-             WHERE deleted = 0 ORDER BY created_at, id",
-        )?
-        .query_map([], |r| {
-            Ok(EntryRow {
-                id: r.get(0)?,
-                meta: r.get(1)?,
-                created_at: r.get(2)?,
-                updated_at: r.get(3)?,
-                version: r.get(4)?,
-                fields: Vec::new(),
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut by_id: HashMap<String, Vec<FieldMeta>> = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT f.entry_id, f.name, f.tier, f.scope FROM fields f
-         JOIN entries e ON e.id = f.entry_id WHERE e.deleted = 0
-         ORDER BY f.entry_id, f.position",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            FieldMeta {
-                name: r.get(1)?,
-                tier: r.get(2)?,
-                scope: r.get(3)?,
-            },
-        ))
-    })?;
-    for row in rows {
-        let (id, meta) = row?;
-        by_id.entry(id).or_default().push(meta);
-    }
-    for e in &mut entries {
-        e.fields = by_id.remove(&e.id).unwrap_or_default();
-    }
-    Ok(entries)
+    super::snapshot(conn, |conn| {
+        let mut entries: Vec<EntryRow> = conn
+            .prepare_cached(
+                "SELECT id, meta, created_at, updated_at, version FROM entries
+                 WHERE deleted = 0 ORDER BY created_at, id",
+            )?
+            .query_map([], |r| {
+                Ok(EntryRow {
+                    id: r.get(0)?,
+                    meta: r.get(1)?,
+                    created_at: r.get(2)?,
+                    updated_at: r.get(3)?,
+                    version: r.get(4)?,
+                    fields: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut by_id: HashMap<String, Vec<FieldMeta>> = HashMap::new();
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.entry_id, f.name, f.tier, f.scope FROM fields f
+             JOIN entries e ON e.id = f.entry_id WHERE e.deleted = 0
+             ORDER BY f.entry_id, f.position",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                FieldMeta {
+                    name: r.get(1)?,
+                    tier: r.get(2)?,
+                    scope: r.get(3)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, meta) = row?;
+            by_id.entry(id).or_default().push(meta);
+        }
+        for e in &mut entries {
+            e.fields = by_id.remove(&e.id).unwrap_or_default();
+        }
+        Ok(entries)
+    })
 }
 
 /// `Ok(None)` when the entry exists but has no such field; `Err(NotFound)` when the entry
-/// does not exist.
+/// does not exist. One statement: one commit, and the same cost whichever the answer.
 pub fn get_field(conn: &Connection, id: &str, name: &str) -> Result<Option<FieldRow>, Error> {
     let row = conn
         .prepare_cached(
-            "SELECT f.tier, f.scope, f.ciphertext FROM fields f WHERE f.entry_id = ?1 AND f.name = ?2",
+            "SELECT f.tier, f.scope, f.ciphertext FROM entries e
+             LEFT JOIN fields f ON f.entry_id = e.id AND f.name = ?2
+             WHERE e.id = ?1 AND e.deleted = 0",
         )?
         .query_row(params![id, name], |r| {
-            Ok(FieldRow {
+            let tier: Option<String> = r.get(0)?;
+            let Some(tier) = tier else {
+                return Ok(None);
+            };
+            Ok(Some(FieldRow {
                 meta: FieldMeta {
                     name: name.to_owned(),
-                    tier: r.get(0)?,
+                    tier,
                     scope: r.get(1)?,
                 },
                 ciphertext: r.get(2)?,
-            })
+            }))
         })
         .optional()?;
-    if row.is_some() {
-        return Ok(row);
-    }
-    let exists: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1 AND deleted = 0)")?
-        .query_row([id], |r| r.get(0))?;
-    if exists {
-        Ok(None)
-    } else {
-        Err(Error::NotFound)
-    }
+    row.ok_or(Error::NotFound)
 }
 
 pub fn count_live(conn: &Connection) -> Result<i64, Error> {

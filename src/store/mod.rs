@@ -3,19 +3,22 @@
 //! Architecture invariants:
 //! - Only the writer thread writes. Every write is a closure run inside a shared transaction
 //!   under its own savepoint, so a failing write rolls back alone and the others still commit.
-//! - A caller is answered only after the transaction holding its write has committed with
-//!   `synchronous=FULL`: an acknowledged write is on disk.
+//! - A caller is told its write succeeded only after the transaction holding it has committed
+//!   with `synchronous=FULL`: an acknowledged write is on disk. Any other outcome is an error
+//!   that says why (see `writer`).
+//! - A read that returns rows from several tables sees them from one commit.
 //! - The store knows rows and SQL, not crypto or HTTP: it stores the ciphertext it is given.
 
 pub mod agents;
 pub mod entries;
 mod schema;
 pub mod settings;
+mod writer;
 
 pub use agents::{AgentRow, ScopeKeyRow};
 pub use entries::{EntryRow, FieldMeta, FieldRow};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -23,11 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use writer::{Completion, Job, Msg};
 
-/// Most writes one transaction takes; bounds the latency a batch adds to its last member.
-const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 const QUEUE: usize = 4096;
+/// How long a connection waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Messages embed their cause rather than chaining it (`source()`), so it is said once.
 #[derive(Debug, thiserror::Error)]
@@ -59,21 +63,19 @@ pub enum Error {
     Rejected(String),
     #[error("a write panicked; it was rolled back")]
     Panicked,
+    #[error("this write did not run: its savepoint could not be opened: {0}")]
+    SavepointOpen(rusqlite::Error),
+    #[error("this write was rolled back: its savepoint could not be released: {0}")]
+    SavepointRelease(rusqlite::Error),
+    /// Shared by every write of the transaction.
+    #[error("the write transaction failed, so nothing of this write is on disk: {0}")]
+    TransactionFailed(Arc<Error>),
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Sqlite(e)
     }
-}
-
-type Completion = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
-/// `None` means no transaction could begin: the job must not run and reports the failure.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
-
-enum Msg {
-    Job(Job),
-    Shutdown,
 }
 
 #[derive(Clone)]
@@ -107,7 +109,7 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, Error> {
         path: path.to_owned(),
         error,
     })?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
     // Statement journals (one per savepoint-wrapped write) stay in memory rather than in temp
     // files, and each connection caches 16 MiB of pages instead of SQLite's 2 MiB default.
@@ -132,6 +134,10 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         schema::migrate(&mut writer, path)?;
+        writer::prepare(&writer).map_err(|error| Error::Open {
+            path: path.to_owned(),
+            error,
+        })?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = open_conn(
@@ -148,7 +154,9 @@ impl Store {
         let generation_for_writer = generation.clone();
         let handle = std::thread::Builder::new()
             .name("clavitor-writer".into())
-            .spawn(move || writer_loop(writer, rx, commits_for_writer, &generation_for_writer))
+            .spawn(move || {
+                writer::writer_loop(writer, rx, commits_for_writer, &generation_for_writer)
+            })
             .map_err(|e| Error::Rejected(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -171,26 +179,7 @@ impl Store {
         E: From<Error> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        let (reply_tx, reply_rx) = oneshot::channel::<Result<T, E>>();
-        let job: Job = Box::new(move |conn| {
-            let outcome = match conn {
-                Some(conn) => std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
-                    .unwrap_or_else(|_| Err(E::from(Error::Panicked))),
-                None => Err(E::from(Error::Rejected(
-                    "the database could not start a transaction".into(),
-                ))),
-            };
-            let ok = outcome.is_ok();
-            let completion: Completion = Box::new(move |committed| {
-                let answer = match committed {
-                    Ok(()) => outcome,
-                    // The whole batch failed to commit: nothing of this write is on disk.
-                    Err(e) => Err(E::from(clone_err(&e))),
-                };
-                let _ = reply_tx.send(answer);
-            });
-            (ok, completion)
-        });
+        let (job, reply_rx) = job(f);
         self.inner
             .jobs
             .send(Msg::Job(job))
@@ -274,6 +263,33 @@ impl Store {
     }
 }
 
+/// Wraps a write for the writer thread; the receiver gets its caller's answer.
+fn job<T, E, F>(f: F) -> (Job, oneshot::Receiver<Result<T, E>>)
+where
+    T: Send + 'static,
+    E: From<Error> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+{
+    let (reply_tx, reply_rx) = oneshot::channel::<Result<T, E>>();
+    let job: Job = Box::new(move |conn| {
+        let outcome = match conn {
+            Ok(conn) => std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(E::from(Error::Panicked))),
+            Err(why) => Err(E::from(why)),
+        };
+        let ok = outcome.is_ok();
+        let completion: Completion = Box::new(move |committed| {
+            let answer = match committed {
+                Ok(()) => outcome,
+                Err(e) => Err(E::from(e)),
+            };
+            let _ = reply_tx.send(answer);
+        });
+        (ok, completion)
+    });
+    (job, reply_rx)
+}
+
 /// A pooled read connection, returned to the pool on drop (also when the read panics), before
 /// its permit is released.
 struct Reader<'a> {
@@ -317,113 +333,20 @@ impl Drop for Reader<'_> {
     }
 }
 
-fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::Closed => Error::Closed,
-        other => Error::Rejected(format!("commit failed: {other}")),
+/// Runs `f`'s queries in one read transaction, so they all see the same commit. Inside a
+/// transaction already (e.g. within a write), runs `f` as it is.
+pub fn snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if !conn.is_autocommit() {
+        return f(conn);
     }
-}
-
-fn writer_loop(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Msg>,
-    commits: watch::Sender<u64>,
-    generation: &AtomicU64,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut stopping = false;
-    while !stopping {
-        match rx.blocking_recv() {
-            Some(Msg::Job(j)) => batch.push(j),
-            Some(Msg::Shutdown) | None => break,
-        }
-        // Everything that queued up while the last fsync ran shares this transaction.
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Job(j)) => batch.push(j),
-                Ok(Msg::Shutdown) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let result = run_batch(&mut conn, &mut batch, generation);
-        if result {
-            commits.send_modify(|n| *n += 1);
-        }
-    }
-    // Answer anything still queued rather than leaving callers hanging.
-    rx.close();
-    while let Ok(msg) = rx.try_recv() {
-        drop(msg);
-    }
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-        tracing::warn!(error = %e, "checkpoint at shutdown failed");
-    }
-}
-
-/// Runs one group commit. Returns whether it committed anything.
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, generation: &AtomicU64) -> bool {
-    let n = batch.len();
-    let mut completions: Vec<Completion> = Vec::with_capacity(n);
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot begin write transaction");
-            let err = Arc::new(Error::Sqlite(e));
-            for job in batch.drain(..) {
-                let (_, c) = job(None);
-                c(Err(err.clone()));
-            }
-            return false;
-        }
-    };
-    let mut tx = tx;
-    let start = committed_version(&tx).ok();
-    BATCH_VERSION.set(start);
-    for job in batch.drain(..) {
-        let sp = match tx.savepoint() {
-            Ok(sp) => sp,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open savepoint");
-                continue;
-            }
-        };
-        let (ok, completion) = job(Some(&sp));
-        if ok {
-            if let Err(e) = sp.commit() {
-                tracing::error!(error = %e, "cannot release savepoint");
-            }
-        } else {
-            // Dropping an uncommitted savepoint rolls it back.
-            drop(sp);
-        }
-        completions.push(completion);
-    }
-    // Versions handed out must never be handed out again: without the sequence row, no commit.
-    let committed = match (BATCH_VERSION.take(), start) {
-        (Some(last), Some(first)) if last > first => tx
-            .execute(
-                "UPDATE sequence SET value = max(value, ?1) WHERE name = 'version'",
-                [last],
-            )
-            .map(drop),
-        _ => Ok(()),
-    }
-    .and_then(|()| tx.commit())
-    .map_err(|e| Arc::new(Error::Sqlite(e)));
-    if let Err(e) = &committed {
-        tracing::error!(error = %e, jobs = n, "group commit failed; every write in it was refused");
-    }
-    let ok = committed.is_ok();
-    // Before the answers: a client that got its answer must not be served an older cached row.
-    generation.fetch_add(1, Ordering::AcqRel);
-    for c in completions {
-        c(committed.clone());
-    }
-    crate::metrics::record_commit(n);
-    ok
+    // Deferred: in WAL mode the snapshot is taken at the first read and held until the end.
+    let tx = conn.unchecked_transaction()?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -472,3 +395,6 @@ pub fn raise_version(conn: &Connection, version: i64) -> Result<(), Error> {
         .execute([version])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -49,8 +49,8 @@ async fn agent_reads_its_scope_and_nothing_else() {
     ] {
         let body = assert_error(
             app.get_field(&agent, id, field).await,
-            StatusCode::FORBIDDEN,
-            "scope_denied",
+            StatusCode::NOT_FOUND,
+            "field_not_found",
         )
         .await;
         assert!(!body.contains(&db) && !body.contains(&note), "{body}");
@@ -81,6 +81,104 @@ async fn agent_reads_its_scope_and_nothing_else() {
     .await;
     // The owner still sees all four.
     assert_eq!(app.entry_count().await, 4);
+}
+
+/// An error body with the entry id and field name the request named taken out, so answers
+/// about different entries and fields can be compared.
+async fn shape(res: reqwest::Response, status: StatusCode, code: &str, named: &[&str]) -> String {
+    let mut body = assert_error(res, status, code).await;
+    for n in named {
+        body = body.replace(n, "<named>");
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cannot_tell_out_of_scope_from_missing() {
+    let app = spawn_app().await;
+    let visible = app
+        .create_entry(&json!({"title": "visible", "fields": [
+            {"name": "mine", "value": "m", "tier": "credential", "scope": "deploy"},
+            {"name": "theirs", "value": "t", "tier": "credential", "scope": "db"},
+            {"name": "note", "value": "n", "tier": "vault"}
+        ]}))
+        .await;
+    let hidden = app
+        .create_entry(&json!({"title": "hidden", "fields": [
+            {"name": "theirs", "value": "t", "tier": "credential", "scope": "db"}
+        ]}))
+        .await;
+    let deleted = app
+        .create_entry(&json!({"title": "deleted", "fields": [
+            {"name": "theirs", "value": "t", "tier": "credential", "scope": "db"}
+        ]}))
+        .await;
+    assert_eq!(
+        app.delete_entry(&app.owner_token, &deleted).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let nowhere = uuid::Uuid::now_v7().to_string();
+    let (_, agent) = app
+        .create_agent(&json!({"name": "deployer", "scopes": ["deploy"]}))
+        .await;
+
+    // Fields: out of scope, vault tier, missing; in a visible entry, a hidden one, a deleted
+    // one and one that never existed. Each asked twice (the second answer may come from the
+    // read cache): one status, one code, one message.
+    let mut shapes = std::collections::BTreeSet::new();
+    for (entry, field) in [
+        (&visible, "theirs"),
+        (&visible, "note"),
+        (&visible, "missing"),
+        (&hidden, "theirs"),
+        (&hidden, "missing"),
+        (&deleted, "theirs"),
+        (&nowhere, "theirs"),
+    ] {
+        for _ in 0..2 {
+            let res = app.get_field(&agent, entry, field).await;
+            shapes.insert(
+                shape(
+                    res,
+                    StatusCode::NOT_FOUND,
+                    "field_not_found",
+                    &[entry, field],
+                )
+                .await,
+            );
+        }
+    }
+    assert_eq!(shapes.len(), 1, "answers differ: {shapes:#?}");
+    let message = shapes.pop_first().unwrap();
+    assert!(message.contains("not in this token's scopes"), "{message}");
+
+    // Entries: one with no field in the agent's scopes, a deleted one, one that never existed.
+    let mut shapes = std::collections::BTreeSet::new();
+    for entry in [&hidden, &deleted, &nowhere] {
+        let res = app.get_entry(&agent, entry).await;
+        shapes.insert(shape(res, StatusCode::NOT_FOUND, "entry_not_found", &[entry]).await);
+    }
+    assert_eq!(shapes.len(), 1, "answers differ: {shapes:#?}");
+
+    // What the agent may read, it reads; the owner is still told precisely what is missing.
+    assert_eq!(app.field_value(&agent, &visible, "mine").await, "m");
+    assert_eq!(
+        app.field_value(&app.owner_token, &hidden, "theirs").await,
+        "t"
+    );
+    let owner_missing = assert_error(
+        app.get_field(&app.owner_token, &visible, "missing").await,
+        StatusCode::NOT_FOUND,
+        "field_not_found",
+    )
+    .await;
+    assert!(!owner_missing.contains("scopes"), "{owner_missing}");
+    assert_error(
+        app.get_field(&app.owner_token, &nowhere, "theirs").await,
+        StatusCode::NOT_FOUND,
+        "entry_not_found",
+    )
+    .await;
 }
 
 /// A fresh vault holding one entry with a credential field `k` = "v" in scope `s`, and an
@@ -280,6 +378,53 @@ async fn ip_allowlist_is_enforced() {
     let (_, agents) = app.list_agents().await;
     let far_row = agents.iter().find(|a| a["name"] == "far").unwrap();
     assert_eq!(far_row["ip_allowlist"], json!(["10.0.0.0/8"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_ip_allowlist_denies_instead_of_allowing_any_address() {
+    let app = spawn_app().await;
+    let (id, agent) = app
+        .create_agent(&json!({"name": "pinned", "scopes": ["s"], "ip_allowlist": ["127.0.0.1"]}))
+        .await;
+    let (mixed_id, mixed) = app
+        .create_agent(
+            &json!({"name": "mixed", "scopes": ["s"], "ip_allowlist": ["127.0.0.0/8", "10.0.0.0/8"]}),
+        )
+        .await;
+    json_ok(app.get("/v1/entries", &agent).await).await;
+    json_ok(app.get("/v1/entries", &mixed).await).await;
+
+    // The stored lists go bad (a hand edit, a bug, a bad restore): with the server stopped,
+    // one agent's list holds only garbage, the other's keeps one readable entry that does
+    // not match this address.
+    let stopped = app.stop().await;
+    let conn = rusqlite::Connection::open(stopped.db_path()).unwrap();
+    for (agent_id, list) in [
+        (&id, r#"["not an address", "10.0.0.0/99"]"#),
+        (&mixed_id, r#"["10.0.0.0/8", "127.0.0.0/garbage"]"#),
+    ] {
+        let n = conn
+            .execute(
+                "UPDATE agents SET ip_allowlist = ?1 WHERE id = ?2",
+                [list, agent_id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    drop(conn);
+    let app = stopped.start().await;
+
+    // Unreadable entries match no address: they never widen the list to "any".
+    for token in [&agent, &mixed] {
+        assert_error(
+            app.get("/v1/entries", token).await,
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+        )
+        .await;
+    }
+    // The owner (no list) is unaffected.
+    json_ok(app.get("/v1/entries", &app.owner_token).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

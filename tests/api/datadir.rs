@@ -7,7 +7,7 @@ use clavitor::server::Server;
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let app = spawn_app().await;
     let data = app.dir().join("data");
-    let err = match Server::build(config(app.dir(), data.clone())).await {
+    let err = match Server::build(config(app.dir(), app.serving(), data.clone())).await {
         Ok(_) => panic!("a second server started on {}", data.display()),
         Err(e) => e.to_string(),
     };

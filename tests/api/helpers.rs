@@ -4,6 +4,7 @@
 //! down the way SIGTERM would (and waits until the store is closed), so a test can look at
 //! or edit the files on disk and then `StoppedApp::start` the same vault again.
 
+use crate::edition::Serving;
 use clavitor::server::{ServeConfig, Server};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
@@ -24,6 +25,7 @@ pub struct TestApp {
     pub owner_token: String,
     pub client: reqwest::Client,
     dir: TempDir,
+    serving: Serving,
     stop: oneshot::Sender<()>,
     running: JoinHandle<Result<(), clavitor::server::Error>>,
 }
@@ -32,13 +34,16 @@ pub struct TestApp {
 pub struct StoppedApp {
     pub owner_token: String,
     dir: TempDir,
+    serving: Serving,
 }
 
-/// Starts a fresh vault: new temp dir, new database, new owner.
+/// Starts a fresh vault of this build's edition (see `edition.rs`): new temp dir, new
+/// database, new owner.
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("create temp dir");
     let data_dir = dir.path().join("data");
-    let (app, token) = start_on(dir, data_dir).await;
+    let serving = Serving::new(dir.path());
+    let (app, token) = start_on(dir, serving, data_dir).await;
     let token = token.expect("a fresh data dir creates an owner token");
     TestApp {
         owner_token: token,
@@ -46,40 +51,39 @@ pub async fn spawn_app() -> TestApp {
     }
 }
 
-/// The config for a server on `data_dir` in `dir`: the owner token of a new vault goes to
-/// `dir/owner.token`, beside the data dir (never into it, never into the real home).
-pub fn config(dir: &Path, data_dir: PathBuf) -> ServeConfig {
+/// The config for a server of this build's edition on `data_dir` in `dir`: the owner token of
+/// a new vault goes to `dir/owner.token`, beside the data dir (never into it, never into the
+/// real home).
+pub fn config(dir: &Path, serving: &Serving, data_dir: PathBuf) -> ServeConfig {
     ServeConfig {
         data_dir,
         listen: "127.0.0.1:0".parse().expect("valid address"),
-        edition: Default::default(),
+        edition: serving.flags(),
         owner_token_out: Some(dir.join("owner.token")),
     }
 }
 
-async fn start_on(dir: TempDir, data_dir: PathBuf) -> (TestApp, Option<String>) {
-    let server = Server::build(config(dir.path(), data_dir))
+async fn start_on(dir: TempDir, serving: Serving, data_dir: PathBuf) -> (TestApp, Option<String>) {
+    let server = Server::build(config(dir.path(), &serving, data_dir))
         .await
         .expect("server builds on a temp dir");
     let token = server
         .new_owner_token
         .as_ref()
         .map(|t| t.expose().to_owned());
-    let base = format!("http://{}", server.local_addr());
+    let base = format!("{}://{}", serving.scheme(), server.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     // Dropping the sender (a test that panics) also stops the server.
     let running = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("build HTTP client");
+    let client = serving.client(REQUEST_TIMEOUT);
     let app = TestApp {
         base,
         owner_token: String::new(),
         client,
         dir,
+        serving,
         stop,
         running,
     };
@@ -103,7 +107,7 @@ impl StoppedApp {
     /// Starts the server again on the same data dir (a new port).
     pub async fn start(self) -> TestApp {
         let data_dir = self.data_dir();
-        let (app, token) = start_on(self.dir, data_dir).await;
+        let (app, token) = start_on(self.dir, self.serving, data_dir).await;
         assert!(
             token.is_none(),
             "restarting on an existing vault must not create a new owner"
@@ -121,6 +125,16 @@ impl TestApp {
         self.dir.path()
     }
 
+    /// How this app's server is configured (its edition's flags and files).
+    pub fn serving(&self) -> &Serving {
+        &self.serving
+    }
+
+    /// The running vault's data dir (its files may be read, not edited, while it runs).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -132,6 +146,7 @@ impl TestApp {
             owner_token,
             client,
             dir,
+            serving,
             stop,
             running,
             ..
@@ -143,7 +158,11 @@ impl TestApp {
             .expect("server stops within the timeout")
             .expect("server task did not panic")
             .expect("server run() returned Ok");
-        StoppedApp { owner_token, dir }
+        StoppedApp {
+            owner_token,
+            dir,
+            serving,
+        }
     }
 
     /// A request carrying `token` as its bearer token.

@@ -62,8 +62,8 @@ async fn credential_field_is_readable_by_owner_and_scoped_agent_only() {
         .await;
     let body = assert_error(
         app.get_field(&other, &id, "key").await,
-        StatusCode::FORBIDDEN,
-        "scope_denied",
+        StatusCode::NOT_FOUND,
+        "field_not_found",
     )
     .await;
     assert!(!body.contains(&secret));

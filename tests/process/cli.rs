@@ -1,8 +1,8 @@
 //! The CLI's own contract: version line, exit codes, `init`, token files.
 
-use crate::helpers::Scratch;
 use crate::helpers::{
-    Output, VERSION, chmod, clavitor, command, command_for, init, mode, run, serve, token_file_of,
+    Edition, Output, Scratch, VERSION, chmod, clavitor, command, command_for, init, mode, run, serve,
+    server_args, token_file_of,
 };
 use std::net::TcpListener;
 
@@ -11,7 +11,7 @@ fn version_names_the_edition() {
     let out = clavitor(&["--version"]).ok();
     assert_eq!(
         out.stdout.trim_end(),
-        format!("clavitor {VERSION} (community)")
+        format!("clavitor {VERSION} ({})", Edition::BUILT.name())
     );
 }
 
@@ -65,35 +65,25 @@ fn client_errors_exit_1_with_a_message() {
 
     // Against a live server: an unknown entry, an unknown id, a bad token, malformed input.
     let server = serve(&tmp.data());
-    let url = server.url.as_str();
+    let to_server = server_args(&server.url);
     let read = "clavitor://00000000-0000-4000-8000-000000000000/password";
     for (args, token, needle) in [
         (
-            &["entry", "get", "no-such-entry", "--server", url][..],
+            &["entry", "get", "no-such-entry"][..],
             server.token.as_str(),
             "no-such-entry",
         ),
-        (&["read", read, "--server", url], &server.token, "404"),
+        (&["read", read], &server.token, "404"),
+        (&["entry", "list"], "clv_not_a_real_token", "401"),
         (
-            &["entry", "list", "--server", url],
-            "clv_not_a_real_token",
-            "401",
-        ),
-        (
-            &[
-                "entry",
-                "add",
-                "x",
-                "--field",
-                "k:nonsense=v",
-                "--server",
-                url,
-            ],
+            &["entry", "add", "x", "--field", "k:nonsense=v"],
             &server.token,
             "400",
         ),
     ] {
-        exit_1_saying(&run(command(args).env("CLAVITOR_TOKEN", token)), needle);
+        let mut cmd = command(args);
+        cmd.args(&to_server).env("CLAVITOR_TOKEN", token);
+        exit_1_saying(&run(&mut cmd), needle);
     }
 }
 
@@ -166,9 +156,9 @@ fn init_prints_the_token_once_and_refuses_to_overwrite() {
     // The server started on the first vault accepts its token.
     let server = serve(&data);
     assert_eq!(server.token, token, "read from the token file");
-    let list = run(
-        command(&["entry", "list", "--json", "--server", &server.url]).env("CLAVITOR_TOKEN", token),
-    )
+    let list = run(command(&["entry", "list", "--json"])
+        .args(server_args(&server.url))
+        .env("CLAVITOR_TOKEN", token))
     .ok();
     assert_eq!(list.json()["entries"], serde_json::json!([]));
 }
@@ -182,16 +172,13 @@ fn token_files_must_be_private() {
     std::fs::write(&tf, format!("{token}\n")).unwrap();
     chmod(&tf, 0o644);
     let tfs = tf.to_str().unwrap();
-    let list = [
-        "entry",
-        "list",
-        "--server",
-        &server.url,
-        "--token-file",
-        tfs,
-    ];
+    let list = || {
+        let mut cmd = command(&["entry", "list", "--token-file", tfs]);
+        cmd.args(server_args(&server.url));
+        run(&mut cmd)
+    };
 
-    let out = clavitor(&list);
+    let out = list();
     exit_1_saying(&out, "chmod 600");
     assert!(out.stderr.contains(tfs), "names the file: {out}");
     assert!(
@@ -200,5 +187,5 @@ fn token_files_must_be_private() {
     );
 
     chmod(&tf, 0o600);
-    clavitor(&list).ok();
+    list().ok();
 }

@@ -1,14 +1,51 @@
-//! The Community binary: no Commercial code or strings in it, and Community behaviour on the wire.
+//! What differs between the editions, so that no test has to know: the flags `serve` needs,
+//! how clients reach it, what it prints, what its binary holds and what it answers where the
+//! editions differ. This file is the suite's only look at the `commercial` feature; both
+//! halves have the same items.
 
-use crate::helpers::{Scratch, bin, runtime, serve};
-use std::time::{Duration, Instant};
+pub use imp::*;
 
-#[test]
-fn the_community_binary_holds_no_commercial_code_or_strings() {
-    let bin = std::fs::read(bin()).expect("read the clavitor binary");
-    // Lossy text keeps every ASCII run intact, and `str::contains` is fast even here.
-    let text = String::from_utf8_lossy(&bin);
-    for needle in [
+#[cfg(not(feature = "commercial"))]
+mod imp {
+    use reqwest::{ClientBuilder, Response};
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    pub const TITLE: &str = "Community Edition";
+    pub const ROLE: &str = "standalone";
+    /// The sections `/healthz` adds to status, edition and role.
+    pub const HEALTH_SECTIONS: &[&str] = &[];
+    /// `listening on SCHEME://...`.
+    pub const SCHEME: &str = "http";
+
+    /// The stdout lines between `Starting ...` and `listening on ...`.
+    pub fn role_lines() -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What `serve` needs besides `--data-dir` and `--listen`.
+    pub fn serve_args() -> Vec<String> {
+        Vec::new()
+    }
+
+    /// [`serve_args`] pointing at files of this `serve`'s own, written under `dir`, and
+    /// every path written (for a test that runs `serve` as another user).
+    pub fn own_serve_args(_dir: &Path) -> (Vec<String>, Vec<PathBuf>) {
+        (Vec::new(), Vec::new())
+    }
+
+    /// What a client command needs besides `--server URL` to reach a `serve` child.
+    pub fn client_args() -> Vec<String> {
+        Vec::new()
+    }
+
+    /// `builder`, able to reach a `serve` child.
+    pub fn reaching(builder: ClientBuilder) -> ClientBuilder {
+        builder
+    }
+
+    /// Text the binary must not contain: nothing of the Commercial edition.
+    pub const BINARY_LACKS: &[&str] = &[
         "Commercial Edition",
         "Commercial edition",
         "(commercial)",
@@ -17,48 +54,91 @@ fn the_community_binary_holds_no_commercial_code_or_strings() {
         "/v1/replication/batch",
         // Source paths end up in panic locations and debug info of whatever is compiled in.
         "edition/commercial",
-    ] {
+    ];
+    /// Text the binary must contain.
+    pub const BINARY_HOLDS: &[&str] = &["Community Edition", "(community)"];
+
+    /// Community answers an unknown path with a plain, immediate 404.
+    pub async fn assert_unknown_path_answer(res: Response, path: &str, sent: Instant) {
+        assert_eq!(res.status().as_u16(), 404, "{path}");
+        tokio::time::timeout(Duration::from_secs(2), res.bytes())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the 404 body arrives at once"))
+            .expect("read body");
         assert!(
-            !text.contains(needle),
-            "the Community binary contains {needle:?}"
+            sent.elapsed() < Duration::from_secs(1),
+            "{path}: no tarpit in Community"
         );
     }
 }
 
-#[test]
-fn health_says_community_and_unknown_paths_get_a_plain_404() {
-    let tmp = Scratch::new();
-    let server = serve(&tmp.data());
-    let rt = runtime();
-    rt.block_on(async {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let h: serde_json::Value = http
-            .get(format!("{}/healthz", server.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            h,
-            serde_json::json!({"status": "ok", "edition": "community", "role": "standalone"})
-        );
-        for path in ["/wp-admin", "/.env", "/v1/replication/batch", "/v2/entries"] {
-            let t = Instant::now();
-            let res = http
-                .get(format!("{}{path}", server.url))
-                .send()
+#[cfg(feature = "commercial")]
+mod imp {
+    use crate::common::primary::{BACKUP_ID, PrimaryPop};
+    use reqwest::{ClientBuilder, Response};
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    pub const TITLE: &str = "Commercial Edition";
+    pub const ROLE: &str = "primary";
+    pub const HEALTH_SECTIONS: &[&str] = &["replication"];
+    pub const SCHEME: &str = "https";
+
+    pub fn role_lines() -> Vec<String> {
+        vec![format!(
+            "Commercial edition: primary POP, replicating to {BACKUP_ID}"
+        )]
+    }
+
+    /// A primary POP with full mTLS, replicating to a backup nobody runs (the process's
+    /// shared POP files; every `serve` child has its own data dir).
+    pub fn serve_args() -> Vec<String> {
+        let pop = PrimaryPop::shared();
+        vec![
+            "--replication-config".into(),
+            pop.config.display().to_string(),
+        ]
+    }
+
+    /// A POP of its own under `dir/pop`.
+    pub fn own_serve_args(dir: &Path) -> (Vec<String>, Vec<PathBuf>) {
+        let pop_dir = dir.join("pop");
+        std::fs::create_dir_all(&pop_dir).expect("create the POP's dir");
+        let pop = PrimaryPop::write(&pop_dir);
+        let args = vec![
+            "--replication-config".into(),
+            pop.config.display().to_string(),
+        ];
+        let mut written = vec![pop_dir];
+        written.extend(pop.files);
+        (args, written)
+    }
+
+    /// The POP serves HTTPS with a certificate from the test CA: the client trusts it with
+    /// the contract's `--ca-file FILE` (the CLI's HTTPS work brings the flag; a CLI without
+    /// it fails these tests at argument parsing, saying so).
+    pub fn client_args() -> Vec<String> {
+        vec![
+            "--ca-file".into(),
+            PrimaryPop::shared().ca_file.display().to_string(),
+        ]
+    }
+
+    pub fn reaching(builder: ClientBuilder) -> ClientBuilder {
+        PrimaryPop::shared().trusting(builder)
+    }
+
+    pub const BINARY_LACKS: &[&str] = &[];
+    pub const BINARY_HOLDS: &[&str] = &["Commercial Edition", "(commercial)"];
+
+    /// Commercial holds an unknown path in the tarpit: a 404 whose body drips a byte a second.
+    pub async fn assert_unknown_path_answer(res: Response, path: &str, _sent: Instant) {
+        assert_eq!(res.status().as_u16(), 404, "{path}");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), res.bytes())
                 .await
-                .unwrap();
-            assert_eq!(res.status().as_u16(), 404, "{path}");
-            assert!(
-                t.elapsed() < Duration::from_secs(1),
-                "{path}: no tarpit in Community"
-            );
-        }
-    });
+                .is_err(),
+            "{path}: the tarpit holds the body back"
+        );
+    }
 }

@@ -4,8 +4,9 @@
 pub use crate::common::files::{chmod, mode};
 use crate::common::poll::wait_until;
 pub use crate::common::process::{
-    Output, VERSION, Vault, bin, clavitor, command, run, token_file_in, with_config_home,
+    Edition, Output, VERSION, Vault, bin, clavitor, command, run, token_file_in, with_config_home,
 };
+use crate::edition;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,13 +34,44 @@ pub fn command_for(data_dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// `clavitor serve --data-dir DIR --listen 127.0.0.1:0`, with the config home of `DIR`.
+/// `clavitor serve --data-dir DIR --listen 127.0.0.1:0`, plus what this build's edition
+/// needs (see `edition.rs`).
 pub fn serve_cmd(data_dir: &Path) -> Command {
     let dir = data_dir.to_str().expect("UTF-8 temp path");
-    command_for(
-        data_dir,
-        &["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"],
-    )
+    let mut cmd = serve_with(&["--data-dir", dir, "--listen", "127.0.0.1:0"]);
+    with_config_home(&mut cmd, &config_home(data_dir));
+    cmd
+}
+
+/// [`serve_cmd`] with the edition's files of its own, written under `dir` rather than shared
+/// by the test process: for a test that runs `serve` as another user, who must own the
+/// returned paths too.
+pub fn serve_cmd_own(data_dir: &Path, dir: &Path) -> (Command, Vec<PathBuf>) {
+    let (extra, written) = edition::own_serve_args(dir);
+    let mut cmd = command(&["serve"]);
+    cmd.args([
+        "--data-dir",
+        data_dir.to_str().expect("UTF-8 temp path"),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(extra);
+    with_config_home(&mut cmd, &config_home(data_dir));
+    (cmd, written)
+}
+
+/// `clavitor serve ARGS`, plus what this build's edition needs.
+pub fn serve_with(args: &[&str]) -> Command {
+    let mut cmd = command(&["serve"]);
+    cmd.args(args).args(edition::serve_args());
+    cmd
+}
+
+/// `--server URL`, plus what a client needs to reach this build's `serve`.
+pub fn server_args(url: &str) -> Vec<String> {
+    let mut args = vec!["--server".to_owned(), url.to_owned()];
+    args.extend(edition::client_args());
+    args
 }
 
 /// `serve` on `data_dir`, up and listening (panics otherwise).
@@ -129,11 +161,13 @@ impl Api {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .connect_timeout(Duration::from_secs(2))
-                .build()
-                .expect("reqwest client"),
+            http: edition::reaching(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .connect_timeout(Duration::from_secs(2)),
+            )
+            .build()
+            .expect("reqwest client"),
         }
     }
 

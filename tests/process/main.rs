@@ -1,8 +1,7 @@
 //! Tests that run the real `clavitor` binary: CLI, start-up refusals, signals, crashes.
 //!
-//! Community build only: the Commercial edition prints other start-up lines and answers
-//! unknown paths differently, so its process tests live in `tests/commercial`.
-#![cfg(not(feature = "commercial"))]
+//! Both editions run every test: `serve` children are this build's edition (Commercial: a
+//! primary POP over HTTPS with full mTLS config), and `edition.rs` holds what differs.
 
 mod cli;
 mod client_transport;
@@ -15,6 +14,7 @@ mod datadir;
 mod edition;
 mod helpers;
 mod human_output;
+mod identity;
 mod no_outbound;
 mod owner;
 mod proxy;

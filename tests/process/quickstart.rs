@@ -1,7 +1,11 @@
 //! The README's quick start, end to end: `serve` in an empty directory, then the client
 //! commands against it.
 
-use crate::helpers::{Scratch, VERSION, Vault, command_for, mode, run, token_file_of};
+use crate::edition::{SCHEME, TITLE, role_lines};
+use crate::helpers::{
+    Scratch, VERSION, Vault, command_for, config_home, mode, run, serve_with, server_args,
+    token_file_of, with_config_home,
+};
 use std::time::Duration;
 
 #[test]
@@ -10,20 +14,20 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
     let cwd = tmp.path();
     let data = cwd.join("clavitor-data");
     let command = |args: &[&str]| command_for(&data, args);
-    let mut server = Vault::start(
-        command(&["serve", "--listen", "127.0.0.1:0"]).current_dir(cwd),
-        &data,
-    );
+    let mut serve = serve_with(&["--listen", "127.0.0.1:0"]);
+    with_config_home(&mut serve, &config_home(&data));
+    let mut server = Vault::start(serve.current_dir(cwd), &data);
 
     // Start-up lines, exactly and in order.
-    assert_eq!(server.stdout_lines.len(), 2, "{:?}", server.stdout_lines);
-    assert_eq!(
-        server.stdout_lines[0],
-        format!("Starting Clavitor Vault v{VERSION} - Community Edition")
-    );
-    let rest = server.stdout_lines[1]
-        .strip_prefix("listening on http://127.0.0.1:")
-        .unwrap_or_else(|| panic!("{:?}", server.stdout_lines[1]));
+    let lines = &server.stdout_lines;
+    let mut want = vec![format!("Starting Clavitor Vault v{VERSION} - {TITLE}")];
+    want.extend(role_lines());
+    assert_eq!(lines.len(), want.len() + 1, "{lines:?}");
+    assert_eq!(lines[..want.len()], want[..]);
+    let listening = &lines[want.len()];
+    let rest = listening
+        .strip_prefix(&format!("listening on {SCHEME}://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{listening:?}"));
     assert!(rest.parse::<u16>().is_ok_and(|p| p != 0), "{rest:?}");
 
     // The data dir and its private files; no token among them.
@@ -59,11 +63,17 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
 
     // The client finds the token file by itself; only the port is non-default.
     let url = server.url.clone();
+    let server_args = server_args(&url);
     // `--server URL` goes before any `-- CMD`, which belongs to the child.
+    let with_server = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let at = all.iter().position(|a| a == "--").unwrap_or(all.len());
+        all.splice(at..at, server_args.iter().cloned());
+        all
+    };
     let cli = |args: &[&str]| {
-        let mut all = args.to_vec();
-        let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
-        all.splice(at..at, ["--server", url.as_str()]);
+        let all = with_server(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         run(command(&all).current_dir(cwd))
     };
 
@@ -147,17 +157,16 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
     let out = cli(&["run", "--", "sh", "-c", "exit 7"]);
     assert_eq!(out.code(), Some(7), "{out}");
     // A reference already in the environment is resolved too.
-    let out = run(command(&[
-        "run",
-        "--server",
-        &url,
-        "--",
-        "sh",
-        "-c",
-        "test \"$K\" = ci-key-123",
-    ])
-    .current_dir(cwd)
-    .env("K", "clavitor://prod-db/key"));
+    let out = run(command(&[])
+        .args(with_server(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "test \"$K\" = ci-key-123",
+        ]))
+        .current_dir(cwd)
+        .env("K", "clavitor://prod-db/key"));
     assert_eq!(out.code(), Some(0), "{out}");
     // An unresolvable reference fails before the child runs.
     let out = cli(&[
@@ -190,11 +199,10 @@ fn serve_initialises_the_default_data_dir_and_the_cli_works_against_it() {
         "agent list must not show tokens: {list}"
     );
     let as_agent = || {
-        run(
-            command(&["read", "--server", &url, "clavitor://prod-db/key"])
-                .current_dir(cwd)
-                .env("CLAVITOR_TOKEN", &agent_token),
-        )
+        run(command(&[])
+            .args(with_server(&["read", "clavitor://prod-db/key"]))
+            .current_dir(cwd)
+            .env("CLAVITOR_TOKEN", &agent_token))
     };
     let read = as_agent();
     assert_eq!(read.code(), Some(0), "{read}");

@@ -1,7 +1,7 @@
 //! `serve` refuses to start on an unsafe or broken data dir, and says which file and how to fix.
 
 use crate::common::process::StartFailure;
-use crate::helpers::{Scratch, Vault, chmod, command, init, serve, serve_cmd};
+use crate::helpers::{Scratch, Vault, chmod, init, serve, serve_cmd, serve_cmd_own, serve_with};
 use std::path::Path;
 
 /// Expects `serve` to have exited 1 without ever listening, saying each of `needles` on stderr.
@@ -83,16 +83,17 @@ fn refuses_a_data_dir_it_cannot_write() {
         // A new file is owned by the effective uid.
         std::fs::metadata(data.join("master.key")).unwrap().uid() == 0
     };
-    let mut cmd = serve_cmd(&data);
+    let (mut cmd, edition_files) = serve_cmd_own(&data, tmp.path());
     if as_root {
         chmod(tmp.path(), 0o711);
-        for p in [
+        let vault_files = [
             data.clone(),
             data.join("vault.db"),
             data.join("master.key"),
             data.join("clavitor.lock"),
-        ] {
-            std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+        ];
+        for p in vault_files.iter().chain(&edition_files) {
+            std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
         }
         use std::os::unix::process::CommandExt;
         cmd.uid(NOBODY).gid(NOBODY);
@@ -111,12 +112,6 @@ fn refuses_an_address_in_use() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let d = tmp.data();
-    let mut cmd = command(&[
-        "serve",
-        "--data-dir",
-        d.to_str().unwrap(),
-        "--listen",
-        &addr,
-    ]);
+    let mut cmd = serve_with(&["--data-dir", d.to_str().unwrap(), "--listen", &addr]);
     refused(Vault::spawn(&mut cmd, &d), &[&addr, "--listen"]);
 }

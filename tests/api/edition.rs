@@ -1,0 +1,115 @@
+//! What differs between the editions, so that no test has to know: how the one `spawn_app`
+//! configures the server and its client, and what the server answers where the editions
+//! differ. This file is the suite's only look at the `commercial` feature; both halves have
+//! the same items.
+
+pub use imp::*;
+
+#[cfg(not(feature = "commercial"))]
+mod imp {
+    use clavitor::edition::ServeFlags;
+    use reqwest::{Response, StatusCode};
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// A vault that serves plain HTTP and needs no files of its own.
+    pub struct Serving;
+
+    impl Serving {
+        pub fn new(_dir: &Path) -> Self {
+            Self
+        }
+
+        pub fn flags(&self) -> ServeFlags {
+            ServeFlags::default()
+        }
+
+        pub fn scheme(&self) -> &'static str {
+            "http"
+        }
+
+        pub fn client(&self, timeout: Duration) -> reqwest::Client {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("build HTTP client")
+        }
+    }
+
+    /// The role `/healthz` reports.
+    pub const ROLE: &str = "standalone";
+    /// The sections `/healthz` adds to status, edition and role.
+    pub const HEALTH_SECTIONS: &[&str] = &[];
+
+    /// Community answers an unknown path with a plain, immediate 404.
+    pub async fn assert_unknown_path_answer(res: Response, path: &str) {
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        let content_type = crate::helpers::content_type(&res);
+        assert!(
+            !content_type.contains("json"),
+            "{path}: a plain 404, got {content_type:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(2), res.bytes())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the 404 body arrives at once"))
+            .expect("read body");
+    }
+}
+
+#[cfg(feature = "commercial")]
+mod imp {
+    use crate::common::primary::PrimaryPop;
+    use clavitor::edition::ServeFlags;
+    use reqwest::{Response, StatusCode};
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// A primary POP with full mTLS (HTTPS, a test CA), replicating to a backup nobody runs.
+    pub struct Serving {
+        pop: PrimaryPop,
+    }
+
+    impl Serving {
+        /// Writes the POP's files into `dir/pop`.
+        pub fn new(dir: &Path) -> Self {
+            let pop_dir = dir.join("pop");
+            std::fs::create_dir_all(&pop_dir).expect("create the POP's dir");
+            Self {
+                pop: PrimaryPop::write(&pop_dir),
+            }
+        }
+
+        pub fn flags(&self) -> ServeFlags {
+            ServeFlags {
+                replication_config: self.pop.config.clone(),
+                ..ServeFlags::default()
+            }
+        }
+
+        pub fn scheme(&self) -> &'static str {
+            "https"
+        }
+
+        /// Trusts the POP's CA.
+        pub fn client(&self, timeout: Duration) -> reqwest::Client {
+            self.pop
+                .trusting(reqwest::Client::builder().timeout(timeout))
+                .build()
+                .expect("build HTTPS client")
+        }
+    }
+
+    pub const ROLE: &str = "primary";
+    pub const HEALTH_SECTIONS: &[&str] = &["replication"];
+
+    /// Commercial holds an unknown path in the tarpit: a 404 whose body drips a byte a second.
+    pub async fn assert_unknown_path_answer(res: Response, path: &str) {
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), res.bytes())
+                .await
+                .is_err(),
+            "{path}: the tarpit holds the body back"
+        );
+    }
+}
