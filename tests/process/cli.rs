@@ -1,8 +1,8 @@
 //! The CLI's own contract: version line, exit codes, `init`, token files.
 
 use crate::helpers::{
-    Edition, Output, Scratch, VERSION, chmod, clavitor, command, command_for, init, mode, run, serve,
-    server_args, token_file_of,
+    Edition, Output, Scratch, VERSION, chmod, clavitor, command, command_for, init, mode, run,
+    serve, server_args, token_file_of,
 };
 use std::net::TcpListener;
 

@@ -180,3 +180,99 @@ async fn promotion_before_demotion_waits_for_the_old_primary() {
         t0.elapsed()
     );
 }
+
+/// After a failover the promoted POP accepts exactly the tokens the primary issued, holds the
+/// primary's one key per scope (credential fields written there in existing scopes are
+/// readable by the primary's agents), and the owner can rotate there; the rotation reaches
+/// the demoted POP.
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_keeps_one_key_per_scope_and_one_owner() {
+    let pair = Pair::new(Opts::default());
+    let api = pair.api.clone();
+    let (p, b) = (pair.purl(), pair.burl());
+    let owner = pair.owner();
+
+    // Credential fields in two scopes, and an agent holding one of them, all made on the primary.
+    let body = serde_json::json!({"title": "prod", "fields": [
+        {"name": "deploy_key", "value": "dk-primary", "tier": "credential", "scope": "deploy"},
+        {"name": "billing_key", "value": "bk-primary", "tier": "credential", "scope": "billing"},
+    ]});
+    let prod = api.create(&p, &owner, &body).await;
+    let (st, agent) = api
+        .call(
+            Method::POST,
+            &format!("{p}/v1/agents"),
+            &owner,
+            Some(&serde_json::json!({"name": "deployer", "scopes": ["deploy"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{agent}");
+    let agent = agent["token"].as_str().expect("agent token").to_owned();
+    pair.wait_backup_has(&[prod.clone()].into(), CONVERGE).await;
+    api.wait_caught_up(&p, Duration::from_secs(10)).await;
+
+    demote_primary(&pair).await;
+    promote_backup(&pair, 5).await;
+
+    // The primary's owner and agent read what they read before, on the promoted POP.
+    let value = |base: String, token: String, id: String, name: &'static str| {
+        let api = api.clone();
+        async move {
+            let (st, v) = api.field(&base, &token, &id, name).await;
+            assert_eq!(st, 200, "{name} on {base}: {v}");
+            v["value"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    assert_eq!(
+        value(b.clone(), owner.clone(), prod.clone(), "deploy_key").await,
+        "dk-primary"
+    );
+    assert_eq!(
+        value(b.clone(), owner.clone(), prod.clone(), "billing_key").await,
+        "bk-primary"
+    );
+    assert_eq!(
+        value(b.clone(), agent.clone(), prod.clone(), "deploy_key").await,
+        "dk-primary"
+    );
+
+    // A write in an existing scope on the promoted POP uses the primary's key for that scope
+    // (never a second one): the primary's agent reads it there.
+    let body = serde_json::json!({"title": "after", "fields": [
+        {"name": "deploy_key", "value": "dk-promoted", "tier": "credential", "scope": "deploy"},
+    ]});
+    let after = api.create(&b, &owner, &body).await;
+    assert_eq!(
+        value(b.clone(), agent.clone(), after.clone(), "deploy_key").await,
+        "dk-promoted"
+    );
+
+    // The owner rotates on the promoted POP: the old token stops there at once, the new one
+    // reads every scope, and the rotation reaches the demoted POP.
+    let (st, rotated) = api
+        .call(Method::POST, &format!("{b}/v1/owner/rotate"), &owner, None)
+        .await;
+    assert_eq!(st, 200, "{rotated}");
+    let new_owner = rotated["token"].as_str().expect("new token").to_owned();
+    assert_eq!(api.field(&b, &owner, &prod, "deploy_key").await.0, 401);
+    assert_eq!(
+        value(b.clone(), new_owner.clone(), prod.clone(), "billing_key").await,
+        "bk-primary"
+    );
+    assert_eq!(
+        value(b.clone(), new_owner.clone(), after.clone(), "deploy_key").await,
+        "dk-promoted"
+    );
+    assert_eq!(
+        value(b.clone(), agent.clone(), after.clone(), "deploy_key").await,
+        "dk-promoted"
+    );
+    wait_for(CONVERGE, "the rotation on the demoted POP", || async {
+        let (st, v) = api.field(&p, &new_owner, &after, "deploy_key").await;
+        (st == 200 && v["value"] == "dk-promoted")
+            .then_some(())
+            .ok_or((st, v))
+    })
+    .await;
+    assert_eq!(api.field(&p, &owner, &prod, "deploy_key").await.0, 401);
+}
