@@ -5,7 +5,9 @@ mod agent;
 mod entry;
 
 pub use agent::{AgentSpec, DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE, ip_allowed, parse_net};
-pub use entry::{EntryDraft, FieldDraft, FieldValue, RawField, check_field_name};
+pub use entry::{
+    EntryDraft, FieldDraft, FieldValue, MAX_FIELDS, MAX_VALUE_BYTES, RawField, check_field_name,
+};
 
 use std::fmt;
 
