@@ -8,6 +8,7 @@
 
 mod agents;
 mod bad_input;
+mod bulk;
 mod concurrency;
 mod datadir;
 mod entries;
