@@ -230,6 +230,14 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Import, Error> {
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let offset = (bytes.len() - text.len()) as u64;
+    if !text.trim_start().starts_with('<') {
+        let first = (bytes.len() - text.trim_start().len()).min(bytes.len());
+        return Err(Error::new(
+            file,
+            line_column(bytes, first),
+            "not XML: a KeePass 2 XML export starts with <?xml or <KeePassFile>",
+        ));
+    }
     let mut reader = Reader::from_str(text);
     let mut p = Parser {
         file,
