@@ -73,7 +73,9 @@ fn new_passphrase(file: Option<&Path>) -> Result<Zeroizing<String>> {
         }
     };
     if p.chars().count() < MIN_PASSPHRASE_CHARS {
-        bail!("the passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters; nothing was exported");
+        bail!(
+            "the passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters; nothing was exported"
+        );
     }
     Ok(p)
 }
@@ -97,11 +99,17 @@ fn collect(c: &Client) -> Result<Vec<ExportEntry>> {
         let id = e["id"].as_str().context("a listed entry without an id")?;
         let mut fields = Vec::new();
         for f in e["fields"].as_array().into_iter().flatten() {
-            let name = f["name"].as_str().context("a listed field without a name")?;
-            let path = format!("/v1/entries/{}/fields/{}", percent_encode(id), percent_encode(name));
-            let read = c
-                .get(&path)
-                .with_context(|| format!("reading field {name:?} of entry {id}; nothing was exported"))?;
+            let name = f["name"]
+                .as_str()
+                .context("a listed field without a name")?;
+            let path = format!(
+                "/v1/entries/{}/fields/{}",
+                percent_encode(id),
+                percent_encode(name)
+            );
+            let read = c.get(&path).with_context(|| {
+                format!("reading field {name:?} of entry {id}; nothing was exported")
+            })?;
             fields.push(ExportField {
                 name: name.to_owned(),
                 tier: text(f, "tier").unwrap_or_else(|| "vault".to_owned()),

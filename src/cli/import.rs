@@ -176,8 +176,8 @@ fn parse(a: &ImportArgs, bytes: &[u8]) -> Result<Import> {
         Format::Keepass => import::keepass::parse(file, bytes)?,
         Format::OnePux => import::onepux::parse(file, bytes)?,
         Format::Csv => {
-            let mapping = Mapping::parse(a.map.as_deref().unwrap_or_default())
-                .map_err(anyhow::Error::msg)?;
+            let mapping =
+                Mapping::parse(a.map.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?;
             import::csv::parse(file, bytes, &mapping)?
         }
         Format::Clavitor => {
@@ -296,13 +296,19 @@ fn report(a: &ImportArgs, p: &Prepared, ids: Option<Vec<String>>) -> Result<()> 
     let entries = if n == 1 { "entry" } else { "entries" };
     match ids {
         Some(_) => writeln!(o, "Imported {n} {entries} from {file} in one transaction.")?,
-        None => writeln!(o, "Dry run: {n} {entries} from {file} would be imported; nothing was sent.")?,
+        None => writeln!(
+            o,
+            "Dry run: {n} {entries} from {file} would be imported; nothing was sent."
+        )?,
     }
     let mut tiers = Vec::new();
     if credential > 0 {
         let quoted: Vec<String> = scopes.iter().map(|s| format!("{:?}", escape(s))).collect();
         let label = if quoted.len() == 1 { "scope" } else { "scopes" };
-        tiers.push(format!("{credential} credential ({label} {})", quoted.join(", ")));
+        tiers.push(format!(
+            "{credential} credential ({label} {})",
+            quoted.join(", ")
+        ));
     }
     if vault > 0 {
         tiers.push(format!("{vault} vault"));

@@ -206,7 +206,7 @@ mod tests {
         e.push("a/b", Some("1"), Kind::Plain);
         e.push("a-b", Some("2"), Kind::Plain);
         e.push("", Some("3"), Kind::Plain);
-        e.push(&"n".repeat(200), Some("4"), Kind::Plain);
+        e.push("n".repeat(200), Some("4"), Kind::Plain);
         let p = prepare(Path::new("f"), vec![e], &SecretTier::Vault).unwrap();
         let d = &p.drafts[0];
         assert_eq!(d.title, "Work/Team A/Mail box");

@@ -15,6 +15,7 @@ mod datadir;
 mod edition;
 mod helpers;
 mod human_output;
+mod import;
 mod no_outbound;
 mod owner;
 mod proxy;
