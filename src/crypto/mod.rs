@@ -12,6 +12,8 @@
 //!   open a credential field.
 //! - tokens are stored as SHA-256 hashes; the wrap key uses a different HKDF derivation, so a
 //!   hash does not yield a wrap key.
+//! - an export file's key is derived from a passphrase by argon2id (`passphrase.rs`); it never
+//!   touches the vault's own keys.
 
 mod aad;
 mod passphrase;

@@ -8,7 +8,8 @@
 //! is secret when its name looks secret (`password`, `totp`, `api key`, ...).
 //!
 //! Rows must have as many columns as the header: a row with more or fewer is an error naming
-//! its line, as is a `--map` naming a column the header does not have.
+//! its line and the first extra or missing column, as is a `--map` naming a column the header
+//! does not have (line 1).
 
 use super::{Error, Import, ImportedEntry, Position};
 use std::path::Path;
@@ -155,24 +156,29 @@ fn roles(file: &Path, headers: &[String], mapping: &Mapping) -> Result<Vec<Role>
         .collect())
 }
 
+/// A CSV error at its line and, where one is to blame, its column (counted in CSV columns: the
+/// first extra or missing one, or the one that is not UTF-8).
 fn csv_error(file: &Path, e: &::csv::Error) -> Error {
     let line = e.position().map(::csv::Position::line);
-    let message = match e.kind() {
+    let (column, message) = match e.kind() {
         ::csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
-        } => format!("this row has {len} columns, but the header has {expected_len}"),
-        ::csv::ErrorKind::Utf8 { err, .. } => {
-            format!(
-                "not UTF-8 text (column {}): save the CSV as UTF-8",
-                err.field() + 1
-            )
-        }
-        _ => format!("not valid CSV: {e}"),
+        } => (
+            Some(u64::min(*len, *expected_len) + 1),
+            format!("this row has {len} columns, but the header has {expected_len}"),
+        ),
+        ::csv::ErrorKind::Utf8 { err, .. } => (
+            Some(err.field() as u64 + 1),
+            "not UTF-8 text; save the CSV as UTF-8".to_owned(),
+        ),
+        _ => (None, format!("not valid CSV: {e}")),
     };
-    match line {
-        Some(l) => Error::new(file, Position::Line(l), message),
-        None => Error::file(file, message),
-    }
+    let position = match (line, column) {
+        (Some(line), Some(column)) => Position::At { line, column },
+        (Some(line), None) => Position::Line(line),
+        (None, _) => Position::File,
+    };
+    Error::new(file, position, message)
 }
 
 pub fn parse(file: &Path, bytes: &[u8], mapping: &Mapping) -> Result<Import, Error> {

@@ -6,7 +6,7 @@ use std::fmt;
 pub enum Position {
     /// The file as a whole.
     File,
-    /// 1-based line and column (columns count characters).
+    /// 1-based line and column (columns count characters; in CSV, CSV columns).
     At { line: u64, column: u64 },
     /// 1-based line (CSV records).
     Line(u64),

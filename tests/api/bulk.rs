@@ -173,6 +173,14 @@ async fn only_the_owner_may_bulk_create() {
         "owner_only",
     )
     .await;
+    // Asked before the body is read: an agent's malformed body is still 403, not 400.
+    let res = send(
+        app.request(Method::POST, BULK, &agent)
+            .header("content-type", "application/json")
+            .body("not json"),
+    )
+    .await;
+    assert_error(res, StatusCode::FORBIDDEN, "owner_only").await;
     let res = send(app.client.post(app.url(BULK)).json(&body)).await;
     assert_error(res, StatusCode::UNAUTHORIZED, "missing_token").await;
     assert_eq!(app.entry_count().await, 0);

@@ -385,7 +385,7 @@ fn bad_files_name_the_file_and_position_and_import_nothing() {
         (
             &["csv"],
             "csv/too-many-columns.csv",
-            "line 3: this row has 5 columns, but the header has 4",
+            "line 3, column 5: this row has 5 columns, but the header has 4",
         ),
         (
             &["csv", "--map", "password=pass"],

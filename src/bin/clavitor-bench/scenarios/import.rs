@@ -126,7 +126,9 @@ impl Scenario for Import {
 
         ctx.progress(
             self.name(),
-            &format!("{RUNS} x `clavitor import bitwarden` of {ITEMS} items, each into a fresh vault"),
+            &format!(
+                "{RUNS} x `clavitor import bitwarden` of {ITEMS} items, each into a fresh vault"
+            ),
         );
         let mut full = Vec::with_capacity(RUNS);
         for run in 0..RUNS {
@@ -138,7 +140,12 @@ impl Scenario for Import {
             let ms = run_import(
                 ctx,
                 &file,
-                &["--server", &url, "--token-file", token.to_str().unwrap_or_default()],
+                &[
+                    "--server",
+                    &url,
+                    "--token-file",
+                    token.to_str().unwrap_or_default(),
+                ],
                 &home,
             )?;
             let count = entry_count(ctx, addr)?;
@@ -155,7 +162,10 @@ impl Scenario for Import {
                 median(full.clone()),
                 Unit::Millis,
             )
-            .reference("same import with `--dry-run` (CLI only)", median(dry.clone()))
+            .reference(
+                "same import with `--dry-run` (CLI only)",
+                median(dry.clone()),
+            )
             .goal(Goal {
                 below: Some(5000.0),
                 ..Goal::default()
