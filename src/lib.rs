@@ -11,6 +11,7 @@
 //! - `vault`: domain types and validation rules. No IO, no serde.
 //! - `crypto`: keys, AES-256-GCM sealing, tokens. Pure; the only holder of key bytes.
 //! - `transport`: plain-HTTP serving (an edition may bring its own, e.g. TLS).
+//! - `import`: other vaults' export files (and our own) read into drafts, for the CLI. No HTTP.
 //! - `files`, `metrics`, `shutdown`: small shared utilities.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod crypto;
 pub mod datadir;
 pub mod edition;
 pub mod files;
+pub mod import;
 pub mod metrics;
 pub mod server;
 pub mod service;

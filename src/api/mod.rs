@@ -4,6 +4,7 @@
 //! call the service, map the result.
 
 mod agents;
+mod bulk;
 mod dto;
 mod entries;
 mod error;
@@ -11,6 +12,7 @@ mod extract;
 mod owner;
 mod request_context;
 
+pub use bulk::{BULK_BODY_LIMIT, MAX_BULK_ENTRIES};
 pub use dto::timestamp;
 pub use error::ApiError;
 pub use extract::AppJson;
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(entries::routes())
+        .merge(bulk::routes())
         .merge(agents::routes())
         .merge(owner::routes())
         .with_state(state);

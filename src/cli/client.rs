@@ -58,6 +58,12 @@ impl Client {
         interpret(&reply)
     }
 
+    /// POSTs a body already serialised as JSON (e.g. a large one built piece by piece).
+    pub fn post_json_bytes(&self, path: &str, body: &[u8]) -> Result<Option<Value>> {
+        let reply = self.http.request("POST", path, &self.token, Some(body))?;
+        interpret(&reply)
+    }
+
     pub fn get(&self, path: &str) -> Result<Value> {
         self.call("GET", path, None)?
             .context("the server sent an empty or non-JSON answer")

@@ -380,7 +380,7 @@ fn fetch(c: &Client, reference: &str) -> Result<Value> {
     c.get(&format!("/v1/entries/{id}/fields/{field}"))
 }
 
-fn percent_encode(s: &str) -> String {
+pub(super) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -4,7 +4,9 @@
 mod client;
 mod commands;
 mod endpoint;
+mod export;
 mod http;
+mod import;
 mod output;
 mod owner;
 #[cfg(test)]
@@ -42,6 +44,10 @@ enum Command {
     Read(commands::ReadArgs),
     /// Run a command with secrets from the vault in its environment.
     Run(commands::RunArgs),
+    /// Import another password manager's export (or a `clavitor export`) in one transaction.
+    Import(import::ImportArgs),
+    /// Write every entry and value to a file, encrypted with a passphrase by default.
+    Export(export::ExportArgs),
     #[command(flatten)]
     Edition(edition::Commands),
 }
@@ -84,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),
         Command::Run(a) => return commands::run(a),
+        Command::Import(a) => import::import(a),
+        Command::Export(a) => export::export(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),
     };
     match result {

@@ -12,10 +12,14 @@
 //!   open a credential field.
 //! - tokens are stored as SHA-256 hashes; the wrap key uses a different HKDF derivation, so a
 //!   hash does not yield a wrap key.
+//! - an export file's key is derived from a passphrase by argon2id (`passphrase.rs`); it never
+//!   touches the vault's own keys.
 
 mod aad;
+mod passphrase;
 
 pub use aad::{entry_meta_aad, field_aad, key_check_aad, scope_key_aad};
+pub use passphrase::{KdfParams, SALT_LEN, passphrase_sealer, random_salt};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -42,6 +46,8 @@ pub enum Error {
     Encrypt,
     #[error("key must be exactly {KEY_LEN} bytes, found {0}")]
     KeyLength(usize),
+    #[error("{0}")]
+    Kdf(String),
 }
 
 /// 32 secret bytes, wiped on drop.

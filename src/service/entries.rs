@@ -49,6 +49,11 @@ pub struct FieldView {
     pub tier: Tier,
 }
 
+/// The owner's scope keys unwrapped (or created) during one write: a bulk write looks each
+/// scope up, and checks the owner's token, once rather than once per entry.
+#[derive(Default)]
+struct ScopeKeys(HashMap<String, ScopeKey>);
+
 /// Seals a draft's fields inside the write transaction, because credential fields need their
 /// scope key, which may have to be created (and must then be created exactly once).
 fn seal_fields(
@@ -56,10 +61,10 @@ fn seal_fields(
     sealer: &Sealer,
     owner: &AgentId,
     owner_token: &Token,
+    keys: &mut ScopeKeys,
     entry_id: &str,
     draft: &EntryDraft,
 ) -> Result<Vec<FieldRow>, Error> {
-    let mut scope_keys: HashMap<&str, ScopeKey> = HashMap::new();
     let mut out = Vec::with_capacity(draft.fields.len());
     for f in &draft.fields {
         let aad = field_aad(entry_id, &f.name);
@@ -71,11 +76,11 @@ fn seal_fields(
                     .as_ref()
                     .expect("validated: credential fields have a scope")
                     .as_str();
-                if !scope_keys.contains_key(scope) {
+                if !keys.0.contains_key(scope) {
                     let key = owner_scope_key(conn, owner, owner_token, scope)?;
-                    scope_keys.insert(scope, key);
+                    keys.0.insert(scope.to_owned(), key);
                 }
-                scope_keys[scope].sealer().seal(&aad, f.value.as_bytes())?
+                keys.0[scope].sealer().seal(&aad, f.value.as_bytes())?
             }
         };
         out.push(FieldRow {
@@ -190,27 +195,48 @@ fn view(sealer: &Sealer, row: EntryRow, caller: &Caller) -> Result<Option<EntryV
 }
 
 impl Vault {
+    /// Who may create entries (one or many). The one place that decides it, so the bulk
+    /// endpoint can ask before reading a large body.
+    pub fn may_create_entries(&self, caller: &Caller) -> Result<(), Error> {
+        require_owner(caller)
+    }
+
     pub async fn create_entry(
         &self,
         caller: &Caller,
         draft: EntryDraft,
     ) -> Result<(EntryId, Written), Error> {
-        require_owner(caller)?;
+        let mut created = self.create_entries(caller, vec![draft]).await?;
+        Ok(created.pop().expect("one draft makes one entry"))
+    }
+
+    /// Creates every draft in one store write: if any fails (a scope key held only by others,
+    /// a rotated token, a database error), none is kept.
+    pub async fn create_entries(
+        &self,
+        caller: &Caller,
+        drafts: Vec<EntryDraft>,
+    ) -> Result<Vec<(EntryId, Written)>, Error> {
+        self.may_create_entries(caller)?;
         self.check_writable()?;
-        let id = EntryId::generate();
         let sealer = self.sealer.clone();
         let owner = caller.principal.id.clone();
         let token = caller.token.clone();
-        let entry_id = id.clone();
-        let written = self
-            .store
+        self.store
             .write(move |c| {
-                let meta = seal_meta(&sealer, entry_id.as_str(), &draft)?;
-                let fields = seal_fields(c, &sealer, &owner, &token, entry_id.as_str(), &draft)?;
-                Ok::<_, Error>(rows::insert_entry(c, entry_id.as_str(), &meta, &fields)?)
+                let mut keys = ScopeKeys::default();
+                let mut created = Vec::with_capacity(drafts.len());
+                for draft in &drafts {
+                    let id = EntryId::generate();
+                    let meta = seal_meta(&sealer, id.as_str(), draft)?;
+                    let fields =
+                        seal_fields(c, &sealer, &owner, &token, &mut keys, id.as_str(), draft)?;
+                    let written = rows::insert_entry(c, id.as_str(), &meta, &fields)?;
+                    created.push((id, written));
+                }
+                Ok::<_, Error>(created)
             })
-            .await?;
-        Ok((id, written))
+            .await
     }
 
     pub async fn replace_entry(
@@ -227,7 +253,9 @@ impl Vault {
         self.store
             .write(move |c| {
                 let meta = seal_meta(&sealer, id.as_str(), &draft)?;
-                let fields = seal_fields(c, &sealer, &owner, &token, id.as_str(), &draft)?;
+                let mut keys = ScopeKeys::default();
+                let fields =
+                    seal_fields(c, &sealer, &owner, &token, &mut keys, id.as_str(), &draft)?;
                 rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
                     store::Error::NotFound => Error::EntryNotFound(id.to_string()),
                     e => e.into(),

@@ -8,7 +8,9 @@ pub use agent::{
     AgentSpec, DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE, check_agent_name, ip_allowed,
     parse_net,
 };
-pub use entry::{EntryDraft, FieldDraft, FieldValue, MAX_FIELDS, RawField, check_field_name};
+pub use entry::{
+    EntryDraft, FieldDraft, FieldValue, MAX_FIELDS, MAX_VALUE_BYTES, RawField, check_field_name,
+};
 
 use std::fmt;
 

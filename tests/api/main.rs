@@ -8,6 +8,7 @@
 
 mod agents;
 mod bad_input;
+mod bulk;
 // Shared with the process-spawning suites; this one uses only the Commercial POP files.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]

@@ -15,6 +15,7 @@ mod edition;
 mod helpers;
 mod human_output;
 mod identity;
+mod import;
 mod no_outbound;
 mod owner;
 mod proxy;

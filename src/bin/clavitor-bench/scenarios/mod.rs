@@ -8,6 +8,7 @@
 #[cfg(feature = "commercial")]
 mod catch_up;
 mod cold_start;
+mod import;
 mod reads;
 #[cfg(feature = "commercial")]
 mod replication_lag;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(reads::Reads),
         Box::new(writes::Writes),
         Box::new(cold_start::ColdStart),
+        Box::new(import::Import),
         #[cfg(feature = "commercial")]
         Box::new(replication_lag::ReplicationLag),
         #[cfg(feature = "commercial")]
