@@ -3,6 +3,7 @@
 //! Layout (dependencies point down this list, never up):
 //! - `cli`: clap commands; `serve`/`init`, and the client commands over ureq (http/https).
 //! - `server`: builds the pieces from a `ServeConfig` and runs them until a signal.
+//! - `audit`: the audit trail's events (recorded in the same transaction as the change).
 //! - `api`: axum routes, extractors, JSON DTOs, the one error shape.
 //! - `edition`: the Community/Commercial seam; the only `cfg(feature = "commercial")`.
 //! - `service`: use cases: authenticate, authorise, seal/open, ask the store.
@@ -15,6 +16,7 @@
 //! - `files`, `metrics`, `shutdown`: small shared utilities.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod crypto;
 pub mod datadir;

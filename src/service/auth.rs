@@ -107,6 +107,24 @@ pub struct Caller {
     pub token: Token,
 }
 
+impl Caller {
+    /// An audit event of `action` by this caller.
+    pub fn audit(&self, action: &'static str) -> crate::audit::Event {
+        let kind = if self.principal.is_owner {
+            crate::audit::ActorKind::Owner
+        } else {
+            crate::audit::ActorKind::Agent
+        };
+        crate::audit::Event::new(
+            crate::audit::Actor {
+                kind,
+                id: Some(self.principal.id.to_string()),
+            },
+            action,
+        )
+    }
+}
+
 #[derive(Default)]
 pub struct Principals {
     by_hash: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
