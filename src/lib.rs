@@ -3,10 +3,10 @@
 //! Layout (dependencies point down this list, never up):
 //! - `cli`: clap commands; `serve`/`init`, and the client commands over ureq (http/https).
 //! - `server`: builds the pieces from a `ServeConfig` and runs them until a signal.
-//! - `audit`: the audit trail's events (recorded in the same transaction as the change).
 //! - `api`: axum routes, extractors, JSON DTOs, the one error shape.
 //! - `edition`: the Community/Commercial seam; the only `cfg(feature = "commercial")`.
 //! - `service`: use cases: authenticate, authorise, seal/open, ask the store.
+//! - `audit`: the audit trail's events (recorded in the same transaction as the change).
 //! - `datadir`: the data directory's files (`vault.db`, `master.key`, its lock); no token.
 //! - `store`: SQLite; group-commit writer thread and reader pool. Rows, not meanings.
 //! - `vault`: domain types and validation rules. No IO, no serde.
