@@ -5,6 +5,7 @@ use crate::crypto::Token;
 use crate::datadir::{self, DataDir};
 use crate::edition::{self, Edition, ServeFlags};
 use crate::service::{self, Vault};
+use crate::transport::{self, LimitError, Limits, TlsError, TlsFiles, TlsSource};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,25 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub edition: ServeFlags,
+    /// `--tls-cert`/`--tls-key`: serve https (Community; Commercial takes TLS from its config).
+    pub tls: Option<TlsFiles>,
+    /// `--max-connections`; `None` for the default, sized to the open-files limit.
+    pub max_connections: Option<usize>,
+    /// How long a connection may have no request in flight (tests shorten it).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: datadir::DEFAULT_DIR.into(),
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            edition: ServeFlags::default(),
+            tls: None,
+            max_connections: None,
+            idle_timeout: transport::DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +52,14 @@ pub enum Error {
     Service(#[from] service::Error),
     #[error(transparent)]
     Edition(#[from] edition::StartError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
+    #[error(
+        "--tls-cert/--tls-key do not apply to this edition: it serves TLS with the certificate in {settings}. Fix: remove --tls-cert and --tls-key"
+    )]
+    TlsFlags { settings: &'static str },
     #[error("cannot listen on {addr}: {source}. Fix: pick a free address with --listen")]
     Bind {
         addr: SocketAddr,
@@ -46,6 +74,8 @@ pub struct Server {
     vault: Arc<Vault>,
     edition: Arc<dyn Edition>,
     shutdown: CancellationToken,
+    limits: Limits,
+    tls: Option<TlsSource>,
     /// Set when this start created the vault: the owner token, to show once.
     pub new_owner_token: Option<Token>,
 }
@@ -54,6 +84,13 @@ impl Server {
     /// Opens (or, on an empty data dir, initialises) the vault and binds the socket.
     pub async fn build(cfg: ServeConfig) -> Result<Self, Error> {
         let configured = edition::configure(&cfg.edition)?;
+        // Every check of the flags before anything is created on disk.
+        let flag_tls = match (&cfg.tls, edition::TLS_SETTINGS) {
+            (Some(_), Some(settings)) => return Err(Error::TlsFlags { settings }),
+            (Some(files), None) => Some(transport::load_server_config(files)?),
+            (None, _) => None,
+        };
+        let limits = Limits::resolve(cfg.max_connections, cfg.idle_timeout)?;
         let dir = DataDir::new(&cfg.data_dir);
         let (store, master, new_owner_token) = if dir.is_initialised() {
             let (store, master) = dir.open()?;
@@ -66,6 +103,7 @@ impl Server {
         drop(master);
         let shutdown = CancellationToken::new();
         let edition = edition::start(configured, vault.clone(), shutdown.clone()).await?;
+        let tls = flag_tls.map(TlsSource::new).or_else(|| edition.tls());
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -77,8 +115,20 @@ impl Server {
             vault,
             edition,
             shutdown,
+            limits,
+            tls,
             new_owner_token,
         })
+    }
+
+    /// `https` when serving TLS, else `http`: for the `listening on` line.
+    pub fn url_scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The connection limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -99,6 +149,8 @@ impl Server {
             vault,
             edition,
             shutdown,
+            limits,
+            tls,
             ..
         } = self;
         let app = api::router(AppState {
@@ -111,7 +163,12 @@ impl Server {
             tracing::info!("shutdown requested");
             trigger.cancel();
         });
-        let serve = edition.serve(listener, app, shutdown.clone());
+        let serve = transport::serve(
+            listener,
+            app,
+            transport::Options { limits, tls },
+            shutdown.clone(),
+        );
         let drained = async {
             shutdown.cancelled().await;
             tokio::time::sleep(DRAIN).await;

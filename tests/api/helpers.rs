@@ -21,6 +21,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct TestApp {
     pub base: String,
+    /// The server's socket, for tests that speak raw TCP.
+    pub addr: std::net::SocketAddr,
     pub owner_token: String,
     pub client: reqwest::Client,
     dir: TempDir,
@@ -36,9 +38,14 @@ pub struct StoppedApp {
 
 /// Starts a fresh vault: new temp dir, new database, new owner.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with serve settings changed by `configure` (e.g. the connection limits).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().expect("create temp dir");
     let data_dir = dir.path().join("data");
-    let (app, token) = start_on(dir, data_dir).await;
+    let (app, token) = start_on(dir, data_dir, configure).await;
     let token = token.expect("a fresh data dir creates an owner token");
     TestApp {
         owner_token: token,
@@ -46,19 +53,26 @@ pub async fn spawn_app() -> TestApp {
     }
 }
 
-async fn start_on(dir: TempDir, data_dir: PathBuf) -> (TestApp, Option<String>) {
-    let server = Server::build(ServeConfig {
+async fn start_on(
+    dir: TempDir,
+    data_dir: PathBuf,
+    configure: impl FnOnce(&mut ServeConfig),
+) -> (TestApp, Option<String>) {
+    let mut cfg = ServeConfig {
         data_dir,
         listen: "127.0.0.1:0".parse().expect("valid address"),
-        edition: Default::default(),
-    })
-    .await
-    .expect("server builds on a temp dir");
+        ..ServeConfig::default()
+    };
+    configure(&mut cfg);
+    let server = Server::build(cfg)
+        .await
+        .expect("server builds on a temp dir");
     let token = server
         .new_owner_token
         .as_ref()
         .map(|t| t.expose().to_owned());
-    let base = format!("http://{}", server.local_addr());
+    let addr = server.local_addr();
+    let base = format!("http://{addr}");
     let (stop, stopped) = oneshot::channel::<()>();
     // Dropping the sender (a test that panics) also stops the server.
     let running = tokio::spawn(server.run(async move {
@@ -70,6 +84,7 @@ async fn start_on(dir: TempDir, data_dir: PathBuf) -> (TestApp, Option<String>) 
         .expect("build HTTP client");
     let app = TestApp {
         base,
+        addr,
         owner_token: String::new(),
         client,
         dir,
@@ -91,7 +106,7 @@ impl StoppedApp {
     /// Starts the server again on the same data dir (a new port).
     pub async fn start(self) -> TestApp {
         let data_dir = self.data_dir();
-        let (app, token) = start_on(self.dir, data_dir).await;
+        let (app, token) = start_on(self.dir, data_dir, |_| {}).await;
         assert!(
             token.is_none(),
             "restarting on an existing vault must not create a new owner"

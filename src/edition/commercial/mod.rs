@@ -14,19 +14,22 @@ use super::{Edition, Role};
 use crate::files;
 use crate::service::Vault;
 use crate::store;
-use crate::transport::{ServeFuture, serve_plain};
+use crate::transport::{ConnectionSlot, TlsSource};
 use axum::Router;
+use axum::extract::Request;
 use config::{PopConfig, PopRole};
 use control_plane::{Alert, Alerts, ControlClient};
 use rustls::ServerConfig;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const NAME: &str = "commercial";
 pub const TITLE: &str = "Commercial Edition";
 pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (commercial)");
+/// A POP serves TLS with its own certificate from replication.yaml, never from serve's flags.
+pub const TLS_SETTINGS: Option<&str> =
+    Some("replication.yaml (auth.mtls_cert, auth.mtls_key, auth.mtls_ca)");
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeFlags {
@@ -146,7 +149,7 @@ struct Commercial {
     path: PathBuf,
     live: Arc<RwLock<Arc<Live>>>,
     /// Present when this POP serves HTTPS; swapped on reload for new connections.
-    tls: Option<Arc<RwLock<Arc<ServerConfig>>>>,
+    tls: Option<TlsSource>,
     vault: Arc<Vault>,
     alerts: Alerts,
     status: Arc<replication::Status>,
@@ -207,7 +210,7 @@ pub async fn start(
         tls,
         tarpit_cap,
     } = configured;
-    let tls = tls.map(|c| Arc::new(RwLock::new(c)));
+    let tls = tls.map(TlsSource::new);
     schema::ensure(vault.store()).await?;
     vault.set_writable(matches!(config.role, PopRole::Primary { .. }));
     if let PopRole::Backup { primary: Some(p) } = &config.role {
@@ -337,8 +340,8 @@ impl Commercial {
         let primary = matches!(config.role, PopRole::Primary { .. });
         let line = config.startup_line();
         let live = Live::build(config).map_err(|e| e.to_string())?;
-        if let (Some(slot), Some(cfg)) = (&self.tls, new_tls) {
-            *slot.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        if let (Some(source), Some(cfg)) = (&self.tls, new_tls) {
+            source.replace(cfg);
         }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
         self.vault.set_writable(primary);
@@ -397,27 +400,15 @@ impl Edition for Commercial {
             }))
             .fallback({
                 let t = self.tarpit.clone();
-                move || async move { t.respond() }
+                move |req: Request| async move { t.respond(req.extensions().get::<ConnectionSlot>()) }
             })
             .method_not_allowed_fallback({
                 let t = self.tarpit.clone();
-                move || async move { t.respond() }
+                move |req: Request| async move { t.respond(req.extensions().get::<ConnectionSlot>()) }
             })
     }
 
-    fn url_scheme(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
-    }
-
-    fn serve(
-        &self,
-        listener: TcpListener,
-        app: Router,
-        shutdown: CancellationToken,
-    ) -> ServeFuture {
-        match &self.tls {
-            Some(cfg) => Box::pin(tls::serve(listener, app, cfg.clone(), shutdown)),
-            None => serve_plain(listener, app, shutdown),
-        }
+    fn tls(&self) -> Option<TlsSource> {
+        self.tls.clone()
     }
 }

@@ -6,15 +6,14 @@ use super::Live;
 use super::replication::Status;
 use super::replication::rows;
 use super::replication::wire::{Ack, Batch};
-use super::tls::VerifiedPeer;
-use crate::api::{ApiError, AppJson};
+use crate::api::{self, ApiError, AppJson};
 use crate::service::{self, Vault};
 use crate::store;
+use crate::transport::ClientCert;
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::post;
@@ -34,11 +33,10 @@ pub struct PeerState {
 const BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 pub fn routes(state: PeerState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/replication/batch", post(batch))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT))
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    api::with_body_limit(routes, BATCH_BODY_LIMIT).with_state(state)
 }
 
 /// Checks the peer before any handler runs; failures are logged for the operator.
@@ -48,7 +46,7 @@ async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-    if s.mtls && req.extensions().get::<VerifiedPeer>().is_none() {
+    if s.mtls && req.extensions().get::<ClientCert>().is_none() {
         tracing::warn!("replication push without a client certificate refused");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -56,12 +54,7 @@ async fn authenticate(
             "a client certificate signed by this POP's mtls_ca is required",
         ));
     }
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = api::bearer_token(req.headers())?.unwrap_or("");
     let expected = live.config.inbound_token.expose();
     if !bool::from(presented.trim().as_bytes().ct_eq(expected.as_bytes())) {
         tracing::warn!("replication push with a wrong POP token refused");
