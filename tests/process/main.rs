@@ -5,6 +5,7 @@
 #![cfg(not(feature = "commercial"))]
 
 mod cli;
+mod connections;
 // Shared with the other suites, which use parts this one does not.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
@@ -15,3 +16,4 @@ mod helpers;
 mod quickstart;
 mod signals;
 mod startup;
+mod tls;
