@@ -61,10 +61,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(entries::routes())
         .merge(agents::routes())
-        // Editions may answer wrong methods their own way (Commercial: the tarpit).
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    with_body_limit(edition.extend_router(api), BODY_LIMIT)
+    // After the edition's routes: a route keeps an answer to wrong methods the edition set
+    // (Commercial: the tarpit); the rest get the JSON 405.
+    let routes = edition
+        .extend_router(api)
+        .method_not_allowed_fallback(method_not_allowed);
+    with_body_limit(routes, BODY_LIMIT)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
