@@ -10,6 +10,7 @@ mod agents;
 mod bad_input;
 mod concurrency;
 mod entries;
+mod fuzz;
 mod health;
 mod helpers;
 mod http_edge;
