@@ -104,12 +104,10 @@ impl Server {
         let shutdown = CancellationToken::new();
         let edition = edition::start(configured, vault.clone(), shutdown.clone()).await?;
         let tls = flag_tls.map(TlsSource::new).or_else(|| edition.tls());
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
+        let listener = transport::bind(cfg.listen).map_err(|source| Error::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
         Ok(Self {
             listener,
             vault,

@@ -28,10 +28,11 @@ pub use tls::{TlsError, TlsFiles, TlsSource, load_server_config};
 
 use axum::Router;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,6 +55,24 @@ pub fn serve(
     shutdown: CancellationToken,
 ) -> ServeFuture {
     Box::pin(accept_loop(listener, app, options, shutdown))
+}
+
+/// How many connections the kernel may queue while the server is not accepting (at the
+/// connection cap, or in a burst); Linux caps it at `net.core.somaxconn` (4,096 by default).
+/// std and tokio use 128, which a burst of clients fills at once.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listening socket with [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Accept failures (out of descriptors and the like) are retried after this pause instead

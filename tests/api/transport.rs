@@ -1,7 +1,8 @@
 //! Slow, idle and many clients, over real sockets: slowloris connections are closed by the
-//! idle timeout while other clients are served, a connection that sends nothing (or part of
-//! the HTTP/2 preface) is closed, an idle keep-alive connection is closed, a streamed
-//! response longer than the timeout is not cut, and `max_connections` holds.
+//! idle timeout while other clients are served; a connection that sends nothing, part of the
+//! HTTP/2 preface, or HTTP/2 without ever opening a stream is closed; an idle keep-alive
+//! connection is closed; a streamed response longer than the timeout is not cut; and
+//! `max_connections` holds.
 //!
 //! The idle timeout is shortened (the default 30 s is checked by a unit test in
 //! `src/transport/limits.rs`).
@@ -123,17 +124,39 @@ async fn slowloris_connections_are_closed_by_the_timeout_while_others_are_served
     }
 }
 
+/// The HTTP/2 connection preface and an empty SETTINGS frame: a valid HTTP/2 client that
+/// never opens a stream.
+const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Reads whatever the server sent so far (e.g. its HTTP/2 SETTINGS), without waiting long.
+async fn drain(s: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_sends_nothing_or_part_of_the_http2_preface_is_closed() {
     let app = app_with_idle(IDLE).await;
     let mut silent = TcpStream::connect(app.addr).await.unwrap();
     let mut preface = TcpStream::connect(app.addr).await.unwrap();
     preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let mut h2 = TcpStream::connect(app.addr).await.unwrap();
+    h2.write_all(H2_HELLO).await.unwrap();
     let opened = Instant::now();
+    drain(&mut h2).await;
     tokio::time::sleep(IDLE / 2).await;
     assert!(is_open(&mut silent).await, "closed before the timeout");
     assert!(is_open(&mut preface).await, "closed before the timeout");
-    for (what, s) in [("silent", &mut silent), ("partial preface", &mut preface)] {
+    assert!(is_open(&mut h2).await, "closed before the timeout");
+    for (what, s) in [
+        ("silent", &mut silent),
+        ("partial preface", &mut preface),
+        ("HTTP/2 without streams", &mut h2),
+    ] {
         let at = closed_within(s, IDLE + SLACK)
             .await
             .unwrap_or_else(|| panic!("the {what} connection was never closed"));
