@@ -11,7 +11,7 @@
 //! - `store`: SQLite; group-commit writer thread and reader pool. Rows, not meanings.
 //! - `vault`: domain types and validation rules. No IO, no serde.
 //! - `crypto`: keys, AES-256-GCM sealing, tokens. Pure; the only holder of key bytes.
-//! - `transport`: plain-HTTP serving (an edition may bring its own, e.g. TLS).
+//! - `transport`: HTTP/1.1 and HTTP/2 serving, plain or TLS, with timeouts and a connection cap.
 //! - `import`: other vaults' export files (and our own) read into drafts, for the CLI. No HTTP.
 //! - `files`, `metrics`, `shutdown`: small shared utilities.
 

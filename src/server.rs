@@ -5,6 +5,7 @@ use crate::crypto::Token;
 use crate::datadir::{self, DataDir, DirLock};
 use crate::edition::{self, Edition, ServeFlags};
 use crate::service::{self, Vault};
+use crate::transport::{self, LimitError, Limits, TlsError, TlsFiles, TlsSource};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,26 @@ pub struct ServeConfig {
     /// `owner.token` found in the data dir is moved (never inside the data dir). `None`: such a
     /// start is refused (the CLI passes `--owner-token-out` or its token file).
     pub owner_token_out: Option<PathBuf>,
+    /// `--tls-cert`/`--tls-key`: serve https (Community; Commercial takes TLS from its config).
+    pub tls: Option<TlsFiles>,
+    /// `--max-connections`; `None` for the default, sized to the open-files limit.
+    pub max_connections: Option<usize>,
+    /// How long a connection may have no request in flight (tests shorten it).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: datadir::DEFAULT_DIR.into(),
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            edition: ServeFlags::default(),
+            owner_token_out: None,
+            tls: None,
+            max_connections: None,
+            idle_timeout: transport::DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +57,14 @@ pub enum Error {
     Service(#[from] service::Error),
     #[error(transparent)]
     Edition(#[from] edition::StartError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
+    #[error(
+        "--tls-cert/--tls-key do not apply to this edition: it serves TLS with the certificate in {settings}. Fix: remove --tls-cert and --tls-key"
+    )]
+    TlsFlags { settings: &'static str },
     #[error("cannot listen on {addr}: {error}. Fix: pick a free address with --listen")]
     Bind {
         addr: SocketAddr,
@@ -52,6 +81,8 @@ pub struct Server {
     shutdown: CancellationToken,
     /// Held until `run` has closed the store: no other process may open this data dir.
     lock: DirLock,
+    limits: Limits,
+    tls: Option<TlsSource>,
     /// Set when this start created the vault: the owner token, to show once...
     pub new_owner_token: Option<Token>,
     /// ...and the file it was saved to.
@@ -64,6 +95,13 @@ impl Server {
     /// Opens (or, on an empty data dir, initialises) the vault and binds the socket.
     pub async fn build(cfg: ServeConfig) -> Result<Self, Error> {
         let configured = edition::configure(&cfg.edition)?;
+        // Every check of the flags before anything is created on disk.
+        let flag_tls = match (&cfg.tls, edition::TLS_SETTINGS) {
+            (Some(_), Some(settings)) => return Err(Error::TlsFlags { settings }),
+            (Some(files), None) => Some(transport::load_server_config(files)?),
+            (None, _) => None,
+        };
+        let limits = Limits::resolve(cfg.max_connections, cfg.idle_timeout)?;
         let opened = DataDir::new(&cfg.data_dir)
             .open_or_init(cfg.owner_token_out.as_deref())
             .await?;
@@ -75,22 +113,33 @@ impl Server {
         drop(opened.master);
         let shutdown = CancellationToken::new();
         let edition = edition::start(configured, vault.clone(), shutdown.clone()).await?;
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|error| Error::Bind {
-                addr: cfg.listen,
-                error,
-            })?;
+        let tls = flag_tls.map(TlsSource::new).or_else(|| edition.tls());
+        let listener = transport::bind(cfg.listen).map_err(|error| Error::Bind {
+            addr: cfg.listen,
+            error,
+        })?;
         Ok(Self {
             listener,
             vault,
             edition,
             shutdown,
             lock: opened.lock,
+            limits,
+            tls,
             new_owner_token,
             owner_token_file,
             notices: opened.notices,
         })
+    }
+
+    /// `https` when serving TLS, else `http`: for the `listening on` line.
+    pub fn url_scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The connection limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -112,6 +161,8 @@ impl Server {
             edition,
             shutdown,
             lock,
+            limits,
+            tls,
             ..
         } = self;
         let app = api::router(AppState {
@@ -124,7 +175,12 @@ impl Server {
             tracing::info!("shutdown requested");
             trigger.cancel();
         });
-        let serve = edition.serve(listener, app, shutdown.clone());
+        let serve = transport::serve(
+            listener,
+            app,
+            transport::Options { limits, tls },
+            shutdown.clone(),
+        );
         let drained = async {
             shutdown.cancelled().await;
             tokio::time::sleep(DRAIN).await;

@@ -28,6 +28,44 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "validation_failed", message)
     }
+
+    /// A body (declared or found) over the route's limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    }
+
+    /// A body in a content or transfer coding the server does not decode.
+    pub fn unsupported_encoding(header: &str, coding: &str) -> Self {
+        let coding: String = coding.chars().take(40).collect();
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "{header}: {coding:?} is not accepted; send the body uncompressed, as plain JSON"
+            ),
+        )
+    }
+
+    /// An `Authorization` header the server will not guess about.
+    pub fn invalid_authorization(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_authorization", message)
+    }
+
+    /// A known path asked with a method it does not take; the router adds the `Allow` header.
+    pub fn method_not_allowed(method: &axum::http::Method) -> Self {
+        let method: String = method.as_str().chars().take(40).collect();
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "this path does not take {method}; the Allow header lists the methods it takes"
+            ),
+        )
+    }
 }
 
 impl From<service::Error> for ApiError {

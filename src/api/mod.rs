@@ -15,23 +15,40 @@ mod request_context;
 pub use bulk::{BULK_BODY_LIMIT, MAX_BULK_ENTRIES};
 pub use dto::timestamp;
 pub use error::ApiError;
-pub use extract::AppJson;
+pub use extract::{AppJson, bearer_token};
 
 use crate::edition::Edition;
 use crate::service::Vault;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
 
-/// Largest request body accepted; larger ones get 413.
+/// Largest request body accepted; larger ones get 413 (routes may set their own with
+/// [`with_body_limit`]).
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The body limit in force for a route, for [`AppJson`] to refuse a longer declared body
+/// before reading it. Set with [`with_body_limit`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Sets the body limit of `router`'s routes to `max` bytes; a router merged inside another
+/// keeps its own.
+pub fn with_body_limit<S>(router: Router<S>, max: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .layer(DefaultBodyLimit::max(max))
+        .layer(Extension(BodyLimit(max)))
+}
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
@@ -50,14 +67,21 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(owner::routes())
         .with_state(state);
-    edition
+    // After the edition's routes: a route keeps an answer to wrong methods the edition set
+    // (Commercial: the tarpit); the rest get the JSON 405.
+    let routes = edition
         .extend_router(api)
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .method_not_allowed_fallback(method_not_allowed);
+    with_body_limit(routes, BODY_LIMIT)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(middleware::from_fn(request_context::layer))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::method_not_allowed(&method)
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {

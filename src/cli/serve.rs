@@ -4,6 +4,7 @@ use crate::crypto::MasterKey;
 use crate::datadir::{self, DataDir, InitOptions};
 use crate::edition::{self, ServeFlags};
 use crate::server::{self, ServeConfig, Server};
+use crate::transport::TlsFiles;
 use crate::{files, shutdown};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -62,6 +63,19 @@ pub struct ServeArgs {
     log_level: String,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Serve https with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Connections open at once; past that new ones wait until one closes [default: 4096,
+    /// lowered to fit the open-files limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// For tests: how long a connection may go without a request in flight (milliseconds).
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: Option<u64>,
     #[command(flatten)]
     token_out: TokenOut,
     #[command(flatten)]
@@ -147,11 +161,23 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         edition::TITLE
     );
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let defaults = ServeConfig::default();
     let cfg = ServeConfig {
         data_dir: a.data_dir,
         listen: a.listen,
         edition: a.edition,
         owner_token_out: a.token_out.path(),
+        tls,
+        max_connections: a
+            .max_connections
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        idle_timeout: a
+            .idle_timeout_ms
+            .map_or(defaults.idle_timeout, std::time::Duration::from_millis),
     };
     let data_dir = cfg.data_dir.clone();
     rt.block_on(async move {
@@ -182,7 +208,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         writeln!(
             out,
             "listening on {}://{}",
-            server.edition().url_scheme(),
+            server.url_scheme(),
             server.local_addr()
         )?;
         out.flush()?;

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 pub const NAME: &str = "community";
 pub const TITLE: &str = "Community Edition";
 pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (community)");
+/// Community serves TLS from `serve --tls-cert/--tls-key`.
+pub const TLS_SETTINGS: Option<&str> = None;
 
 /// Community `serve` has no edition flags.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -14,12 +14,11 @@ mod imp;
 mod imp;
 
 use crate::service::Vault;
-use crate::transport::{ServeFuture, serve_plain};
+use crate::transport::TlsSource;
 use axum::Router;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Edition-specific `serve` flags (none in Community).
@@ -81,21 +80,17 @@ pub trait Edition: Send + Sync + 'static {
         Box::pin(async { None })
     }
 
-    /// `http` or `https`, for the `listening on` line.
-    fn url_scheme(&self) -> &'static str {
-        "http"
-    }
-
-    /// Serves the finished router on the bound socket until `shutdown` fires.
-    fn serve(
-        &self,
-        listener: TcpListener,
-        app: Router,
-        shutdown: CancellationToken,
-    ) -> ServeFuture {
-        serve_plain(listener, app, shutdown)
+    /// The TLS configuration of the edition's own settings (Commercial: replication.yaml's
+    /// `auth.mtls_*`), served by the shared transport. `None`: `serve`'s flags decide.
+    fn tls(&self) -> Option<TlsSource> {
+        None
     }
 }
+
+/// Where the edition takes its TLS settings from instead of `serve --tls-cert/--tls-key`
+/// (Commercial: replication.yaml), for the message refusing those flags; `None` when the
+/// flags apply.
+pub const TLS_SETTINGS: Option<&str> = imp::TLS_SETTINGS;
 
 /// Runs an edition-specific subcommand (Commercial: `pop-token`).
 pub fn run_command(cmd: Commands) -> Result<(), CommandError> {

@@ -22,6 +22,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct TestApp {
     pub base: String,
+    /// The server's socket, for tests that speak raw TCP.
+    pub addr: std::net::SocketAddr,
     pub owner_token: String,
     pub client: reqwest::Client,
     dir: TempDir,
@@ -40,10 +42,15 @@ pub struct StoppedApp {
 /// Starts a fresh vault of this build's edition (see `edition.rs`): new temp dir, new
 /// database, new owner.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with serve settings changed by `configure` (e.g. the connection limits).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().expect("create temp dir");
     let data_dir = dir.path().join("data");
     let serving = Serving::new(dir.path());
-    let (app, token) = start_on(dir, serving, data_dir).await;
+    let (app, token) = start_on(dir, serving, data_dir, configure).await;
     let token = token.expect("a fresh data dir creates an owner token");
     TestApp {
         owner_token: token,
@@ -60,18 +67,27 @@ pub fn config(dir: &Path, serving: &Serving, data_dir: PathBuf) -> ServeConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         edition: serving.flags(),
         owner_token_out: Some(dir.join("owner.token")),
+        ..ServeConfig::default()
     }
 }
 
-async fn start_on(dir: TempDir, serving: Serving, data_dir: PathBuf) -> (TestApp, Option<String>) {
-    let server = Server::build(config(dir.path(), &serving, data_dir))
+async fn start_on(
+    dir: TempDir,
+    serving: Serving,
+    data_dir: PathBuf,
+    configure: impl FnOnce(&mut ServeConfig),
+) -> (TestApp, Option<String>) {
+    let mut cfg = config(dir.path(), &serving, data_dir);
+    configure(&mut cfg);
+    let server = Server::build(cfg)
         .await
         .expect("server builds on a temp dir");
     let token = server
         .new_owner_token
         .as_ref()
         .map(|t| t.expose().to_owned());
-    let base = format!("{}://{}", serving.scheme(), server.local_addr());
+    let addr = server.local_addr();
+    let base = format!("{}://{addr}", serving.scheme());
     let (stop, stopped) = oneshot::channel::<()>();
     // Dropping the sender (a test that panics) also stops the server.
     let running = tokio::spawn(server.run(async move {
@@ -80,6 +96,7 @@ async fn start_on(dir: TempDir, serving: Serving, data_dir: PathBuf) -> (TestApp
     let client = serving.client(REQUEST_TIMEOUT);
     let app = TestApp {
         base,
+        addr,
         owner_token: String::new(),
         client,
         dir,
@@ -107,7 +124,7 @@ impl StoppedApp {
     /// Starts the server again on the same data dir (a new port).
     pub async fn start(self) -> TestApp {
         let data_dir = self.data_dir();
-        let (app, token) = start_on(self.dir, self.serving, data_dir).await;
+        let (app, token) = start_on(self.dir, self.serving, data_dir, |_| {}).await;
         assert!(
             token.is_none(),
             "restarting on an existing vault must not create a new owner"

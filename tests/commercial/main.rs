@@ -14,4 +14,5 @@ mod roles;
 mod signals;
 mod startup;
 mod tarpit;
+mod transport;
 mod validation;

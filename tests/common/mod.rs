@@ -7,14 +7,13 @@
 //! - [`poll`]: bounded waiting.
 //! - [`http`]: JSON calls with a bearer token, `/healthz`.
 //! - [`files`]: files with exact modes, paths as YAML scalars.
-//! - `pki` (Commercial suites only: it needs rustls): an rcgen CA, leaf certificates, the TLS
-//!   files a POP config names, TLS clients, POP tokens.
+//! - [`pki`]: an rcgen CA, leaf certificates, the TLS files a server or POP config names, TLS
+//!   clients, POP tokens.
 //! - `primary` (Commercial suites only): a primary POP's files with full mTLS, for suites that
 //!   run the vault in either edition.
 
 pub mod files;
 pub mod http;
-#[cfg(feature = "commercial")]
 pub mod pki;
 pub mod poll;
 #[cfg(feature = "commercial")]

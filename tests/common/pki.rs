@@ -1,6 +1,6 @@
 //! Test credentials: an rcgen CA, leaf certificates for 127.0.0.1 and localhost, the PEM files
-//! a POP config names, reqwest clients that trust the CA, and POP tokens. Commercial suites
-//! only (rustls is a Commercial dependency).
+//! a POP config (or `serve --tls-cert/--tls-key`) names, reqwest clients that trust the CA, and
+//! POP tokens.
 
 use super::files::{q, write_file};
 use base64::Engine;

@@ -5,6 +5,7 @@
 
 mod cli;
 mod client_transport;
+mod connections;
 // Shared with the other suites, which use parts this one does not.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
@@ -22,3 +23,4 @@ mod proxy;
 mod quickstart;
 mod signals;
 mod startup;
+mod tls;

@@ -9,6 +9,7 @@ mod bare;
 mod disk;
 mod http;
 mod load;
+mod os;
 #[cfg(feature = "commercial")]
 mod pop;
 mod proc;
@@ -35,13 +36,16 @@ struct Cli {
     /// Concurrent keep-alive connections for the loaded figures.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     connections: u64,
+    /// Idle keep-alive connections held open in the idle-connections scenario.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    idle_connections: u64,
     /// Unmeasured load before each window, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     warmup_ms: u64,
     /// Threads for the load generator (it shares the machine with the server under test).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     client_threads: u64,
-    /// Run only these scenarios (repeatable): reads, writes, cold-start, import.
+    /// Run only these scenarios (repeatable): reads, writes, cold-start, import, idle-connections.
     #[cfg_attr(
         feature = "commercial",
         doc = "This Commercial build adds replication-lag, catch-up, replication-throughput, tarpit."
@@ -125,6 +129,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         duration: Duration::from_secs(cli.duration),
         warmup: Duration::from_millis(cli.warmup_ms),
         connections: usize::try_from(cli.connections).unwrap_or(64),
+        idle_connections: usize::try_from(cli.idle_connections).unwrap_or(10_000),
     };
     let scratch = proc::TempDir::new("clavitor-bench")?;
     let mut ctx = Ctx {

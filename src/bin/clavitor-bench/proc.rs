@@ -101,14 +101,12 @@ impl ServerProcess {
         Ok(guard)
     }
 
-    #[cfg(feature = "commercial")]
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     /// Waits up to `timeout` for the process to exit by itself (e.g. after a signal the
     /// caller sent), checking every millisecond. After an exit the guard has nothing to kill.
-    #[cfg(feature = "commercial")]
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
         let Some(child) = self.child.as_mut() else {
             return Ok(None);

@@ -8,10 +8,8 @@ pub enum Unit {
     Millis,
     Count,
     /// Decimal megabytes (10^6 bytes), as in the goals.
-    #[cfg_attr(not(feature = "commercial"), expect(dead_code))]
     Megabytes,
     /// Percent of one CPU core.
-    #[cfg_attr(not(feature = "commercial"), expect(dead_code))]
     CorePercent,
 }
 

@@ -14,19 +14,22 @@ use super::{Edition, Role};
 use crate::files;
 use crate::service::Vault;
 use crate::store;
-use crate::transport::ServeFuture;
+use crate::transport::{ConnectionSlot, TlsSource};
 use axum::Router;
+use axum::extract::Request;
 use config::{PopConfig, PopRole};
 use control_plane::{Alert, Alerts, ControlClient};
 use rustls::ServerConfig;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const NAME: &str = "commercial";
 pub const TITLE: &str = "Commercial Edition";
 pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (commercial)");
+/// A POP serves TLS with its own certificate from replication.yaml, never from serve's flags.
+pub const TLS_SETTINGS: Option<&str> =
+    Some("replication.yaml (auth.mtls_cert, auth.mtls_key, auth.mtls_ca)");
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeFlags {
@@ -142,7 +145,7 @@ struct Commercial {
     path: PathBuf,
     live: Arc<RwLock<Arc<Live>>>,
     /// The HTTPS server config; swapped on reload for new connections.
-    tls: Arc<RwLock<Arc<ServerConfig>>>,
+    tls: TlsSource,
     vault: Arc<Vault>,
     alerts: Alerts,
     status: Arc<replication::Status>,
@@ -205,7 +208,7 @@ pub async fn start(
         tls,
         tarpit_cap,
     } = configured;
-    let tls = Arc::new(RwLock::new(tls));
+    let tls = TlsSource::new(tls);
     schema::ensure(vault.store()).await?;
     vault.set_writable(matches!(config.role, PopRole::Primary { .. }));
     if let PopRole::Backup { primary } = &config.role {
@@ -342,7 +345,7 @@ impl Commercial {
         let primary = matches!(config.role, PopRole::Primary { .. });
         let line = config.startup_line();
         let live = Live::build(config).map_err(|e| e.to_string())?;
-        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = new_tls;
+        self.tls.replace(new_tls);
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
         self.vault.set_writable(primary);
         self.wake.notify_one();
@@ -412,24 +415,15 @@ impl Edition for Commercial {
             }))
             .fallback({
                 let t = self.tarpit.clone();
-                move || async move { t.respond() }
+                move |req: Request| async move { t.respond(req.extensions().get::<ConnectionSlot>()) }
             })
             .method_not_allowed_fallback({
                 let t = self.tarpit.clone();
-                move || async move { t.respond() }
+                move |req: Request| async move { t.respond(req.extensions().get::<ConnectionSlot>()) }
             })
     }
 
-    fn url_scheme(&self) -> &'static str {
-        "https"
-    }
-
-    fn serve(
-        &self,
-        listener: TcpListener,
-        app: Router,
-        shutdown: CancellationToken,
-    ) -> ServeFuture {
-        Box::pin(tls::serve(listener, app, self.tls.clone(), shutdown))
+    fn tls(&self) -> Option<TlsSource> {
+        Some(self.tls.clone())
     }
 }

@@ -9,16 +9,15 @@ use super::replication::Status;
 use super::replication::rows::{self, ApplyError};
 use super::replication::validate::{self, Refusal};
 use super::replication::wire::Ack;
-use super::tls::VerifiedPeer;
-use crate::api::ApiError;
+use crate::api::{self, ApiError};
 use crate::service::{self, Vault};
 use crate::store;
+use crate::transport::ClientCert;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::post;
@@ -46,11 +45,10 @@ const BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
 const REALERT_AFTER: Duration = Duration::from_secs(600);
 
 pub fn routes(state: PeerState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/replication/batch", post(batch))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT))
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    api::with_body_limit(routes, BATCH_BODY_LIMIT).with_state(state)
 }
 
 /// The names a certificate gives its holder: subject common names and DNS subject
@@ -83,7 +81,7 @@ async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let live = s.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(VerifiedPeer(leaf)) = req.extensions().get::<VerifiedPeer>() else {
+    let Some(ClientCert(leaf)) = req.extensions().get::<ClientCert>() else {
         tracing::warn!("replication push without a client certificate refused");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -107,12 +105,7 @@ async fn authenticate(
             ));
         }
     }
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = api::bearer_token(req.headers())?.unwrap_or("");
     let expected = live.config.inbound_token.expose();
     if !bool::from(presented.trim().as_bytes().ct_eq(expected.as_bytes())) {
         tracing::warn!("replication push with a wrong POP token refused");

@@ -5,6 +5,7 @@
 //! are held; past that a plain 404 goes out at once. Interruptible: every tick also watches
 //! the shutdown token, so SIGTERM ends all of them within a second.
 
+use crate::transport::ConnectionSlot;
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -74,13 +75,18 @@ impl Tarpit {
         }
     }
 
-    pub fn respond(self: &Arc<Self>) -> Response {
+    /// `connection`: the held connection's place under `--max-connections`, given back while
+    /// the tarpit holds it (the tarpit's own cap bounds those).
+    pub fn respond(self: &Arc<Self>, connection: Option<&ConnectionSlot>) -> Response {
         let Some(slot) = self.try_hold() else {
             if !self.saturated.swap(true, Ordering::AcqRel) {
                 (self.on_saturated)(self.cap);
             }
             return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
         };
+        if let Some(c) = connection {
+            c.release();
+        }
         let stop = self.shutdown.clone();
         let drip = futures_util::stream::unfold((0u32, slot), move |(ticks, slot)| {
             let stop = stop.clone();

@@ -1,12 +1,10 @@
 //! Commercial-edition machinery for the bench: the POP CA, POP directories and configs, the
 //! bench's HTTPS client, `/healthz` replication probes, pre-filling a vault through the
-//! library, and the /proc and rlimit calls of the tarpit scenario. Compiled only with
-//! `--features commercial`, like the scenarios that use it.
+//! library. Compiled only with `--features commercial`, like the scenarios that use it.
 
 pub mod certs;
 pub mod files;
 pub mod health;
-pub mod os;
 pub mod prefill;
 
 use crate::http::Connector;

@@ -9,6 +9,7 @@
 mod catch_up;
 mod cold_start;
 mod import;
+mod idle_connections;
 mod reads;
 #[cfg(feature = "commercial")]
 mod replication_lag;
@@ -42,6 +43,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(writes::Writes),
         Box::new(cold_start::ColdStart),
         Box::new(import::Import),
+        Box::new(idle_connections::IdleConnections),
         #[cfg(feature = "commercial")]
         Box::new(replication_lag::ReplicationLag),
         #[cfg(feature = "commercial")]
@@ -61,6 +63,8 @@ pub struct Settings {
     pub warmup: Duration,
     /// Concurrent keep-alive connections for the loaded figures.
     pub connections: usize,
+    /// Connections held open, idle, in the idle-connections scenario.
+    pub idle_connections: usize,
 }
 
 pub struct Ctx {
@@ -105,8 +109,13 @@ impl Ctx {
     /// `clavitor serve --data-dir DATA_DIR --listen 127.0.0.1:0`; an empty dir gets a new vault.
     /// A Commercial build adds a config for a primary whose backup never answers.
     pub fn start_clavitor(&self, data_dir: &Path) -> Result<ServerProcess> {
-        #[cfg_attr(not(feature = "commercial"), expect(unused_mut))]
+        self.start_clavitor_with(data_dir, &[])
+    }
+
+    /// [`Ctx::start_clavitor`] with extra `serve` arguments.
+    pub fn start_clavitor_with(&self, data_dir: &Path, args: &[&str]) -> Result<ServerProcess> {
         let mut cmd = proc::serve_command(&self.clavitor, data_dir, "127.0.0.1:0");
+        cmd.args(args);
         #[cfg(feature = "commercial")]
         cmd.arg("--replication-config")
             .arg(&self.pop.standalone_config);

@@ -7,7 +7,7 @@
 
 use super::{Ctx, Scenario};
 use crate::http::{Connector, Stream};
-use crate::pop::os;
+use crate::os;
 use crate::proc::ServerProcess;
 use crate::report::{Figure, Goal, Unit, thousands};
 use anyhow::{Context, Result, bail, ensure};

@@ -1,6 +1,6 @@
-//! What the tarpit scenario asks of the kernel: the open-files limit, a process's resident
-//! memory and CPU time from /proc, and a signal sent without spawning `kill` (whose start-up
-//! would be counted in the time to exit).
+//! What the connection-holding scenarios (idle connections, tarpit) ask of the kernel: the
+//! open-files limit, a process's resident memory and CPU time from /proc, and a signal sent
+//! without spawning `kill` (whose start-up would be counted in the time to exit).
 
 use anyhow::{Context, Result, bail};
 
