@@ -9,7 +9,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The `pop_id` of the primary these files configure.
 pub const POP_ID: &str = "primary-01";
@@ -71,8 +71,8 @@ impl PrimaryPop {
         })
     }
 
-    /// `builder`, trusting this POP's CA and presenting no certificate.
-    pub fn trusting(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    /// A TLS client config trusting this POP's CA and presenting no certificate.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.ca_file).expect("read the CA file") {
             roots.add(cert.expect("CA PEM")).expect("CA as root");
@@ -82,6 +82,11 @@ impl PrimaryPop {
             .expect("TLS versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        builder.use_preconfigured_tls(cfg)
+        Arc::new(cfg)
+    }
+
+    /// `builder`, trusting this POP's CA and presenting no certificate.
+    pub fn trusting(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        builder.use_preconfigured_tls((*self.client_config()).clone())
     }
 }
