@@ -202,10 +202,15 @@ fn render(path: &Path, problems: &[Problem]) -> String {
     s
 }
 
-struct Report(Vec<Problem>);
+pub(super) struct Report(pub(super) Vec<Problem>);
 
 impl Report {
-    fn add(&mut self, key: impl Into<String>, what: impl Into<String>, fix: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        key: impl Into<String>,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.0.push(Problem {
             key: key.into(),
             what: what.into(),
@@ -233,7 +238,7 @@ pub fn load(path: &Path) -> Result<PopConfig, ConfigError> {
 }
 
 /// Files named in the config are relative to the config file's directory.
-fn resolve(base: &Path, p: &Path) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
     } else {
@@ -496,7 +501,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
     })
 }
 
-fn valid_id(s: &str) -> bool {
+pub(super) fn valid_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -553,7 +558,7 @@ pub fn generate_pop_token() -> Token {
     t
 }
 
-fn check_token_file(
+pub(super) fn check_token_file(
     r: &mut Report,
     key: &str,
     path: &Path,
@@ -610,7 +615,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn load_certs(r: &mut Report, key: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
+pub(super) fn load_certs(
+    r: &mut Report,
+    key: &str,
+    path: &Path,
+) -> Option<Vec<CertificateDer<'static>>> {
     let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
         Ok(it) => it.collect(),
         Err(e) => {
