@@ -6,7 +6,9 @@
 //! Invariant: a changed failover state is written (synchronous=FULL) before the answer that
 //! depends on it leaves: the next state is computed on a copy, saved, then put in place.
 
-use super::failover::{Beat, Durable, Machine, Mode, PopState, PromoteError, Promotion, Role};
+use super::failover::{
+    Beat, Durable, Event, Machine, Mode, PopState, PromoteError, Promotion, Role,
+};
 use super::settings::CpConfig;
 use super::store::{self, AlertFilter, AlertRow, NewAlert, Report, Sample, Store};
 use serde_json::Value;
@@ -179,54 +181,65 @@ impl ControlPlane {
 
 impl Core {
     /// Replaces the machine with `next`, saving its durable state first when it changed, and
-    /// raises the alerts a failover step deserves.
+    /// raises the alerts its steps deserve.
     fn commit(
         &mut self,
-        next: Machine,
+        mut next: Machine,
         saved_with: impl FnOnce(&mut Store, Option<&Durable>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let changed = next.durable() != self.machine.durable();
         saved_with(&mut self.store, changed.then(|| next.durable()))?;
-        let before = std::mem::replace(&mut self.machine, next);
-        if changed {
-            self.note_failover(before.durable());
+        let events = next.take_events();
+        self.machine = next;
+        for e in events {
+            self.note(e);
         }
         Ok(())
     }
 
-    fn note_failover(&mut self, before: &Durable) {
-        let after = self.machine.durable().clone();
-        let (kind, pop, message) = match (&before.promotion, &after.promotion) {
-            (None, Some(p)) => (
-                "promotion_started",
-                p.to.clone(),
-                format!(
-                    "promoting {} to primary at epoch {}; {} is told to step down",
-                    p.to,
-                    p.epoch,
-                    p.from.as_deref().unwrap_or("no primary")
-                ),
-            ),
-            (Some(p), None) if after.primary.as_deref() == Some(p.to.as_str()) => (
-                "promotion_completed",
-                p.to.clone(),
-                format!("{} is now the primary (epoch {})", p.to, p.epoch),
-            ),
-            _ => match (&before.primary, &after.primary) {
-                (None, Some(p)) if after.promotion.is_none() => (
-                    "primary_adopted",
-                    p.clone(),
-                    format!("{p} is the primary (epoch {})", after.epoch),
-                ),
-                _ => return,
-            },
+    fn note(&mut self, event: Event) {
+        let (kind, pop, message, epoch) = match event {
+            Event::Adopted { pop, epoch } => {
+                tracing::info!(pop = %pop, epoch, "primary adopted: the first POP to report primary");
+                return;
+            }
+            Event::PromotionStarted {
+                from,
+                to,
+                epoch,
+                automatic,
+            } => {
+                let why = if automatic {
+                    "automatic failover: the primary missed its heartbeats"
+                } else {
+                    "an operator asked"
+                };
+                let message = format!(
+                    "promoting {to} to primary at epoch {epoch} ({why}); {} is told to step down",
+                    from.as_deref().unwrap_or("no primary")
+                );
+                ("promotion_started", to, message, epoch)
+            }
+            Event::PromotionCompleted {
+                to,
+                epoch,
+                acknowledged,
+            } => {
+                let how = if acknowledged {
+                    "the old primary stepped down"
+                } else {
+                    "the old primary's lease ran out"
+                };
+                let message = format!("{to} is now the primary at epoch {epoch} ({how})");
+                ("promotion_completed", to, message, epoch)
+            }
         };
         tracing::warn!(target: "clavitor::alert", alert = kind, pop = %pop, "{message}");
         let alert = NewAlert {
             pop_id: pop,
             kind: kind.to_owned(),
             message,
-            details: serde_json::json!({ "epoch": after.epoch, "source": "control-plane" }),
+            details: serde_json::json!({ "epoch": epoch, "source": "control-plane" }),
             pop_time: None,
         };
         if let Err(e) = self.store.add_alert(&alert, now_ms()) {

@@ -137,6 +137,26 @@ pub enum PromoteError {
     InProgress(String),
 }
 
+/// A step an operator should hear about (the caller turns it into an alert).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Adopted {
+        pop: String,
+        epoch: u64,
+    },
+    PromotionStarted {
+        from: Option<String>,
+        to: String,
+        epoch: u64,
+        automatic: bool,
+    },
+    PromotionCompleted {
+        to: String,
+        epoch: u64,
+        acknowledged: bool,
+    },
+}
+
 #[derive(Clone, Debug)]
 struct Seen {
     last: Instant,
@@ -173,6 +193,8 @@ pub struct Machine {
     wait_until: Option<Instant>,
     /// The primary's committed version from its last heartbeat (kept across a promotion).
     primary_committed: Option<i64>,
+    /// Steps taken since the caller last asked.
+    events: Vec<Event>,
 }
 
 impl Machine {
@@ -188,6 +210,7 @@ impl Machine {
             started: now,
             seen: BTreeMap::new(),
             primary_committed: None,
+            events: Vec::new(),
         };
         if m.durable.primary.is_some() {
             m.lease_until = assumed;
@@ -205,6 +228,11 @@ impl Machine {
 
     pub fn durable(&self) -> &Durable {
         &self.durable
+    }
+
+    /// The steps taken since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// New settings (SIGHUP): POPs and timings change, the durable state stays.
@@ -244,9 +272,7 @@ impl Machine {
             self.durable.epoch = e;
         }
         let reported = beat.role;
-        if self.durable.primary.as_deref() == Some(pop) && beat.committed.is_some() {
-            self.primary_committed = beat.committed;
-        }
+        let committed = beat.committed;
         self.seen.insert(pop.to_owned(), Seen { last: now, beat });
         self.tick(now);
         if let Some(p) = &self.durable.promotion {
@@ -258,8 +284,15 @@ impl Machine {
         if self.durable.primary.is_none() && reported == Some(Role::Primary) {
             self.durable.primary = Some(pop.to_owned());
             self.durable.epoch = self.durable.epoch.max(1);
+            self.events.push(Event::Adopted {
+                pop: pop.to_owned(),
+                epoch: self.durable.epoch,
+            });
         }
         if self.durable.primary.as_deref() == Some(pop) {
+            if committed.is_some() {
+                self.primary_committed = committed;
+            }
             let lease = self.rules.lease;
             if !lease.is_zero() {
                 self.lease_until = Some(now + lease);
@@ -285,8 +318,8 @@ impl Machine {
     /// lease, and starts an automatic one when the primary is silent.
     pub fn tick(&mut self, now: Instant) {
         if let Some(p) = self.durable.promotion.clone() {
-            let done = match &p.from {
-                None => true,
+            let (done, acknowledged) = match &p.from {
+                None => (true, false),
                 Some(from) => {
                     let acked = self.seen.get(from).is_some_and(|s| {
                         s.beat.role == Some(Role::Backup)
@@ -297,10 +330,15 @@ impl Machine {
                         // No lease was ever granted: the old primary must at least be silent.
                         None => self.is_stale(from, now),
                     };
-                    acked || ran_out
+                    (acked || ran_out, acked)
                 }
             };
             if done {
+                self.events.push(Event::PromotionCompleted {
+                    to: p.to.clone(),
+                    epoch: p.epoch,
+                    acknowledged,
+                });
                 self.durable.primary = Some(p.to);
                 self.durable.promotion = None;
                 self.lease_until = None;
@@ -328,13 +366,22 @@ impl Machine {
             })
             .min();
         if let Some((_, to)) = candidate {
-            let _ = self.promote(&to, now);
+            let _ = self.start_promotion(&to, now, true);
         }
     }
 
     /// Starts promoting `to`; the new primary is answered `primary` once [`Machine::tick`]
     /// completes the promotion.
     pub fn promote(&mut self, to: &str, now: Instant) -> Result<(), PromoteError> {
+        self.start_promotion(to, now, false)
+    }
+
+    fn start_promotion(
+        &mut self,
+        to: &str,
+        now: Instant,
+        automatic: bool,
+    ) -> Result<(), PromoteError> {
         if !self.pops.iter().any(|p| p == to) {
             return Err(PromoteError::UnknownPop(to.to_owned()));
         }
@@ -350,6 +397,12 @@ impl Machine {
             (Some(_), Some(until)) => Some(until + self.rules.margin()),
             _ => None,
         };
+        self.events.push(Event::PromotionStarted {
+            from: from.clone(),
+            to: to.to_owned(),
+            epoch: self.durable.epoch,
+            automatic,
+        });
         self.durable.promotion = Some(Promotion {
             from,
             to: to.to_owned(),
