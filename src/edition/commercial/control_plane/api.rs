@@ -299,6 +299,7 @@ fn sample_json(s: &Sample) -> Value {
         "lag_p99_ms": s.lag_p99_ms,
         "committed_version": s.committed,
         "watermark": s.watermark,
+        "behind_versions": s.behind,
     })
 }
 

@@ -258,7 +258,7 @@ impl Core {
             committed: rep.committed,
             applied: rep.applied_watermark,
         };
-        let sample = Sample {
+        let mut sample = Sample {
             at_ms: at,
             backlog: rep.backlog,
             lag_p50_ms: rep.lag_p50_ms,
@@ -269,9 +269,11 @@ impl Core {
             } else {
                 rep.acked_watermark
             },
+            behind: None,
         };
         let mut next = self.machine.clone();
         let answer = next.heartbeat(pop, beat, now);
+        sample.behind = next.state(pop, now).behind;
         self.commit(next, |store, durable| {
             Ok(store.heartbeat(pop, &report, &sample, durable, at)?)
         })?;

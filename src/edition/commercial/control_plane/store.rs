@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS samples (
     lag_p50_ms INTEGER,
     lag_p99_ms INTEGER,
     committed INTEGER,
-    watermark INTEGER
+    watermark INTEGER,
+    behind INTEGER
 );
 CREATE INDEX IF NOT EXISTS samples_by_pop ON samples (pop_id, at_ms);
 CREATE TABLE IF NOT EXISTS telemetry (
@@ -99,6 +100,8 @@ pub struct Sample {
     pub lag_p99_ms: Option<i64>,
     pub committed: Option<i64>,
     pub watermark: Option<i64>,
+    /// A backup's versions behind the primary, as known when the sample was taken.
+    pub behind: Option<i64>,
 }
 
 /// The latest of what a POP reported.
@@ -261,8 +264,8 @@ impl Store {
             ],
         )?;
         tx.execute(
-            "INSERT INTO samples (pop_id, at_ms, backlog, lag_p50_ms, lag_p99_ms, committed, watermark)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO samples (pop_id, at_ms, backlog, lag_p50_ms, lag_p99_ms, committed, watermark, behind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 pop,
                 sample.at_ms,
@@ -270,7 +273,8 @@ impl Store {
                 sample.lag_p50_ms,
                 sample.lag_p99_ms,
                 sample.committed,
-                sample.watermark
+                sample.watermark,
+                sample.behind
             ],
         )?;
         tx.execute(
@@ -403,7 +407,7 @@ impl Store {
     /// A POP's chart samples since `since_ms`, oldest first.
     pub fn samples(&self, pop: &str, since_ms: i64) -> Result<Vec<Sample>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT at_ms, backlog, lag_p50_ms, lag_p99_ms, committed, watermark FROM samples
+            "SELECT at_ms, backlog, lag_p50_ms, lag_p99_ms, committed, watermark, behind FROM samples
              WHERE pop_id = ?1 AND at_ms >= ?2 ORDER BY at_ms",
         )?;
         let rows = stmt.query_map(params![pop, since_ms], |r| {
@@ -414,6 +418,7 @@ impl Store {
                 lag_p99_ms: r.get(3)?,
                 committed: r.get(4)?,
                 watermark: r.get(5)?,
+                behind: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -19,7 +19,7 @@ use super::store::AlertFilter;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -75,8 +75,13 @@ fn signed_in(cp: &AppState, headers: &HeaderMap) -> Option<(String, session::Ses
 }
 
 /// A POST from the page: same origin, signed in, with the session's CSRF token.
-fn checked_post(cp: &AppState, headers: &HeaderMap, form_csrf: &str) -> Result<String, Response> {
-    if !csrf::same_origin(headers) {
+fn checked_post(
+    cp: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    form_csrf: &str,
+) -> Result<String, Response> {
+    if !csrf::same_origin(headers, uri) {
         return Err(notice(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -187,10 +192,11 @@ struct LoginForm {
 
 async fn login(
     State(cp): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !csrf::same_origin(&headers) {
+    if !csrf::same_origin(&headers, &uri) {
         return notice(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -224,10 +230,11 @@ struct CsrfForm {
 
 async fn logout(
     State(cp): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let id = match checked_post(&cp, &headers, &form.csrf) {
+    let id = match checked_post(&cp, &headers, &uri, &form.csrf) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -299,11 +306,12 @@ async fn confirm_promote(
 
 async fn promote(
     State(cp): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = checked_post(&cp, &headers, &form.csrf) {
+    if let Err(r) = checked_post(&cp, &headers, &uri, &form.csrf) {
         return r;
     }
     let now = Instant::now();
@@ -379,11 +387,12 @@ async fn confirm_ack(
 
 async fn ack(
     State(cp): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = checked_post(&cp, &headers, &form.csrf) {
+    if let Err(r) = checked_post(&cp, &headers, &uri, &form.csrf) {
         return r;
     }
     let id = match parse_alert_id(&raw) {

@@ -86,8 +86,10 @@ pub struct Card {
 pub struct Chart {
     pub backlog_points: String,
     pub lag_points: String,
+    pub behind_points: String,
     pub max_backlog: i64,
     pub max_lag_ms: i64,
+    pub max_behind: i64,
     pub hours: i64,
     pub empty: bool,
 }
@@ -150,7 +152,7 @@ pub fn card(p: &PopView, samples: &[Sample], promotion_pending: bool, now_ms: i6
     let r = &p.replication;
     let (health, health_text) = match (p.last_heartbeat_ms, s.stale) {
         (None, _) => ("unknown", "never heard from".to_owned()),
-        (Some(t), true) => ("stale", format!("STALE: last heartbeat {}", ago(t, now_ms))),
+        (Some(_), true) => ("stale", "STALE: heartbeats stopped".to_owned()),
         (Some(_), false) => ("ok", "healthy".to_owned()),
     };
     let note = if s.promoting {
@@ -195,7 +197,7 @@ pub fn card(p: &PopView, samples: &[Sample], promotion_pending: bool, now_ms: i6
     }
 }
 
-/// Polylines of backlog and p99 lag over the last [`CHART_HOURS`], each scaled to its own max.
+/// Polylines of backlog, p99 lag and versions behind over the last [`CHART_HOURS`], each scaled to its own max.
 pub fn chart(samples: &[Sample], now_ms: i64) -> Chart {
     let window = CHART_HOURS * 3600 * 1000;
     let start = now_ms - window;
@@ -208,6 +210,7 @@ pub fn chart(samples: &[Sample], now_ms: i64) -> Chart {
     };
     let backlog = pick(|s| s.backlog);
     let lag = pick(|s| s.lag_p99_ms);
+    let behind = pick(|s| s.behind);
     let line = |pts: &[(i64, i64)]| -> (String, i64) {
         let max = pts.iter().map(|p| p.1).max().unwrap_or(0);
         let scale = if max == 0 { 1.0 } else { max as f64 };
@@ -224,12 +227,15 @@ pub fn chart(samples: &[Sample], now_ms: i64) -> Chart {
     };
     let (backlog_points, max_backlog) = line(&backlog);
     let (lag_points, max_lag_ms) = line(&lag);
+    let (behind_points, max_behind) = line(&behind);
     Chart {
-        empty: backlog.is_empty() && lag.is_empty(),
+        empty: backlog.is_empty() && lag.is_empty() && behind.is_empty(),
         backlog_points,
         lag_points,
+        behind_points,
         max_backlog,
         max_lag_ms,
+        max_behind,
         hours: CHART_HOURS,
     }
 }
