@@ -313,7 +313,7 @@ pub fn thin(samples: Vec<Sample>, max: usize) -> Vec<Sample> {
     samples
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| (last - i) % step == 0)
+        .filter(|(i, _)| (last - i).is_multiple_of(step))
         .map(|(_, s)| s)
         .collect()
 }
