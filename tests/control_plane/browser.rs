@@ -195,7 +195,7 @@ async fn an_operator_watches_two_real_pops_sees_one_go_stale_and_acknowledges_an
     let Some(exe) = chromium() else { return };
     let d = CpDir::new(
         &[PRIMARY, BACKUP],
-        "failover:\n  mode: manual\n  heartbeat_interval_ms: 1000\n  missed_heartbeats: 3\n  lease_seconds: 2\n",
+        "failover:\n  mode: manual\n  heartbeat_interval_ms: 1000\n  missed_heartbeats: 4\n  lease_seconds: 2\n",
     );
     let cp = d.start();
 
@@ -292,7 +292,12 @@ async fn an_operator_watches_two_real_pops_sees_one_go_stale_and_acknowledges_an
         "{backup_card}"
     );
     assert!(primary_card.contains("eu-test") && backup_card.contains("eu-test"));
-    assert_eq!(text(&page, "#pop-zurich-01 .health").await, "healthy");
+    until_shown(
+        &page,
+        "the backup healthy",
+        "document.querySelector('#pop-zurich-01 .health').innerText === 'healthy'",
+    )
+    .await;
     until_shown(
         &page,
         "the backup's lag",
@@ -324,7 +329,7 @@ async fn an_operator_watches_two_real_pops_sees_one_go_stale_and_acknowledges_an
     primary_proc.sighup();
     until_shown(&page, "the primary's alert", "[...document.querySelectorAll('li.alert .alert-type')].some(e => e.innerText === 'config_reload_failed')").await;
 
-    // The backup stops: after 3 missed heartbeats it is marked stale, in red.
+    // The backup stops: after 4 missed heartbeats it is marked stale, in red.
     backup_proc.stop(Duration::from_secs(1));
     until_shown(
         &page,
@@ -339,7 +344,12 @@ async fn an_operator_watches_two_real_pops_sees_one_go_stale_and_acknowledges_an
     .await
     .unwrap();
     assert_eq!(red, "rgb(179, 38, 30)", "the stale badge is not red");
-    assert_eq!(text(&page, "#pop-calgary-01 .health").await, "healthy");
+    until_shown(
+        &page,
+        "the primary still healthy",
+        "document.querySelector('#pop-calgary-01 .health').innerText === 'healthy'",
+    )
+    .await;
     let shot = screenshot(&page, "control-plane-dashboard.png").await;
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 
