@@ -139,3 +139,16 @@ async fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_invalid() {
         "primary"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_control_plane_on_the_same_data_dir_is_refused() {
+    let d = CpDir::new(&[A], MANUAL);
+    let _first = d.start();
+    let out = crate::common::process::run(&mut d.command());
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("is in use by another control plane (pid "),
+        "{out}"
+    );
+}

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub const FILE: &str = "control.db";
+/// Held (`flock`) while a control plane runs on the data dir: two would each think they decide.
+pub const LOCK: &str = "control.lock";
 /// How long heartbeat samples and telemetry are kept.
 pub const HISTORY_MS: i64 = 24 * 3600 * 1000;
 /// Acknowledged alerts are dropped after this long.
@@ -24,6 +26,10 @@ pub enum Error {
     Dir(#[from] files::Error),
     #[error("control-plane database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error(
+        "{path} is in use by another control plane{holder}. Fix: stop it, or give this one its own data_dir"
+    )]
+    Locked { path: String, holder: String },
 }
 
 const SCHEMA: &str = "
@@ -150,6 +156,48 @@ pub struct AlertFilter {
 
 pub struct Store {
     conn: Connection,
+    /// The data dir's lock, released when the store is dropped (or the process ends).
+    _lock: std::fs::File,
+}
+
+/// Takes `dir/control.lock` exclusively and writes this process's pid into it.
+fn lock(dir: &Path) -> Result<std::fs::File, Error> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK);
+    let open_err = |e: std::io::Error| Error::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(open_err)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = f.read_to_string(&mut text);
+            let holder = text
+                .trim()
+                .parse::<u32>()
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default();
+            return Err(Error::Locked {
+                path: dir.display().to_string(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
+    }
+    f.set_len(0)
+        .and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(open_err)?;
+    Ok(f)
 }
 
 fn json_text(v: &Value) -> String {
@@ -165,6 +213,7 @@ impl Store {
     /// Opens (creating) `dir/control.db`; `dir` is created 0700 when missing.
     pub fn open(dir: &Path) -> Result<Self, Error> {
         files::ensure_private_dir(dir)?;
+        let lock = lock(dir)?;
         let path = dir.join(FILE);
         let conn = Connection::open(&path).map_err(|e| Error::Open {
             path: path.display().to_string(),
@@ -174,7 +223,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self { conn, _lock: lock })
     }
 
     pub fn load_durable(&self) -> Result<Durable, Error> {
