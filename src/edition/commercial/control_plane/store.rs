@@ -17,6 +17,8 @@ pub const LOCK: &str = "control.lock";
 pub const HISTORY_MS: i64 = 24 * 3600 * 1000;
 /// Acknowledged alerts are dropped after this long.
 const ACKED_ALERTS_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Alerts kept per POP at most (the oldest go first): a POP in a loop cannot fill the disk.
+const ALERTS_PER_POP: i64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -158,6 +160,8 @@ pub struct Store {
     conn: Connection,
     /// The data dir's lock, released when the store is dropped (or the process ends).
     _lock: std::fs::File,
+    /// [`ALERTS_PER_POP`]; smaller in tests.
+    alert_cap: i64,
 }
 
 /// Takes `dir/control.lock` exclusively and writes this process's pid into it.
@@ -223,7 +227,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn, _lock: lock })
+        Ok(Self {
+            conn,
+            _lock: lock,
+            alert_cap: ALERTS_PER_POP,
+        })
     }
 
     pub fn load_durable(&self) -> Result<Durable, Error> {
@@ -383,6 +391,11 @@ impl Store {
             "DELETE FROM alerts WHERE acked_ms IS NOT NULL AND acked_ms < ?1",
             params![now_ms - ACKED_ALERTS_KEPT_MS],
         )?;
+        tx.execute(
+            "DELETE FROM alerts WHERE pop_id = ?1 AND id <= (
+                 SELECT id FROM alerts WHERE pop_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![a.pop_id, self.alert_cap],
+        )?;
         tx.commit()?;
         Ok(id)
     }
@@ -485,4 +498,74 @@ fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
         received_ms: r.get(6)?,
         acked_ms: r.get(7)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn alert(pop: &str, n: usize) -> NewAlert {
+        NewAlert {
+            pop_id: pop.to_owned(),
+            kind: "k".to_owned(),
+            message: format!("m{n}"),
+            details: json!({}),
+            pop_time: None,
+        }
+    }
+
+    #[test]
+    fn what_is_saved_is_there_after_reopening_and_histories_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Durable {
+            epoch: 3,
+            primary: None,
+            promotion: Some(Promotion {
+                from: Some("a".into()),
+                to: "b".into(),
+                epoch: 3,
+            }),
+        };
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
+            let old = Sample {
+                at_ms: 0,
+                backlog: Some(9),
+                ..Sample::default()
+            };
+            s.heartbeat("a", &Report::default(), &old, None, 0).unwrap();
+            let new = Sample {
+                at_ms: HISTORY_MS + 5,
+                backlog: Some(1),
+                ..Sample::default()
+            };
+            s.heartbeat("a", &Report::default(), &new, Some(&d), HISTORY_MS + 5)
+                .unwrap();
+            s.alert_cap = 5;
+            for n in 0..8 {
+                s.add_alert(&alert("a", n), 1).unwrap();
+            }
+            s.add_alert(&alert("b", 0), 1).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.load_durable().unwrap(), d);
+        let samples = s.samples("a", 0).unwrap();
+        assert_eq!(
+            samples.iter().map(|x| x.backlog).collect::<Vec<_>>(),
+            [Some(1)]
+        );
+        let counts = s.open_alert_counts().unwrap();
+        assert_eq!(counts["a"], 5);
+        assert_eq!(counts["b"], 1);
+        let newest = s
+            .alerts(&AlertFilter {
+                pop: Some("a".into()),
+                limit: 1,
+                ..AlertFilter::default()
+            })
+            .unwrap();
+        assert_eq!(newest[0].message, "m7");
+    }
 }
