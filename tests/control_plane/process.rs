@@ -41,10 +41,9 @@ async fn state_survives_kill_9_and_a_restart_grants_no_second_primary() {
         (Some("backup"), Some(2))
     );
     let promoted = loop {
-        let sent = Instant::now();
         let b = cp.beat(&d, B, "backup", Some(1), backup_repl(10)).await;
         if b["role"] == "primary" {
-            break sent;
+            break Instant::now();
         }
         assert!(
             restarted.elapsed() < Duration::from_secs(15),
