@@ -183,14 +183,14 @@ async fn telemetry_and_alerts_are_stored_listed_and_acknowledged() {
 async fn a_pop_is_stale_once_its_heartbeats_stop() {
     let d = CpDir::new(
         &[A, B],
-        "failover:\n  mode: manual\n  heartbeat_interval_ms: 200\n  missed_heartbeats: 3\n  lease_seconds: 0\n",
+        "failover:\n  mode: manual\n  heartbeat_interval_ms: 400\n  missed_heartbeats: 4\n  lease_seconds: 0\n",
     );
     let cp = d.start();
     cp.beat(&d, A, "primary", None, primary_repl(0, 5)).await;
     cp.beat(&d, B, "backup", None, backup_repl(5)).await;
     assert_eq!(cp.pop(A).await["stale"], false);
-    // B keeps beating, A stops: after 3 intervals A is stale, B is not.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // B keeps beating, A stops: after 4 intervals A is stale, B is not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         cp.beat(&d, B, "backup", None, backup_repl(5)).await;
         if cp.pop(A).await["stale"] == true {
@@ -199,6 +199,7 @@ async fn a_pop_is_stale_once_its_heartbeats_stop() {
         assert!(std::time::Instant::now() < deadline, "A never became stale");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    cp.beat(&d, B, "backup", None, backup_repl(5)).await;
     assert_eq!(cp.pop(B).await["stale"], false);
     // The control plane raised an alert for it.
     let missed = cp
