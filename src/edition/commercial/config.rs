@@ -209,10 +209,15 @@ fn render(path: &Path, problems: &[Problem]) -> String {
     s
 }
 
-struct Report(Vec<Problem>);
+pub(super) struct Report(pub(super) Vec<Problem>);
 
 impl Report {
-    fn add(&mut self, key: impl Into<String>, what: impl Into<String>, fix: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        key: impl Into<String>,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.0.push(Problem {
             key: key.into(),
             what: what.into(),
@@ -289,7 +294,7 @@ fn syntax_message(text: &str, e: &serde_saphyr::Error) -> String {
 }
 
 /// Files named in the config are relative to the config file's directory.
-fn resolve(base: &Path, p: &Path) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
     } else {
@@ -630,7 +635,7 @@ pub fn generate_pop_token() -> Token {
     t
 }
 
-fn check_token_file(
+pub(super) fn check_token_file(
     r: &mut Report,
     key: &str,
     path: &Path,
@@ -687,7 +692,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn load_certs(r: &mut Report, key: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
+pub(super) fn load_certs(
+    r: &mut Report,
+    key: &str,
+    path: &Path,
+) -> Option<Vec<CertificateDer<'static>>> {
     let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
         Ok(it) => it.collect(),
         Err(e) => {

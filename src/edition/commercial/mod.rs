@@ -67,12 +67,19 @@ pub enum Commands {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Run the control plane: POP heartbeats, failover and the operators' dashboard (HTTPS).
+    ControlPlane {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
     File(#[from] files::Error),
+    #[error(transparent)]
+    ControlPlane(#[from] control_plane::Error),
 }
 
 pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
@@ -86,6 +93,7 @@ pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
             println!("wrote a new POP token to {} (mode 0600)", out.display());
             Ok(())
         }
+        Commands::ControlPlane { config } => Ok(control_plane::run(&config)?),
     }
 }
 
