@@ -57,6 +57,28 @@ fn unknown_keys_are_refused_naming_the_allowed_ones() {
     assert!(err.contains("lease"), "{err}");
 }
 
+/// As for replication.yaml: the parser's message, then the offending line and a caret under
+/// the column, each on its own line.
+#[test]
+fn a_yaml_syntax_error_shows_the_line_and_a_caret() {
+    let d = CpDir::new(&["calgary-01"], MANUAL);
+    d.write_config("listen: \"127.0.0.1:0\"\npops: [calgary\n");
+    let err = refused(&d);
+    assert!(err.contains(&d.config.display().to_string()), "{err}");
+    assert!(err.contains("line 2, column 7"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with("2 | pops: [calgary"))
+        .unwrap_or_else(|| panic!("the offending line is not on a line of its own:\n{err}"));
+    let caret = lines.get(at + 1).copied().unwrap_or_default();
+    assert_eq!(
+        caret.find('^'),
+        lines[at].find('['),
+        "the caret is not under the bracket:\n{err}"
+    );
+}
+
 #[test]
 fn a_lease_not_shorter_than_the_failover_wait_is_refused() {
     let d = CpDir::new(&["calgary-01"], "");

@@ -189,16 +189,17 @@ pub enum ConfigError {
         "{path}: not a valid replication config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, and an unknown-key message lists those allowed in its section"
     )]
     Syntax { path: PathBuf, message: String },
-    #[error("{}", render(path, problems))]
+    #[error("{}", render(path, "replication config", problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<Problem>,
     },
 }
 
-fn render(path: &Path, problems: &[Problem]) -> String {
+/// Every problem found in `path`, a `kind` of config: one line each, with its key and fix.
+pub(super) fn render(path: &Path, kind: &str, problems: &[Problem]) -> String {
     let mut s = format!(
-        "{}: invalid replication config ({} problem{}):",
+        "{}: invalid {kind} ({} problem{}):",
         path.display(),
         problems.len(),
         if problems.len() == 1 { "" } else { "s" }
@@ -252,7 +253,7 @@ fn parse(path: &Path, text: &str) -> Result<PopConfig, ConfigError> {
 
 /// The parser's message, then the offending line and a caret under the column, each on its
 /// own line, as compilers show them.
-fn syntax_message(text: &str, e: &serde_saphyr::Error) -> String {
+pub(super) fn syntax_message(text: &str, e: &serde_saphyr::Error) -> String {
     let what = e.without_snippet().to_string();
     let what = what.trim();
     let Some(loc) = e.location() else {

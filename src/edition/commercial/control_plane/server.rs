@@ -163,28 +163,12 @@ fn reload(cp: &ControlPlane, tls: &TlsSource, path: &Path) -> Result<(), String>
 }
 
 fn spawn_reloader(cp: Arc<ControlPlane>, tls: TlsSource, path: PathBuf, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; config reload is unavailable");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                r = hup.recv() => if r.is_none() { return },
-                () = stop.cancelled() => return,
-            }
-            match reload(&cp, &tls, &path) {
-                Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-                Err(e) => tracing::error!(
-                    target: "clavitor::alert",
-                    alert = "config_reload_failed",
-                    "SIGHUP reload rejected; the previous configuration stays in force: {e}"
-                ),
-            }
-        }
+    crate::shutdown::on_hangup(stop, move || match reload(&cp, &tls, &path) {
+        Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+        Err(e) => tracing::error!(
+            target: "clavitor::alert",
+            alert = "config_reload_failed",
+            "SIGHUP reload rejected; the previous configuration stays in force: {e}"
+        ),
     });
 }

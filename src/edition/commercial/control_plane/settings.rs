@@ -3,7 +3,9 @@
 //! in it contain. Every problem is reported at once, naming the file, the key and the fix, with
 //! the same helpers as `replication.yaml`.
 
-use super::super::config::{Problem, Report, check_token_file, load_certs, resolve, valid_id};
+use super::super::config::{
+    Problem, Report, check_token_file, load_certs, render, resolve, syntax_message, valid_id,
+};
 use super::failover::{Mode, Rules};
 use crate::crypto::{Token, TokenHash};
 use crate::files;
@@ -88,27 +90,14 @@ pub enum ConfigError {
     )]
     Unreadable { path: PathBuf, reason: String },
     #[error(
-        "{path}: not a valid control-plane config: {message}. Fix: correct that line; the keys allowed at the top level are listen, data_dir, tls_cert, tls_key, admin_token_file, pops, failover, and an unknown-key message lists those allowed in its section"
+        "{path}: not a valid control-plane config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are listen, data_dir, tls_cert, tls_key, admin_token_file, pops, failover, and an unknown-key message lists those allowed in its section"
     )]
     Syntax { path: PathBuf, message: String },
-    #[error("{}", render(path, problems))]
+    #[error("{}", render(path, "control-plane config", problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<Problem>,
     },
-}
-
-fn render(path: &Path, problems: &[Problem]) -> String {
-    let mut s = format!(
-        "{}: invalid control-plane config ({} problem{}):",
-        path.display(),
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
-    );
-    for p in problems {
-        s.push_str(&format!("\n  - {}: {}. Fix: {}", p.key, p.what, p.fix));
-    }
-    s
 }
 
 pub fn load(path: &Path) -> Result<CpConfig, ConfigError> {
@@ -121,7 +110,7 @@ pub fn load(path: &Path) -> Result<CpConfig, ConfigError> {
     } else {
         serde_saphyr::from_str(&text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            message: e.to_string().replace('\n', " "),
+            message: syntax_message(&text, &e),
         })?
     };
     validate(path, raw)

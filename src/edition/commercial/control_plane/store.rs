@@ -166,42 +166,17 @@ pub struct Store {
 
 /// Takes `dir/control.lock` exclusively and writes this process's pid into it.
 fn lock(dir: &Path) -> Result<std::fs::File, Error> {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(LOCK);
-    let open_err = |e: std::io::Error| Error::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(open_err)?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = f.read_to_string(&mut text);
-            let holder = text
-                .trim()
-                .parse::<u32>()
-                .map(|pid| format!(" (pid {pid})"))
-                .unwrap_or_default();
-            return Err(Error::Locked {
-                path: dir.display().to_string(),
-                holder,
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
-    }
-    f.set_len(0)
-        .and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
-        .map_err(open_err)?;
-    Ok(f)
+    files::lock_with_pid(&path).map_err(|e| match e {
+        files::LockError::Held { pid } => Error::Locked {
+            path: dir.display().to_string(),
+            holder: pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        },
+        files::LockError::Io(e) => Error::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        },
+    })
 }
 
 fn json_text(v: &Value) -> String {
