@@ -43,6 +43,46 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// Why [`lock_with_pid`] did not take its lock.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it; its pid when the file says.
+    Held {
+        pid: Option<u32>,
+    },
+    Io(std::io::Error),
+}
+
+/// Opens (creating, mode 0600) `path`, takes an exclusive `flock` on it without waiting, and
+/// writes this process's pid into it, so the next process can say who holds it. Released
+/// when the returned file is dropped, or when the process ends however it ends.
+pub fn lock_with_pid(path: &Path) -> Result<File, LockError> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(LockError::Io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = f.read_to_string(&mut text);
+            return Err(LockError::Held {
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
+    }
+    f.set_len(0)
+        .and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(LockError::Io)?;
+    Ok(f)
+}
+
 /// Creates `path` with mode 0600 (never overwriting) and syncs it and its directory.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let mut f = OpenOptions::new()

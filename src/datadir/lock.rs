@@ -2,9 +2,9 @@
 //! holder's pid so the next process can say who has it.
 
 use super::{Error, io};
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use crate::files::{self, LockError};
+use std::fs::File;
+use std::io::ErrorKind;
 use std::path::Path;
 
 /// An exclusive lock on a data dir, released when dropped (or when the process ends).
@@ -15,39 +15,23 @@ pub struct DirLock {
 
 /// Takes the data dir's lock (`file`, inside `dir`) and writes this process's pid into it.
 pub(super) fn lock(file: &Path, dir: &Path) -> Result<DirLock, Error> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(file)
-        .map_err(|error| match error.kind() {
-            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => Error::NotWritable {
+    match files::lock_with_pid(file) {
+        Ok(f) => Ok(DirLock { _file: f }),
+        Err(LockError::Held { pid }) => Err(Error::Locked {
+            path: dir.to_owned(),
+            holder: pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        }),
+        Err(LockError::Io(error))
+            if matches!(
+                error.kind(),
+                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            Err(Error::NotWritable {
                 path: dir.to_owned(),
                 error,
-            },
-            _ => io(file)(error),
-        })?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = f.read_to_string(&mut text);
-            let holder = text
-                .trim()
-                .parse::<u32>()
-                .map(|pid| format!(" (pid {pid})"))
-                .unwrap_or_default();
-            return Err(Error::Locked {
-                path: dir.to_owned(),
-                holder,
-            });
+            })
         }
-        Err(fs::TryLockError::Error(e)) => return Err(io(file)(e)),
+        Err(LockError::Io(error)) => Err(io(file)(error)),
     }
-    f.set_len(0)
-        .and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
-        .map_err(io(file))?;
-    Ok(DirLock { _file: f })
 }

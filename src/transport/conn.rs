@@ -17,6 +17,7 @@
 //! API's request timeout.
 
 use super::limits::Limits;
+use super::linger::Linger;
 use super::tls::TlsSource;
 use axum::Router;
 use axum::body::Bytes;
@@ -251,6 +252,8 @@ impl Driver {
     ) {
         // Responses go out in one write each; waiting for ACKs (Nagle) only adds latency.
         let _ = tcp.set_nodelay(true);
+        // Under TLS: what a client sends after the close is thrown away undecrypted.
+        let tcp = Linger::new(tcp, shutdown.clone());
         // The idle clock starts at accept: the handshake and the first request head must
         // both fit in one idle timeout.
         let activity = Activity::new();

@@ -18,6 +18,7 @@
 
 mod conn;
 mod limits;
+mod linger;
 mod tls;
 
 pub use conn::{ClientCert, ConnectionSlot};

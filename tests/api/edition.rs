@@ -8,8 +8,10 @@ pub use imp::*;
 #[cfg(not(feature = "commercial"))]
 mod imp {
     use clavitor::edition::ServeFlags;
-    use reqwest::{Response, StatusCode};
+    use reqwest::{ClientBuilder, Method, Response, StatusCode};
+    use rustls::ClientConfig;
     use std::path::Path;
+    use std::sync::Arc;
     use std::time::Duration;
 
     /// A vault that serves plain HTTP and needs no files of its own.
@@ -28,11 +30,20 @@ mod imp {
             "http"
         }
 
+        /// `builder`, able to reach this server.
+        pub fn reaching(&self, builder: ClientBuilder) -> ClientBuilder {
+            builder
+        }
+
         pub fn client(&self, timeout: Duration) -> reqwest::Client {
-            reqwest::Client::builder()
-                .timeout(timeout)
+            self.reaching(reqwest::Client::builder().timeout(timeout))
                 .build()
                 .expect("build HTTP client")
+        }
+
+        /// How a raw connection reaches this server: plain TCP.
+        pub fn raw_tls(&self) -> Option<Arc<ClientConfig>> {
+            None
         }
     }
 
@@ -54,14 +65,42 @@ mod imp {
             .unwrap_or_else(|_| panic!("{path}: the 404 body arrives at once"))
             .expect("read body");
     }
+
+    /// Community answers a wrong method on a known path with a JSON 405 that names the
+    /// method, and an `Allow` header listing (at least) `allowed`.
+    pub async fn assert_wrong_method_answer(
+        res: Response,
+        method: &Method,
+        path: &str,
+        allowed: &[&str],
+    ) {
+        let allow = res
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        for m in allowed {
+            assert!(
+                allow.split(',').any(|a| a.trim() == *m),
+                "{method} {path}: Allow {allow:?} lacks {m}"
+            );
+        }
+        let body =
+            crate::helpers::assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+                .await;
+        assert!(body.contains(method.as_str()), "{body}");
+    }
 }
 
 #[cfg(feature = "commercial")]
 mod imp {
     use crate::common::primary::PrimaryPop;
     use clavitor::edition::ServeFlags;
-    use reqwest::{Response, StatusCode};
+    use reqwest::{ClientBuilder, Method, Response, StatusCode};
+    use rustls::ClientConfig;
     use std::path::Path;
+    use std::sync::Arc;
     use std::time::Duration;
 
     /// A primary POP with full mTLS (HTTPS, a test CA), replicating to a backup nobody runs.
@@ -90,12 +129,20 @@ mod imp {
             "https"
         }
 
-        /// Trusts the POP's CA.
+        /// `builder`, trusting the POP's CA.
+        pub fn reaching(&self, builder: ClientBuilder) -> ClientBuilder {
+            self.pop.trusting(builder)
+        }
+
         pub fn client(&self, timeout: Duration) -> reqwest::Client {
-            self.pop
-                .trusting(reqwest::Client::builder().timeout(timeout))
+            self.reaching(reqwest::Client::builder().timeout(timeout))
                 .build()
                 .expect("build HTTPS client")
+        }
+
+        /// How a raw connection reaches this server: TLS trusting the POP's CA.
+        pub fn raw_tls(&self) -> Option<Arc<ClientConfig>> {
+            Some(self.pop.client_config())
         }
     }
 
@@ -111,5 +158,16 @@ mod imp {
                 .is_err(),
             "{path}: the tarpit holds the body back"
         );
+    }
+
+    /// Commercial answers a wrong method on a known path as it answers an unknown path: the
+    /// tarpit (a scanner learns nothing about which paths exist).
+    pub async fn assert_wrong_method_answer(
+        res: Response,
+        method: &Method,
+        path: &str,
+        _allowed: &[&str],
+    ) {
+        assert_unknown_path_answer(res, &format!("{method} {path}")).await;
     }
 }

@@ -4,6 +4,7 @@
 //! down the way SIGTERM would (and waits until the store is closed), so a test can look at
 //! or edit the files on disk and then `StoppedApp::start` the same vault again.
 
+use crate::common::raw::RawStream;
 use crate::edition::Serving;
 use clavitor::server::{ServeConfig, Server};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -154,6 +155,14 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A new raw connection to the server, as this edition's clients reach it (plain TCP, or
+    /// TLS with the handshake done): for tests that write HTTP bytes themselves.
+    pub async fn raw(&self) -> RawStream {
+        RawStream::connect(self.addr, self.serving.raw_tls())
+            .await
+            .expect("connect to the server")
     }
 
     /// Stops the server as a signal would and waits until `run` has returned, so the SQLite

@@ -7,24 +7,28 @@
 //! The idle timeout is shortened (the default 30 s is checked by a unit test in
 //! `src/transport/limits.rs`).
 
+use crate::common::raw::RawStream;
 use crate::helpers::{TestApp, spawn_app_with};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::routing::get;
 use clavitor::transport::{self, Limits, Options};
 use hyper::body::Frame;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const IDLE: Duration = Duration::from_secs(2);
+/// The slowloris test's: 200 clients connect at once, and half of it is the margin each has to
+/// connect (a TLS handshake, on a loaded machine) and be seen open before the server may close
+/// it.
+const SLOWLORIS_IDLE: Duration = Duration::from_secs(4);
 /// Slack for scheduling on a loaded machine, on top of the timeout.
 const SLACK: Duration = Duration::from_secs(8);
 
@@ -33,7 +37,7 @@ async fn app_with_idle(idle: Duration) -> TestApp {
 }
 
 /// Reads until the server closes `s` (EOF or reset); returns when, or `None` past `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Instant> {
+async fn closed_within(s: &mut RawStream, limit: Duration) -> Option<Instant> {
     let deadline = Instant::now() + limit;
     let mut buf = [0u8; 1024];
     loop {
@@ -47,7 +51,7 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Instant> {
 }
 
 /// Whether the server has closed `s` already (without waiting).
-async fn is_open(s: &mut TcpStream) -> bool {
+async fn is_open(s: &mut RawStream) -> bool {
     let mut buf = [0u8; 64];
     tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf))
         .await
@@ -56,16 +60,24 @@ async fn is_open(s: &mut TcpStream) -> bool {
 
 /// One slowloris client: a request head sent one byte a second, never finished in time.
 /// Returns how long after connecting the server closed it (`None`: it never did).
-async fn slowloris(addr: SocketAddr, open_at_half: Arc<tokio::sync::Barrier>) -> Option<Duration> {
+async fn slowloris(
+    connecting: impl Future<Output = RawStream>,
+    open_at_half: Arc<tokio::sync::Barrier>,
+) -> Option<Duration> {
     let started = Instant::now();
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut s = connecting.await;
     let head = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let mut checked = false;
     for byte in head {
         if s.write_all(&[*byte]).await.is_err() {
             return Some(started.elapsed());
         }
-        let tick = Instant::now() + Duration::from_secs(1);
+        let mut tick = Instant::now() + Duration::from_secs(1);
+        if !checked {
+            // Look at half the timeout sharp: a client whose connection (a TLS handshake under
+            // load) took a while must not tick past it and miss the check.
+            tick = tick.min((started + SLOWLORIS_IDLE / 2).max(Instant::now()));
+        }
         let mut buf = [0u8; 256];
         loop {
             match tokio::time::timeout_at(tick, s.read(&mut buf)).await {
@@ -74,11 +86,11 @@ async fn slowloris(addr: SocketAddr, open_at_half: Arc<tokio::sync::Barrier>) ->
                 Ok(Ok(_)) => {}
             }
         }
-        if !checked && started.elapsed() >= IDLE / 2 {
+        if !checked && started.elapsed() >= SLOWLORIS_IDLE / 2 {
             checked = true;
             open_at_half.wait().await;
         }
-        if started.elapsed() > IDLE + SLACK {
+        if started.elapsed() > SLOWLORIS_IDLE + SLACK {
             return None;
         }
     }
@@ -88,19 +100,28 @@ async fn slowloris(addr: SocketAddr, open_at_half: Arc<tokio::sync::Barrier>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_closed_by_the_timeout_while_others_are_served() {
     const SLOW: usize = 200;
-    let app = app_with_idle(IDLE).await;
+    let app = app_with_idle(SLOWLORIS_IDLE).await;
     let half = Arc::new(tokio::sync::Barrier::new(SLOW + 1));
     let slow: Vec<_> = (0..SLOW)
-        .map(|_| tokio::spawn(slowloris(app.addr, half.clone())))
+        .map(|_| {
+            let tls = app.serving().raw_tls();
+            let connecting =
+                async move { RawStream::connect(app.addr, tls).await.expect("connect") };
+            tokio::spawn(slowloris(connecting, half.clone()))
+        })
         .collect();
     // Every slow client is connected and still open at half the timeout...
-    tokio::time::timeout(IDLE + SLACK, half.wait())
+    tokio::time::timeout(SLOWLORIS_IDLE + SLACK, half.wait())
         .await
         .expect("all slow clients reach half the timeout with their connection open");
     // ...and meanwhile other clients, each on a new connection, are served.
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
+    let fresh = app
+        .serving()
+        .reaching(
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(5)),
+        )
         .build()
         .unwrap();
     for _ in 0..20 {
@@ -117,8 +138,8 @@ async fn slowloris_connections_are_closed_by_the_timeout_while_others_are_served
             .expect("slow client task")
             .unwrap_or_else(|| panic!("slowloris connection {i} was never closed"));
         assert!(
-            closed_after >= IDLE / 2 && closed_after <= IDLE + SLACK,
-            "slowloris connection {i} closed after {closed_after:?}; the idle timeout is {IDLE:?}"
+            closed_after >= SLOWLORIS_IDLE / 2 && closed_after <= SLOWLORIS_IDLE + SLACK,
+            "slowloris connection {i} closed after {closed_after:?}; the idle timeout is {SLOWLORIS_IDLE:?}"
         );
     }
 }
@@ -128,7 +149,7 @@ async fn slowloris_connections_are_closed_by_the_timeout_while_others_are_served
 const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 /// Reads whatever the server sent so far (e.g. its HTTP/2 SETTINGS), without waiting long.
-async fn drain(s: &mut TcpStream) {
+async fn drain(s: &mut RawStream) {
     let mut buf = [0u8; 1024];
     while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
         if n == 0 {
@@ -140,18 +161,22 @@ async fn drain(s: &mut TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_sends_nothing_or_part_of_the_http2_preface_is_closed() {
     let app = app_with_idle(IDLE).await;
-    let mut silent = TcpStream::connect(app.addr).await.unwrap();
-    let mut preface = TcpStream::connect(app.addr).await.unwrap();
+    // Silent before a byte of TLS too, where the edition serves TLS (the handshake's bound).
+    let mut bare = RawStream::Plain(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    let mut silent = app.raw().await;
+    let mut preface = app.raw().await;
     preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
-    let mut h2 = TcpStream::connect(app.addr).await.unwrap();
+    let mut h2 = app.raw().await;
     h2.write_all(H2_HELLO).await.unwrap();
     let opened = Instant::now();
     drain(&mut h2).await;
     tokio::time::sleep(IDLE / 2).await;
+    assert!(is_open(&mut bare).await, "closed before the timeout");
     assert!(is_open(&mut silent).await, "closed before the timeout");
     assert!(is_open(&mut preface).await, "closed before the timeout");
     assert!(is_open(&mut h2).await, "closed before the timeout");
     for (what, s) in [
+        ("bare TCP", &mut bare),
         ("silent", &mut silent),
         ("partial preface", &mut preface),
         ("HTTP/2 without streams", &mut h2),
@@ -166,7 +191,7 @@ async fn a_connection_that_sends_nothing_or_part_of_the_http2_preface_is_closed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed() {
     let app = app_with_idle(IDLE).await;
-    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    let mut s = app.raw().await;
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -299,7 +324,7 @@ async fn a_streamed_response_longer_than_the_idle_timeout_is_not_cut() {
 }
 
 /// Sends one request on `s` and reads its (small) response.
-async fn healthz_on(s: &mut TcpStream) -> String {
+async fn healthz_on(s: &mut RawStream) -> String {
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -314,19 +339,20 @@ async fn healthz_on(s: &mut TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_connections_a_client_waits_until_one_closes() {
     let app = spawn_app_with(|c| c.max_connections = Some(2)).await;
-    let mut first = TcpStream::connect(app.addr).await.unwrap();
-    let mut second = TcpStream::connect(app.addr).await.unwrap();
+    let mut first = app.raw().await;
+    let mut second = app.raw().await;
     assert!(healthz_on(&mut first).await.starts_with("HTTP/1.1 200"));
     assert!(healthz_on(&mut second).await.starts_with("HTTP/1.1 200"));
 
-    // The third connects (the kernel queues it) but is not served while both are open.
-    let mut third = TcpStream::connect(app.addr).await.unwrap();
-    third
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    let early = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf)).await;
+    // The third connects (the kernel queues it; over TLS its handshake waits too) but is not
+    // served while both are open.
+    let tls = app.serving().raw_tls();
+    let addr = app.addr;
+    let mut third = tokio::spawn(async move {
+        let mut s = RawStream::connect(addr, tls).await.expect("connect");
+        healthz_on(&mut s).await
+    });
+    let early = tokio::time::timeout(Duration::from_secs(1), &mut third).await;
     assert!(
         early.is_err(),
         "a third connection was served past max_connections 2: {early:?}"
@@ -334,10 +360,10 @@ async fn past_max_connections_a_client_waits_until_one_closes() {
 
     // One closes: the third is accepted and answered.
     drop(first);
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+    let answer = tokio::time::timeout(Duration::from_secs(5), third)
         .await
         .expect("served once a connection closed")
         .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(healthz_on(&mut second).await.starts_with("HTTP/1.1 200"));
 }

@@ -7,11 +7,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Opens a connection, asks for `path`, and returns it once the response head has arrived
-/// (panics if it does not within `limit`).
-fn first_answer(addr: &str, path: &str, limit: Duration) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(limit)).unwrap();
+/// Opens a connection to the POP at `base` (https, its CA `ca`), asks for `path`, and
+/// returns it once the response head has arrived (panics if it does not within `limit`).
+fn first_answer(base: &str, ca: &Ca, path: &str, limit: Duration) -> (TlsStream, String) {
+    let mut s = tls_stream(base, ca, limit);
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut buf = [0u8; 512];
     let n = s
@@ -30,18 +29,21 @@ fn tarpit_connections_do_not_count_against_max_connections() {
             .args(["--tarpit-cap", "10", "--max-connections", "2"]),
         &pop.data,
     );
-    let addr = v.url.trim_start_matches("http://").to_owned();
     // Twice the connection cap, all held by the tarpit at once.
-    let held: Vec<TcpStream> = (0..4)
+    let held: Vec<TlsStream> = (0..4)
         .map(|i| {
-            let (s, head) =
-                first_answer(&addr, &format!("/wp-login-{i}.php"), Duration::from_secs(5));
+            let (s, head) = first_answer(
+                &v.url,
+                &pop.ca,
+                &format!("/wp-login-{i}.php"),
+                Duration::from_secs(5),
+            );
             assert!(head.starts_with("HTTP/1.1 404"), "{head}");
             s
         })
         .collect();
     // And the API is still served.
-    let (_s, head) = first_answer(&addr, "/healthz", Duration::from_secs(5));
+    let (_s, head) = first_answer(&v.url, &pop.ca, "/healthz", Duration::from_secs(5));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     drop(held);
 }

@@ -9,6 +9,7 @@
 //! - [`files`]: files with exact modes, paths as YAML scalars.
 //! - [`pki`]: an rcgen CA, leaf certificates, the TLS files a server or POP config names, TLS
 //!   clients, POP tokens.
+//! - [`raw`]: raw bytes to a server, over plain TCP or TLS (async and blocking).
 //! - `primary` (Commercial suites only): a primary POP's files with full mTLS, for suites that
 //!   run the vault in either edition.
 
@@ -19,3 +20,4 @@ pub mod poll;
 #[cfg(feature = "commercial")]
 pub mod primary;
 pub mod process;
+pub mod raw;

@@ -9,7 +9,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The `pop_id` of the primary these files configure.
 pub const POP_ID: &str = "primary-01";
@@ -28,30 +28,46 @@ pub struct PrimaryPop {
 impl PrimaryPop {
     /// Writes a new CA and the POP's files into `dir` (which must exist).
     pub fn write(dir: &Path) -> Self {
+        Self::write_with(dir, "https://127.0.0.1:1", None)
+    }
+
+    /// [`PrimaryPop::write`] with the backup at `backup_url` and, when given, a control plane
+    /// at `control_plane_url` (heartbeats and telemetry every second, the same test CA).
+    pub fn write_with(dir: &Path, backup_url: &str, control_plane_url: Option<&str>) -> Self {
         let ca = Ca::new("Clavitor test POP CA");
         let tls = TlsFiles::write(dir, POP_ID, &ca.leaf(POP_ID), &ca);
         let token_file = dir.join("replication.token");
         write_token(&token_file);
         let backup_token = dir.join(format!("{BACKUP_ID}.token"));
         write_token(&backup_token);
+        let mut files = vec![token_file.clone(), backup_token.clone()];
+        let control_plane = match control_plane_url {
+            None => String::new(),
+            Some(url) => {
+                let cp_token = dir.join("control-plane.token");
+                write_token(&cp_token);
+                let yaml = format!(
+                    "control_plane:\n  url: \"{url}\"\n  token_file: {}\n  ca_file: {}\n  \
+                     heartbeat_interval: 1\n  telemetry_interval: 1\n",
+                    q(&cp_token),
+                    q(&tls.ca)
+                );
+                files.push(cp_token);
+                yaml
+            }
+        };
         let config = dir.join("replication.yaml");
         let yaml = format!(
             "pop_id: \"{POP_ID}\"\nrole: \"primary\"\nbackup_pop:\n  id: \"{BACKUP_ID}\"\n  \
-             url: \"https://127.0.0.1:1\"\n  auth_token_file: {}\nauth:\n  token_file: {}\n{}",
+             url: \"{backup_url}\"\n  auth_token_file: {}\nauth:\n  token_file: {}\n{}{control_plane}",
             q(&backup_token),
             q(&token_file),
             tls.yaml()
         );
         write_file(&config, &yaml, 0o644);
+        files.extend([config.clone(), tls.cert, tls.key, tls.ca.clone()]);
         Self {
-            files: vec![
-                config.clone(),
-                token_file,
-                backup_token,
-                tls.cert,
-                tls.key,
-                tls.ca.clone(),
-            ],
+            files,
             config,
             ca_file: tls.ca,
         }
@@ -71,8 +87,8 @@ impl PrimaryPop {
         })
     }
 
-    /// `builder`, trusting this POP's CA and presenting no certificate.
-    pub fn trusting(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    /// A TLS client config trusting this POP's CA and presenting no certificate.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.ca_file).expect("read the CA file") {
             roots.add(cert.expect("CA PEM")).expect("CA as root");
@@ -82,6 +98,11 @@ impl PrimaryPop {
             .expect("TLS versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        builder.use_preconfigured_tls(cfg)
+        Arc::new(cfg)
+    }
+
+    /// `builder`, trusting this POP's CA and presenting no certificate.
+    pub fn trusting(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        builder.use_preconfigured_tls((*self.client_config()).clone())
     }
 }

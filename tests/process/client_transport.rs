@@ -2,7 +2,7 @@
 //! a server behind a path prefix, no token in clear text to another machine, no redirects
 //! followed, and where the token comes from when none is given.
 
-use crate::helpers::{Output, Scratch, chmod, command, init, run, serve};
+use crate::helpers::{Output, Scratch, chmod, command, init, run, serve, server_args};
 use crate::proxy::{Proxy, TestCa};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -111,6 +111,7 @@ fn https_with_a_private_ca_works_and_any_other_trust_is_refused_before_the_token
     assert!(elsewhere.targets().is_empty(), "{:?}", elsewhere.targets());
 
     // A CA file that is not one, and a CA file for a plain-http URL.
+    let plain_url = format!("http://{}", server.addr());
     let junk = write(tmp.path(), "junk.pem", "not a certificate\n");
     fails_saying(
         &cli(
@@ -126,7 +127,7 @@ fn https_with_a_private_ca_works_and_any_other_trust_is_refused_before_the_token
                 "entry",
                 "list",
                 "--server",
-                &server.url,
+                &plain_url,
                 "--ca-file",
                 &ca_file,
             ],
@@ -292,8 +293,10 @@ fn without_a_token_the_cli_says_where_it_looked_and_finds_the_config_dir_file() 
     let home = tmp.path().join("home");
     let xdg = tmp.path().join("xdg");
     let list = |env: &[(&str, &Path)]| {
-        let mut c = command(&["entry", "list", "--server", &server.url]);
-        c.env_remove("XDG_CONFIG_HOME").env_remove("HOME");
+        let mut c = command(&["entry", "list"]);
+        c.args(server_args(&server.url))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("HOME");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -328,13 +331,9 @@ fn without_a_token_the_cli_says_where_it_looked_and_finds_the_config_dir_file() 
         &["chmod 600"],
     );
     // Client commands no longer look in a data dir.
-    let out = run(&mut command(&[
-        "entry",
-        "list",
-        "--server",
-        &server.url,
-        "--data-dir",
-        tmp.data().to_str().unwrap(),
-    ]));
+    let out = run(
+        command(&["entry", "list", "--data-dir", tmp.data().to_str().unwrap()])
+            .args(server_args(&server.url)),
+    );
     assert_eq!(out.code(), Some(2), "{out}");
 }

@@ -1,12 +1,21 @@
 //! `serve --max-connections N` on the real binary: the cap holds, and a cap the open-files
 //! limit cannot carry is refused with the fix. (Timeouts and slow clients: tests/api.)
 
+use crate::common::raw::BlockingStream;
+use crate::edition;
 use crate::helpers::{Scratch, Vault, init, serve_cmd};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
+use std::sync::mpsc;
 use std::time::Duration;
 
-fn healthz(s: &mut TcpStream) -> std::io::Result<String> {
+/// A new connection as this edition's clients make one (plain TCP, or TLS with the
+/// handshake done), its reads bounded by `timeout`.
+fn connect(addr: SocketAddr, timeout: Duration) -> BlockingStream {
+    BlockingStream::connect(addr, edition::raw_tls(), timeout).expect("connect")
+}
+
+fn healthz(s: &mut BlockingStream) -> std::io::Result<String> {
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")?;
     let mut buf = [0u8; 2048];
     let n = s.read(&mut buf)?;
@@ -22,28 +31,27 @@ fn max_connections_caps_open_connections() {
         &tmp.data(),
     );
     let addr = v.addr();
-    let mut first = TcpStream::connect(addr).unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let mut first = connect(addr, Duration::from_secs(5));
     assert!(healthz(&mut first).unwrap().starts_with("HTTP/1.1 200"));
 
-    let mut second = TcpStream::connect(addr).unwrap();
-    second
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let early = healthz(&mut second);
+    // The second connects (the kernel queues it; over TLS its handshake waits too) but is
+    // not served while the first is open.
+    let (tx, second) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = connect(addr, Duration::from_secs(10));
+        let _ = tx.send(healthz(&mut s));
+    });
+    let early = second.recv_timeout(Duration::from_secs(1));
     assert!(
         early.is_err(),
         "a second connection was served with --max-connections 1: {early:?}"
     );
     drop(first);
-    second
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    let n = second.read(&mut buf).expect("served once the first closed");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let answer = second
+        .recv_timeout(Duration::from_secs(5))
+        .expect("served once the first closed")
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[test]

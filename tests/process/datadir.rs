@@ -5,7 +5,7 @@
 use crate::common::process::StartFailure;
 use crate::helpers::{
     Scratch, Vault, chmod, clavitor, command, command_for, init, mode, run, serve, serve_cmd,
-    token_file_in, token_file_of, with_config_home,
+    server_args, token_file_in, token_file_of, with_config_home,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -327,22 +327,10 @@ fn causes_are_said_once() {
 fn serve_and_init_keep_the_owner_token_outside_the_data_dir() {
     let tmp = Scratch::new();
     let data = tmp.data();
-    let d = data.to_str().unwrap();
     // --owner-token-out names the file; the config dir's is not touched.
     let out_file = tmp.path().join("owner-token");
     let server = Vault::start(
-        &mut command_for(
-            &data,
-            &[
-                "serve",
-                "--data-dir",
-                d,
-                "--listen",
-                "127.0.0.1:0",
-                "--owner-token-out",
-                out_file.to_str().unwrap(),
-            ],
-        ),
+        serve_cmd(&data).args(["--owner-token-out", out_file.to_str().unwrap()]),
         &data,
     );
     assert_eq!(server.token_file.as_ref(), Some(&out_file));
@@ -375,7 +363,6 @@ fn serve_and_init_keep_the_owner_token_outside_the_data_dir() {
 fn an_old_owner_token_in_the_data_dir_is_moved_out_at_start() {
     let tmp = Scratch::new();
     let data = tmp.data();
-    let d = data.to_str().unwrap();
     // An older version's layout: the token inside the data dir (even readable by others).
     let token = init(&data);
     let token_file = token_file_of(&data);
@@ -398,11 +385,8 @@ fn an_old_owner_token_in_the_data_dir_is_moved_out_at_start() {
         server.stderr()
     );
     // The client finds it there.
-    let out = run(&mut command_for(
-        &data,
-        &["entry", "list", "--json", "--server", &server.url],
-    ))
-    .ok();
+    let out =
+        run(command_for(&data, &["entry", "list", "--json"]).args(server_args(&server.url))).ok();
     assert_eq!(out.json()["entries"], serde_json::json!([]));
     drop(server);
 
@@ -423,18 +407,7 @@ fn an_old_owner_token_in_the_data_dir_is_moved_out_at_start() {
     // Following the fix, it starts.
     let elsewhere = tmp.path().join("moved.token");
     let server = Vault::start(
-        &mut command_for(
-            &data,
-            &[
-                "serve",
-                "--data-dir",
-                d,
-                "--listen",
-                "127.0.0.1:0",
-                "--owner-token-out",
-                elsewhere.to_str().unwrap(),
-            ],
-        ),
+        serve_cmd(&data).args(["--owner-token-out", elsewhere.to_str().unwrap()]),
         &data,
     );
     assert_eq!(server.token, token);

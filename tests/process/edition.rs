@@ -8,7 +8,10 @@ pub use imp::*;
 #[cfg(not(feature = "commercial"))]
 mod imp {
     use reqwest::{ClientBuilder, Response};
+    use rustls::ClientConfig;
+    use std::net::SocketAddr;
     use std::path::{Path, PathBuf};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     pub const TITLE: &str = "Community Edition";
@@ -44,6 +47,40 @@ mod imp {
         builder
     }
 
+    /// How a raw connection (`common::raw`) reaches a `serve` child: plain TCP.
+    pub fn raw_tls() -> Option<Arc<ClientConfig>> {
+        None
+    }
+
+    /// What `serve --tls-cert FILE --tls-key FILE` says when the edition refuses the flags
+    /// (`None`: it serves https with those files).
+    pub const TLS_FLAGS_REFUSED: Option<&[&str]> = None;
+
+    /// The server's own connections: Community opens none (no telemetry, replication, control
+    /// plane or update check), so it has no peers and `serve` needs nothing for them.
+    pub struct Peers {
+        pub serve_args: Vec<String>,
+        /// The addresses the server may connect to.
+        pub allowed: Vec<SocketAddr>,
+        /// What a client command needs besides `--server URL` to reach that server.
+        pub client_args: Vec<String>,
+    }
+
+    impl Peers {
+        /// `builder`, able to reach that server.
+        pub fn reaching(&self, builder: ClientBuilder) -> ClientBuilder {
+            reaching(builder)
+        }
+    }
+
+    pub fn outbound_peers(_dir: &Path) -> Peers {
+        Peers {
+            serve_args: serve_args(),
+            allowed: Vec::new(),
+            client_args: client_args(),
+        }
+    }
+
     /// Text the binary must not contain: nothing of the Commercial edition.
     pub const BINARY_LACKS: &[&str] = &[
         "Commercial Edition",
@@ -76,7 +113,11 @@ mod imp {
 mod imp {
     use crate::common::primary::{BACKUP_ID, PrimaryPop};
     use reqwest::{ClientBuilder, Response};
+    use rustls::ClientConfig;
+    use std::net::{SocketAddr, TcpListener};
     use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     pub const TITLE: &str = "Commercial Edition";
@@ -126,6 +167,88 @@ mod imp {
 
     pub fn reaching(builder: ClientBuilder) -> ClientBuilder {
         PrimaryPop::shared().trusting(builder)
+    }
+
+    /// TLS trusting the shared POP's CA.
+    pub fn raw_tls() -> Option<Arc<ClientConfig>> {
+        Some(PrimaryPop::shared().client_config())
+    }
+
+    /// A POP serves TLS with the certificate in its replication.yaml.
+    pub const TLS_FLAGS_REFUSED: Option<&[&str]> = Some(&[
+        "--tls-cert/--tls-key do not apply to this edition",
+        "replication.yaml",
+        "Fix: remove --tls-cert and --tls-key",
+    ]);
+
+    /// A POP connects to its backup (pushes) and its control plane (heartbeats, telemetry,
+    /// alerts), and nowhere else. Here both are listeners of the test that accept and hold
+    /// connections without answering, so the POP keeps trying them.
+    pub struct Peers {
+        pub serve_args: Vec<String>,
+        pub allowed: Vec<SocketAddr>,
+        pub client_args: Vec<String>,
+        pop: PrimaryPop,
+        _listeners: Vec<Holder>,
+    }
+
+    impl Peers {
+        /// `builder`, trusting that POP's CA.
+        pub fn reaching(&self, builder: ClientBuilder) -> ClientBuilder {
+            self.pop.trusting(builder)
+        }
+    }
+
+    /// A listener that accepts and keeps every connection until dropped.
+    struct Holder(Arc<AtomicBool>);
+
+    impl Holder {
+        fn start() -> (Self, SocketAddr) {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind a peer");
+            let addr = listener.local_addr().expect("peer address");
+            listener.set_nonblocking(true).expect("non-blocking");
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopped = stop.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stopped.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((s, _)) => held.push(s),
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+            (Self(stop), addr)
+        }
+    }
+
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A POP of its own under `dir/pop`, whose backup and control plane are [`Holder`]s.
+    pub fn outbound_peers(dir: &Path) -> Peers {
+        let pop_dir = dir.join("pop");
+        std::fs::create_dir_all(&pop_dir).expect("create the POP's dir");
+        let (backup, backup_addr) = Holder::start();
+        let (control, control_addr) = Holder::start();
+        let pop = PrimaryPop::write_with(
+            &pop_dir,
+            &format!("https://{backup_addr}"),
+            Some(&format!("https://{control_addr}")),
+        );
+        Peers {
+            serve_args: vec![
+                "--replication-config".into(),
+                pop.config.display().to_string(),
+            ],
+            allowed: vec![backup_addr, control_addr],
+            client_args: vec!["--ca-file".into(), pop.ca_file.display().to_string()],
+            pop,
+            _listeners: vec![backup, control],
+        }
     }
 
     pub const BINARY_LACKS: &[&str] = &[];

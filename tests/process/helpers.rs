@@ -37,10 +37,7 @@ pub fn command_for(data_dir: &Path, args: &[&str]) -> Command {
 /// `clavitor serve --data-dir DIR --listen 127.0.0.1:0`, plus what this build's edition
 /// needs (see `edition.rs`).
 pub fn serve_cmd(data_dir: &Path) -> Command {
-    let dir = data_dir.to_str().expect("UTF-8 temp path");
-    let mut cmd = serve_with(&["--data-dir", dir, "--listen", "127.0.0.1:0"]);
-    with_config_home(&mut cmd, &config_home(data_dir));
-    cmd
+    serve_cmd_with(data_dir, edition::serve_args())
 }
 
 /// [`serve_cmd`] with the edition's files of its own, written under `dir` rather than shared
@@ -48,6 +45,12 @@ pub fn serve_cmd(data_dir: &Path) -> Command {
 /// returned paths too.
 pub fn serve_cmd_own(data_dir: &Path, dir: &Path) -> (Command, Vec<PathBuf>) {
     let (extra, written) = edition::own_serve_args(dir);
+    (serve_cmd_with(data_dir, extra), written)
+}
+
+/// `clavitor serve --data-dir DIR --listen 127.0.0.1:0 EDITION_ARGS` with the config home of
+/// `DIR`, where `edition_args` stand in for the edition's usual ones.
+pub fn serve_cmd_with(data_dir: &Path, edition_args: Vec<String>) -> Command {
     let mut cmd = command(&["serve"]);
     cmd.args([
         "--data-dir",
@@ -55,9 +58,9 @@ pub fn serve_cmd_own(data_dir: &Path, dir: &Path) -> (Command, Vec<PathBuf>) {
         "--listen",
         "127.0.0.1:0",
     ])
-    .args(extra);
+    .args(edition_args);
     with_config_home(&mut cmd, &config_home(data_dir));
-    (cmd, written)
+    cmd
 }
 
 /// `clavitor serve ARGS`, plus what this build's edition needs.

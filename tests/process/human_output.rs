@@ -2,7 +2,7 @@
 //! separators and control characters come out escaped, so a title cannot disguise itself or
 //! forge a table row, and a hostile server cannot drive the terminal.
 
-use crate::helpers::{Output, Scratch, command, init, run, serve};
+use crate::helpers::{Output, Scratch, command, init, run, serve, server_args};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -29,9 +29,10 @@ fn titles_names_and_metadata_print_escaped() {
     let token = init(&tmp.data());
     let server = serve(&tmp.data());
     let cli = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--server", &server.url]);
-        run(command(&all).env("CLAVITOR_TOKEN", &token)).ok()
+        run(command(args)
+            .args(server_args(&server.url))
+            .env("CLAVITOR_TOKEN", &token))
+        .ok()
     };
     let title = "invoice\u{202E}fdp.exe";
     cli(&[

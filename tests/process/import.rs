@@ -3,7 +3,7 @@
 //! credential tier; bad files are refused naming the file and the position, importing
 //! nothing; an export imports back into a fresh vault unchanged.
 
-use crate::helpers::{Output, Scratch, Vault, chmod, command_for, mode, run, serve};
+use crate::helpers::{Output, Scratch, Vault, chmod, command_for, mode, run, serve, server_args};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,9 +37,7 @@ impl Setup {
 
     /// `clavitor ARGS --server URL` as the owner.
     fn cli(&self, args: &[&str]) -> Output {
-        let mut all = args.to_vec();
-        all.extend(["--server", self.vault.url.as_str()]);
-        run(&mut command_for(&self.data, &all))
+        run(command_for(&self.data, args).args(server_args(&self.vault.url)))
     }
 
     /// Every entry's metadata, by title (titles are unique in these tests).

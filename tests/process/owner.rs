@@ -1,22 +1,21 @@
 //! `clavitor owner rotate`, through the binary: the token file gets the new token, the old one
 //! stops, and an answer lost on the way is finished by running the command again.
 
-use crate::helpers::{Api, Scratch, Vault, command_for, run, serve, token_file_of};
+use crate::edition;
+use crate::helpers::{Api, Scratch, Vault, command_for, run, serve, server_args, token_file_of};
 use serde_json::json;
 use std::path::Path;
 
 /// `clavitor ARGS --server URL` with `data`'s config home (and so its token file).
 fn cli(data: &Path, server: &Vault, args: &[&str]) -> crate::helpers::Output {
-    let mut all = args.to_vec();
-    all.extend(["--server", server.url.as_str()]);
-    run(&mut command_for(data, &all))
+    run(command_for(data, args).args(server_args(&server.url)))
 }
 
 /// `clavitor ARGS --server URL` with `token` in CLAVITOR_TOKEN.
 fn cli_as(data: &Path, server: &Vault, token: &str, args: &[&str]) -> crate::helpers::Output {
-    let mut all = args.to_vec();
-    all.extend(["--server", server.url.as_str()]);
-    run(command_for(data, &all).env("CLAVITOR_TOKEN", token))
+    run(command_for(data, args)
+        .args(server_args(&server.url))
+        .env("CLAVITOR_TOKEN", token))
 }
 
 fn read(path: &Path) -> String {
@@ -98,7 +97,9 @@ fn a_lost_answer_is_finished_by_running_the_command_again() {
     // The request it sends, which went through; its answer never arrived.
     let rt = crate::helpers::runtime();
     let status = rt.block_on(async {
-        reqwest::Client::new()
+        edition::reaching(reqwest::Client::builder())
+            .build()
+            .unwrap()
             .post(format!("{}/v1/owner/rotate", server.url))
             .bearer_auth(&old)
             .json(&json!({ "token": new }))

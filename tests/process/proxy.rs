@@ -2,6 +2,7 @@
 //! a certificate from a test CA (rcgen) and/or serving the vault under a path prefix. It
 //! records the target of every request that reaches it, so a test can tell what was sent.
 
+use crate::common::raw::RawStream;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -134,8 +135,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// One request: read its head and body, rewrite the target, send it upstream with
-/// `connection: close`, and relay the whole answer.
+/// One request: read its head and body, rewrite the target, send it upstream (over TLS when
+/// the vault serves it) with `connection: close`, and relay the whole answer.
 async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     mut client: S,
     upstream: SocketAddr,
@@ -196,7 +197,8 @@ async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    let mut up = tokio::net::TcpStream::connect(upstream).await?;
+    // As this edition's clients reach the vault: a Commercial POP serves only https.
+    let mut up = RawStream::connect(upstream, crate::edition::raw_tls()).await?;
     up.write_all(out.as_bytes()).await?;
     up.write_all(&body).await?;
     let mut answer = Vec::new();

@@ -189,16 +189,17 @@ pub enum ConfigError {
         "{path}: not a valid replication config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, and an unknown-key message lists those allowed in its section"
     )]
     Syntax { path: PathBuf, message: String },
-    #[error("{}", render(path, problems))]
+    #[error("{}", render(path, "replication config", problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<Problem>,
     },
 }
 
-fn render(path: &Path, problems: &[Problem]) -> String {
+/// Every problem found in `path`, a `kind` of config: one line each, with its key and fix.
+pub(super) fn render(path: &Path, kind: &str, problems: &[Problem]) -> String {
     let mut s = format!(
-        "{}: invalid replication config ({} problem{}):",
+        "{}: invalid {kind} ({} problem{}):",
         path.display(),
         problems.len(),
         if problems.len() == 1 { "" } else { "s" }
@@ -209,10 +210,15 @@ fn render(path: &Path, problems: &[Problem]) -> String {
     s
 }
 
-struct Report(Vec<Problem>);
+pub(super) struct Report(pub(super) Vec<Problem>);
 
 impl Report {
-    fn add(&mut self, key: impl Into<String>, what: impl Into<String>, fix: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        key: impl Into<String>,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.0.push(Problem {
             key: key.into(),
             what: what.into(),
@@ -247,7 +253,7 @@ fn parse(path: &Path, text: &str) -> Result<PopConfig, ConfigError> {
 
 /// The parser's message, then the offending line and a caret under the column, each on its
 /// own line, as compilers show them.
-fn syntax_message(text: &str, e: &serde_saphyr::Error) -> String {
+pub(super) fn syntax_message(text: &str, e: &serde_saphyr::Error) -> String {
     let what = e.without_snippet().to_string();
     let what = what.trim();
     let Some(loc) = e.location() else {
@@ -289,7 +295,7 @@ fn syntax_message(text: &str, e: &serde_saphyr::Error) -> String {
 }
 
 /// Files named in the config are relative to the config file's directory.
-fn resolve(base: &Path, p: &Path) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
     } else {
@@ -630,7 +636,7 @@ pub fn generate_pop_token() -> Token {
     t
 }
 
-fn check_token_file(
+pub(super) fn check_token_file(
     r: &mut Report,
     key: &str,
     path: &Path,
@@ -687,7 +693,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn load_certs(r: &mut Report, key: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
+pub(super) fn load_certs(
+    r: &mut Report,
+    key: &str,
+    path: &Path,
+) -> Option<Vec<CertificateDer<'static>>> {
     let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
         Ok(it) => it.collect(),
         Err(e) => {

@@ -67,12 +67,19 @@ pub enum Commands {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Run the control plane: POP heartbeats, failover and the operators' dashboard (HTTPS).
+    ControlPlane {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
     File(#[from] files::Error),
+    #[error(transparent)]
+    ControlPlane(#[from] control_plane::Error),
 }
 
 pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
@@ -86,6 +93,7 @@ pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
             println!("wrote a new POP token to {} (mode 0600)", out.display());
             Ok(())
         }
+        Commands::ControlPlane { config } => Ok(control_plane::run(&config)?),
     }
 }
 
@@ -267,33 +275,15 @@ pub async fn start(
 }
 
 fn spawn_reloader(edition: Arc<Commercial>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; config reload is unavailable");
-            return;
+    crate::shutdown::on_hangup(shutdown, move || match edition.reload() {
+        Ok(line) => {
+            tracing::info!(config = %edition.path.display(), "configuration reloaded: {line}")
         }
-    };
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                r = hup.recv() => if r.is_none() { return },
-                () = shutdown.cancelled() => return,
-            }
-            match edition.reload() {
-                Ok(line) => {
-                    tracing::info!(config = %edition.path.display(), "configuration reloaded: {line}")
-                }
-                Err(e) => edition.alert_operator(
-                    "config_reload_failed",
-                    &format!(
-                        "SIGHUP reload rejected; the previous configuration stays in force: {e}"
-                    ),
-                    serde_json::json!({ "path": edition.path.display().to_string() }),
-                ),
-            }
-        }
+        Err(e) => edition.alert_operator(
+            "config_reload_failed",
+            &format!("SIGHUP reload rejected; the previous configuration stays in force: {e}"),
+            serde_json::json!({ "path": edition.path.display().to_string() }),
+        ),
     });
 }
 
