@@ -37,6 +37,6 @@ impl FromRequestParts<AppState> for Auth {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(Auth(state.vault.authenticate(bearer, ip)?))
+        Ok(Auth(state.vault.authenticate(bearer, ip).await?))
     }
 }

@@ -68,6 +68,56 @@ const MIGRATIONS: &[&str] = &[
         value BLOB NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: people. The agents table becomes the table of principals (owner, users, agents; the
+    // name is kept for replication and earlier migrations), each with an X25519 key pair; groups
+    // and memberships; the format tag on wrapped scope keys.
+    r#"
+    ALTER TABLE agents ADD COLUMN kind TEXT NOT NULL DEFAULT 'agent'
+        CHECK (kind IN ('owner', 'user', 'agent'));
+    UPDATE agents SET kind = 'owner' WHERE is_owner = 1;
+    ALTER TABLE agents ADD COLUMN role TEXT CHECK (role IS NULL OR role IN ('admin', 'member'));
+    ALTER TABLE agents ADD COLUMN email TEXT;
+    -- Agents: the id of the owner or user who created them (NULL: made by an owner before
+    -- people existed).
+    ALTER TABLE agents ADD COLUMN creator_id TEXT;
+    -- NULL until the principal's first request after this migration (its token is needed to
+    -- seal the private key).
+    ALTER TABLE agents ADD COLUMN public_key BLOB;
+    ALTER TABLE agents ADD COLUMN sealed_private_key BLOB;
+    -- Users only; agents keep revoked_at. A deleted user has revoked_at set.
+    ALTER TABLE agents ADD COLUMN deactivated_at INTEGER;
+    -- Users and agents have separate name spaces.
+    DROP INDEX agents_active_name;
+    CREATE UNIQUE INDEX agents_active_name ON agents (kind, name)
+        WHERE revoked_at IS NULL AND kind != 'owner';
+    CREATE INDEX agents_creator ON agents (creator_id) WHERE creator_id IS NOT NULL;
+
+    -- Every wrap so far was sealed under its holder's token: format tag 0x01 (crypto::WrapFormat).
+    -- An empty blob is a dropped copy (a tombstone, so that the drop replicates).
+    UPDATE scope_keys SET wrapped = x'01' || wrapped;
+
+    CREATE TABLE groups (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        scopes      TEXT NOT NULL,   -- JSON array
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        version     INTEGER NOT NULL,
+        deleted     INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE UNIQUE INDEX groups_live_name ON groups (name) WHERE deleted = 0;
+
+    -- Tombstones (deleted = 1) rather than deletions, so removals replicate.
+    CREATE TABLE group_members (
+        group_id    TEXT NOT NULL REFERENCES groups (id),
+        user_id     TEXT NOT NULL REFERENCES agents (id),
+        updated_at  INTEGER NOT NULL,
+        version     INTEGER NOT NULL,
+        deleted     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (group_id, user_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX group_members_user ON group_members (user_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
