@@ -2,9 +2,7 @@
 //! `Serialize`.
 
 use crate::service::{AgentView, EntryView, GroupView, UserChange, UserView};
-use crate::vault::{
-    self, AgentSpec, EntryDraft, FieldDraft, GroupSpec, Invalid, Role, UserSpec,
-};
+use crate::vault::{self, AgentSpec, EntryDraft, FieldDraft, GroupSpec, Invalid, Role, UserSpec};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -224,10 +222,14 @@ pub struct UserPatch {
 
 impl UserPatch {
     pub fn into_change(self) -> Result<UserChange, Invalid> {
-        if self.name.is_none() && self.email.is_none() && self.role.is_none() && self.active.is_none()
+        if self.name.is_none()
+            && self.email.is_none()
+            && self.role.is_none()
+            && self.active.is_none()
         {
             return Err(Invalid(
-                "nothing to change: send one or more of \"name\", \"email\", \"role\", \"active\"".into(),
+                "nothing to change: send one or more of \"name\", \"email\", \"role\", \"active\""
+                    .into(),
             ));
         }
         Ok(UserChange {

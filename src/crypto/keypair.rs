@@ -187,8 +187,8 @@ impl ScopeKey {
             return Err(Error::Format);
         }
         let (encapped, ct) = wrapped[1..].split_at(PUBLIC_KEY_LEN);
-        let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(encapped)
-            .map_err(|_| Error::Truncated)?;
+        let encapped =
+            <Kem as hpke::Kem>::EncappedKey::from_bytes(encapped).map_err(|_| Error::Truncated)?;
         let info = wrap_info(scope, recipient_id);
         let raw = Zeroizing::new(
             hpke::single_shot_open::<Aead, Kdf, Kem>(
@@ -207,7 +207,12 @@ impl ScopeKey {
     /// Wraps this key under `token` in the format before key pairs, tagged. The server never
     /// writes this any more; it exists so that tests can build a vault as an older version
     /// left it.
-    pub fn wrap_legacy(&self, token: &Token, scope: &str, holder_id: &str) -> Result<Vec<u8>, Error> {
+    pub fn wrap_legacy(
+        &self,
+        token: &Token,
+        scope: &str,
+        holder_id: &str,
+    ) -> Result<Vec<u8>, Error> {
         let sealed = token
             .wrap_sealer()
             .seal(&super::scope_key_aad(scope, holder_id), self.0.expose())?;
@@ -282,10 +287,9 @@ mod tests {
         let hpke = key.wrap_to(&pk, "s", "p").unwrap();
         let ct = key.sealer().seal(b"a", b"v").unwrap();
         for w in [&legacy, &hpke] {
-            let k = ScopeKey::unwrap_stored(w, "s", "p", &t, || {
-                PrivateKey::unseal(&t, "p", &sealed)
-            })
-            .unwrap();
+            let k =
+                ScopeKey::unwrap_stored(w, "s", "p", &t, || PrivateKey::unseal(&t, "p", &sealed))
+                    .unwrap();
             assert_eq!(&**k.sealer().open(b"a", &ct).unwrap(), b"v");
         }
         assert!(ScopeKey::unwrap_legacy(&Token::generate(), "s", "p", &legacy).is_err());

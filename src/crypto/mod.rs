@@ -26,8 +26,8 @@ mod passphrase;
 
 pub use aad::{entry_meta_aad, field_aad, key_check_aad, scope_key_aad};
 pub use keypair::{
-    HPKE_WRAP_LEN, LEGACY_WRAP_LEN, PUBLIC_KEY_LEN, PrivateKey, PublicKey,
-    SEALED_PRIVATE_KEY_LEN, WrapFormat, generate_key_pair,
+    HPKE_WRAP_LEN, LEGACY_WRAP_LEN, PUBLIC_KEY_LEN, PrivateKey, PublicKey, SEALED_PRIVATE_KEY_LEN,
+    WrapFormat, generate_key_pair,
 };
 pub use passphrase::{KdfParams, SALT_LEN, passphrase_sealer, random_salt};
 

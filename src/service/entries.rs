@@ -364,13 +364,10 @@ impl Vault {
                     .await?
                     // No copy of the scope key for this token: it cannot read the field.
                     .ok_or_else(|| not_readable(&id, name.clone()))?;
-                let key = ScopeKey::unwrap_stored(
-                    &wrapped,
-                    scope,
-                    p.id.as_str(),
-                    &caller.token,
-                    || p.private_key(&caller.token),
-                )?;
+                let key =
+                    ScopeKey::unwrap_stored(&wrapped, scope, p.id.as_str(), &caller.token, || {
+                        p.private_key(&caller.token)
+                    })?;
                 key.sealer().open(&aad, &row.ciphertext)?
             }
         };

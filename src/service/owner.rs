@@ -93,13 +93,17 @@ fn rotate_rows(
         )?;
     }
     rewrap_legacy(conn, id, old, &public)?;
-    replace_token(conn, id.as_str(), &new.hash().0, &private.seal(new, id.as_str())?).map_err(
-        |e| match e {
-            store::Error::Conflict(m) => Error::Conflict(m),
-            store::Error::NotFound => Error::InvalidToken,
-            e => e.into(),
-        },
+    replace_token(
+        conn,
+        id.as_str(),
+        &new.hash().0,
+        &private.seal(new, id.as_str())?,
     )
+    .map_err(|e| match e {
+        store::Error::Conflict(m) => Error::Conflict(m),
+        store::Error::NotFound => Error::InvalidToken,
+        e => e.into(),
+    })
 }
 
 impl Vault {

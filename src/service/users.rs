@@ -7,8 +7,8 @@ use super::keys::KeyRing;
 use super::{Caller, Error, Vault, from_store, require_admin};
 use crate::crypto::{Token, generate_key_pair};
 use crate::store::agents::{
-    agents_created_by, deactivate_user, get_principal, insert_agent, list_users,
-    reactivate_user, revoke_agent, update_user,
+    agents_created_by, deactivate_user, get_principal, insert_agent, list_users, reactivate_user,
+    revoke_agent, update_user,
 };
 use crate::store::groups::{memberships, remove_user_everywhere};
 use crate::store::{self, AgentRow};
@@ -146,8 +146,7 @@ impl Vault {
         let (users, members) = self
             .store
             .read(|c| {
-                store::snapshot(c, |c| Ok((list_users(c)?, memberships(c)?)))
-                    .map_err(Error::from)
+                store::snapshot(c, |c| Ok((list_users(c)?, memberships(c)?))).map_err(Error::from)
             })
             .await?;
         Ok(users
@@ -270,4 +269,3 @@ impl Vault {
         self.reload_principals().await
     }
 }
-

@@ -32,7 +32,13 @@ pub struct AgentRow {
 
 impl AgentRow {
     /// A row of `kind` with nothing optional set.
-    pub fn new(id: String, name: String, kind: &str, token_hash: [u8; 32], created_at: i64) -> Self {
+    pub fn new(
+        id: String,
+        name: String,
+        kind: &str,
+        token_hash: [u8; 32],
+        created_at: i64,
+    ) -> Self {
         Self {
             id,
             name,
@@ -216,9 +222,8 @@ pub fn list_users(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
 
 /// Every principal that may authenticate: neither revoked, deleted nor deactivated.
 pub fn active_agents(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM agents WHERE revoked_at IS NULL AND deactivated_at IS NULL"
-    );
+    let sql =
+        format!("SELECT {COLUMNS} FROM agents WHERE revoked_at IS NULL AND deactivated_at IS NULL");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -289,7 +294,14 @@ pub fn reactivate_user(
     );
     conn.prepare_cached(&sql)?
         .query_row(
-            params![id, &hash[..], public_key, sealed_private_key, now_ms(), version],
+            params![
+                id,
+                &hash[..],
+                public_key,
+                sealed_private_key,
+                now_ms(),
+                version
+            ],
             from_row,
         )
         .optional()?
@@ -311,7 +323,13 @@ pub fn set_key_pair(
                 updated_at = max(?4, updated_at + 1), version = ?5
              WHERE id = ?1 AND public_key IS NULL AND revoked_at IS NULL",
         )?
-        .execute(params![id, public_key, sealed_private_key, now_ms(), version])?;
+        .execute(params![
+            id,
+            public_key,
+            sealed_private_key,
+            now_ms(),
+            version
+        ])?;
     Ok(n == 1)
 }
 

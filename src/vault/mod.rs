@@ -10,10 +10,10 @@ pub use agent::{
     AgentSpec, DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE, check_agent_name, ip_allowed,
     parse_net,
 };
-pub use people::{GroupSpec, Role, UserSpec, check_email, check_group_name, check_user_name};
 pub use entry::{
     EntryDraft, FieldDraft, FieldValue, MAX_FIELDS, MAX_VALUE_BYTES, RawField, check_field_name,
 };
+pub use people::{GroupSpec, Role, UserSpec, check_email, check_group_name, check_user_name};
 
 use std::fmt;
 

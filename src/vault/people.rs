@@ -67,7 +67,9 @@ pub fn check_email(email: &str) -> Result<(), Invalid> {
         return Err(bad());
     }
     match email.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
             Ok(())
         }
         _ => Err(bad()),

@@ -125,7 +125,10 @@ async fn a_failure_inside_the_write_rolls_back_every_entry() {
         .create_entry(&json!({"title": "made", "fields": [
             {"name": "p", "value": "0", "tier": "credential", "scope": "held"}]}))
         .await;
-    assert_eq!(app.delete_entry(&app.owner_token, &made).await.status(), 204);
+    assert_eq!(
+        app.delete_entry(&app.owner_token, &made).await.status(),
+        204
+    );
     let stopped = app.stop().await;
     {
         let c = rusqlite::Connection::open(stopped.db_path()).expect("open");

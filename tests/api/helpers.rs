@@ -279,7 +279,8 @@ impl TestApp {
 impl TestApp {
     /// `POST /v1/users` as `token`.
     pub async fn post_user(&self, token: &str, name: &str, role: &str) -> Response {
-        let body = serde_json::json!({"name": name, "email": format!("{name}@example.com"), "role": role});
+        let body =
+            serde_json::json!({"name": name, "email": format!("{name}@example.com"), "role": role});
         send(self.request(Method::POST, "/v1/users", token).json(&body)).await
     }
 
@@ -318,25 +319,43 @@ impl TestApp {
 
     /// `PUT /v1/groups/{group}/members/{user}` as `token`.
     pub async fn add_member_as(&self, token: &str, group: &str, user: &str) -> Response {
-        send(self.request(Method::PUT, &format!("/v1/groups/{group}/members/{user}"), token)).await
+        send(self.request(
+            Method::PUT,
+            &format!("/v1/groups/{group}/members/{user}"),
+            token,
+        ))
+        .await
     }
 
     /// Adds a member as the owner; panics unless 204.
     pub async fn add_member(&self, group: &str, user: &str) {
         let res = self.add_member_as(&self.owner_token, group, user).await;
         let status = res.status();
-        assert_eq!(status, StatusCode::NO_CONTENT, "add member: {}", res.text().await.unwrap_or_default());
+        assert_eq!(
+            status,
+            StatusCode::NO_CONTENT,
+            "add member: {}",
+            res.text().await.unwrap_or_default()
+        );
     }
 
     /// `DELETE /v1/groups/{group}/members/{user}` as `token`.
     pub async fn remove_member_as(&self, token: &str, group: &str, user: &str) -> Response {
-        send(self.request(Method::DELETE, &format!("/v1/groups/{group}/members/{user}"), token))
-            .await
+        send(self.request(
+            Method::DELETE,
+            &format!("/v1/groups/{group}/members/{user}"),
+            token,
+        ))
+        .await
     }
 
     /// `PATCH /v1/users/{id}` as `token`.
     pub async fn patch_user(&self, token: &str, id: &str, body: &Value) -> Response {
-        send(self.request(Method::PATCH, &format!("/v1/users/{id}"), token).json(body)).await
+        send(
+            self.request(Method::PATCH, &format!("/v1/users/{id}"), token)
+                .json(body),
+        )
+        .await
     }
 
     /// Creates an agent as `token`; panics unless 201. Returns `(id, token)`.

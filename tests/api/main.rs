@@ -21,6 +21,7 @@ mod forget;
 mod health;
 mod helpers;
 mod owner;
+mod people;
 mod read_cache;
 mod request_id;
 mod stolen_db;

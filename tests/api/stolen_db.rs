@@ -39,7 +39,11 @@ fn wrapped_keys(conn: &rusqlite::Connection) -> Vec<Wrapped> {
 
 /// The server's procedure with `token`: its holder's private key unsealed with it (or, for a
 /// wrap of the format before key pairs, the token itself), then the wrap opened.
-fn open_with_token(w: &Wrapped, token: &str, sealed: &HashMap<String, Vec<u8>>) -> Option<ScopeKey> {
+fn open_with_token(
+    w: &Wrapped,
+    token: &str,
+    sealed: &HashMap<String, Vec<u8>>,
+) -> Option<ScopeKey> {
     let token = Token::from_text(token);
     ScopeKey::unwrap_stored(&w.wrapped, &w.scope, &w.agent_id, &token, || {
         let s = sealed
@@ -168,7 +172,11 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         .unwrap();
     let wrapped = wrapped_keys(&conn);
     let sealed = sealed_keys(&conn);
-    assert_eq!(sealed.len(), 2, "the owner's and the agent's private keys, sealed");
+    assert_eq!(
+        sealed.len(),
+        2,
+        "the owner's and the agent's private keys, sealed"
+    );
     let hashes: Vec<Vec<u8>> = conn
         .prepare("SELECT token_hash FROM agents")
         .unwrap()
@@ -420,8 +428,9 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         .await;
     creds.push((by_alice, cred));
     // Bob rotates his token; carol is deactivated (her agent with her); dave leaves ops.
-    let res = crate::helpers::send(app.request(reqwest::Method::POST, "/v1/token/rotate", &bob_old))
-        .await;
+    let res =
+        crate::helpers::send(app.request(reqwest::Method::POST, "/v1/token/rotate", &bob_old))
+            .await;
     assert_eq!(res.status(), 200);
     let bob = res.json::<serde_json::Value>().await.unwrap()["token"]
         .as_str()
@@ -433,7 +442,10 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
     assert_eq!(res.status(), 200);
     let res = app.remove_member_as(&admin, &opsg, &dave_id).await;
     assert_eq!(res.status(), 204);
-    assert_eq!(app.field_value(&bob_bot, &creds[1].0, "secret").await, creds[1].1);
+    assert_eq!(
+        app.field_value(&bob_bot, &creds[1].0, "secret").await,
+        creds[1].1
+    );
 
     // The owner rotates; the old token is now one more a thief must not find or use.
     let old_owner = app.owner_token.clone();
@@ -549,7 +561,11 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         assert_eq!(fields.len(), 4);
         assert_eq!(wrapped.len(), 11, "scope key copies");
         // Every principal's private key is sealed; none opens with anything in the files.
-        assert_eq!(sealed.len(), 12, "the owner, 3 agents, 5 users, 3 members' agents");
+        assert_eq!(
+            sealed.len(),
+            12,
+            "the owner, 3 agents, 5 users, 3 members' agents"
+        );
         for (id, blob) in &sealed {
             assert!(master.open(&scope_key_aad("", id), blob).is_err());
             for t in &texts {
@@ -610,11 +626,18 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         let deploy = vec![creds[0].1.clone(), creds[3].1.clone()];
         assert_eq!(open_with(&deployer), deploy);
         assert_eq!(open_with(&ops).len(), 2);
-        assert_eq!(open_with(&alice), deploy, "a member opens its group's scope");
+        assert_eq!(
+            open_with(&alice),
+            deploy,
+            "a member opens its group's scope"
+        );
         assert_eq!(open_with(&alice_bot), deploy);
         assert_eq!(open_with(&bob).len(), 2);
         assert_eq!(open_with(&bob_bot), vec![creds[1].1.clone()]);
-        assert!(open_with(&admin).is_empty(), "an admin reads no scope it is not granted");
+        assert!(
+            open_with(&admin).is_empty(),
+            "an admin reads no scope it is not granted"
+        );
         for (what, t) in [
             ("the old owner token", &old_owner),
             ("a revoked token", &gone),

@@ -181,15 +181,19 @@ fn group_id(s: &str) -> Result<String, vault::Invalid> {
 /// A principal's row: the owner, a user or an agent (older senders: owner or agent only).
 fn agent(a: &AgentItem) -> Result<(), String> {
     uuid("id", &a.id, agent_id)?;
-    let kind = a.principal_kind.as_deref().unwrap_or(if a.is_owner {
-        "owner"
-    } else {
-        "agent"
-    });
+    let kind = a
+        .principal_kind
+        .as_deref()
+        .unwrap_or(if a.is_owner { "owner" } else { "agent" });
     match kind {
         "owner" | "agent" => vault::check_agent_name(&a.name).map_err(|e| e.0)?,
         "user" => vault::check_user_name(&a.name).map_err(|e| e.0)?,
-        other => return Err(format!("principal_kind {} is not owner, user or agent", shown(other))),
+        other => {
+            return Err(format!(
+                "principal_kind {} is not owner, user or agent",
+                shown(other)
+            ));
+        }
     }
     if (kind == "owner") != a.is_owner {
         return Err("is_owner does not match principal_kind".into());
@@ -647,13 +651,19 @@ mod tests {
         // memberships with bad ids or scopes.
         for (patch, expect) in [
             (json!({"principal_kind": "user"}), "a user has no role"),
-            (json!({"principal_kind": "god"}), "is not owner, user or agent"),
+            (
+                json!({"principal_kind": "god"}),
+                "is not owner, user or agent",
+            ),
             (json!({"role": "admin"}), "only users have a role"),
             (
                 json!({"principal_kind": "user", "role": "admin", "email": "x y"}),
                 "email",
             ),
-            (json!({"public_key": b64(31), "sealed_private_key": b64(61)}), "public_key is 31"),
+            (
+                json!({"public_key": b64(31), "sealed_private_key": b64(61)}),
+                "public_key is 31",
+            ),
             (json!({"public_key": b64(32)}), "needs both"),
             (json!({"creator_id": "nope"}), "creator_id"),
         ] {
@@ -677,8 +687,18 @@ mod tests {
         };
         let gid = uuid::Uuid::now_v7().to_string();
         assert!(one(group(&gid, "[\"ci\"]")).is_ok());
-        assert!(one(group("../x", "[]")).unwrap_err().to_string().contains("not a UUID"));
-        assert!(one(group(&gid, "[\"a b\"]")).unwrap_err().to_string().contains("scopes"));
+        assert!(
+            one(group("../x", "[]"))
+                .unwrap_err()
+                .to_string()
+                .contains("not a UUID")
+        );
+        assert!(
+            one(group(&gid, "[\"a b\"]"))
+                .unwrap_err()
+                .to_string()
+                .contains("scopes")
+        );
         let member = json!({"kind": "group_member", "group_id": gid, "user_id": "x",
                             "deleted": false, "version": 2, "updated_at": 1, "origin": "calgary-01"});
         assert!(one(member).unwrap_err().to_string().contains("user_id"));
