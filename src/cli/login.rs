@@ -25,7 +25,9 @@ pub fn login(a: LoginArgs) -> Result<()> {
         anyhow!("login needs the token to store: pass --token-file FILE (mode 0600), the file holding the token you were given")
     })?;
     let target = files::default_token_path().ok_or_else(|| {
-        anyhow!("neither XDG_CONFIG_HOME nor HOME is set, so there is no default token file to write")
+        anyhow!(
+            "neither XDG_CONFIG_HOME nor HOME is set, so there is no default token file to write"
+        )
     })?;
     if source == target {
         bail!("{} is the default token file already", target.display());

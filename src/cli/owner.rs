@@ -48,7 +48,9 @@ pub enum OwnerCmd {
 
 pub fn owner(c: OwnerCmd) -> Result<()> {
     match c {
-        OwnerCmd::Rotate { opts } => rotate(&opts, OWNER_ROTATE, "clavitor owner rotate", "owner token"),
+        OwnerCmd::Rotate { opts } => {
+            rotate(&opts, OWNER_ROTATE, "clavitor owner rotate", "owner token")
+        }
     }
 }
 

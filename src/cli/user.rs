@@ -84,7 +84,9 @@ pub fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let c = Client::from_opts(&opts)?;
             let body = json!({ "name": name, "email": email, "role": role });
-            let out = c.call("POST", "/v1/users", Some(&body))?.unwrap_or_default();
+            let out = c
+                .call("POST", "/v1/users", Some(&body))?
+                .unwrap_or_default();
             if opts.json {
                 print_json(&out);
             } else {
@@ -150,7 +152,10 @@ pub fn user(cmd: UserCmd) -> Result<()> {
                 )?
                 .unwrap_or_default();
             if out.get("token").is_none() {
-                bail!("{} is active already; its token is unchanged", escape(&user));
+                bail!(
+                    "{} is active already; its token is unchanged",
+                    escape(&user)
+                );
             }
             if opts.json {
                 print_json(&out);

@@ -171,7 +171,10 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(kinds, [("a".into(), "agent".into()), ("o".into(), "owner".into())]);
+        assert_eq!(
+            kinds,
+            [("a".into(), "agent".into()), ("o".into(), "owner".into())]
+        );
         let wraps: Vec<Vec<u8>> = c
             .prepare("SELECT wrapped FROM scope_keys ORDER BY agent_id")
             .unwrap()
