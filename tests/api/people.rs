@@ -74,6 +74,10 @@ async fn status_of(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// What a row does: a label, the caller's token, the request, and the status (and error
+/// code) it must get.
+type Row<'a> = (&'a str, &'a str, Method, String, Option<Value>, u16, Option<&'a str>);
+
 /// Each row: who calls what, and the status (and error code) it must get. Rows run in order,
 /// so a row may rely on what an earlier one made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +106,7 @@ async fn every_role_is_allowed_and_denied_what_the_rules_say() {
         None => json!({"title": "w", "fields": [{"name": "k", "value": "v", "tier": "vault"}]}),
     };
     let u = |id: &str| format!("/v1/users/{id}");
-    let rows: Vec<(&str, &str, Method, String, Option<Value>, u16, Option<&str>)> = vec![
+    let rows: Vec<Row> = vec![
         // Users: owner and admins create members; only the owner creates admins.
         (
             "owner adds a member",

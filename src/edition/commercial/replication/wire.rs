@@ -63,6 +63,9 @@ pub struct Stamp {
     pub origin: String,
 }
 
+// A principal's row is the largest item; a batch holds at most a few thousand items, so the
+// padding of the others costs little, and boxing would change every construction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Item {
