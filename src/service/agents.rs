@@ -82,7 +82,7 @@ impl Vault {
                 insert_agent(c, &row).map_err(from_store)?;
                 // Copies of the keys its scopes already have, from the creator's own; keys made
                 // later are wrapped to its public key when they are made.
-                KeyRing::new(c, &caller_c)?.grant_entitlements(c, std::slice::from_ref(&row.id))?;
+                KeyRing::new(&caller_c).grant_entitlements(c, std::slice::from_ref(&row.id))?;
                 crate::audit::record(c, &caller_c.audit("agent.create").target(row.id.clone()))?;
                 Ok::<_, Error>(())
             })

@@ -210,7 +210,7 @@ impl Vault {
         let caller = caller.clone();
         self.store
             .write(move |c| {
-                let mut keys = KeyRing::new(c, &caller)?;
+                let mut keys = KeyRing::new(&caller);
                 let mut created = Vec::with_capacity(drafts.len());
                 for draft in &drafts {
                     let id = EntryId::generate();
@@ -259,7 +259,7 @@ impl Vault {
                     )));
                 }
                 let meta = seal_meta(&sealer, id.as_str(), &draft)?;
-                let mut keys = KeyRing::new(c, &caller)?;
+                let mut keys = KeyRing::new(&caller);
                 let mut fields = seal_fields(c, &sealer, &mut keys, id.as_str(), &draft)?;
                 fields.extend(kept);
                 rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {

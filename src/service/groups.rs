@@ -139,7 +139,7 @@ impl Vault {
                 if active {
                     let mut recipients = vec![user.as_str().to_owned()];
                     recipients.extend(agents_created_by(c, user.as_str())?);
-                    KeyRing::new(c, &caller_c)?.grant_entitlements(c, &recipients)?;
+                    KeyRing::new(&caller_c).grant_entitlements(c, &recipients)?;
                 }
                 crate::audit::record(
                     c,

@@ -37,20 +37,30 @@ pub(super) fn describe_holders(holders: &[(String, String)]) -> String {
 /// it opened or created (each looked up once, e.g. across a bulk import).
 pub(super) struct KeyRing<'c> {
     caller: &'c Caller,
+    checked: bool,
     private: Option<PrivateKey>,
     held: HashMap<String, ScopeKey>,
 }
 
 impl<'c> KeyRing<'c> {
-    /// Refuses a token that is no longer the caller's own (rotated away, or the principal
-    /// deactivated while this write waited): what it would wrap or open belongs to others now.
-    pub fn new(conn: &Connection, caller: &'c Caller) -> Result<Self, Error> {
-        ensure_current(conn, &caller.principal.id, &caller.token)?;
-        Ok(Self {
+    pub fn new(caller: &'c Caller) -> Self {
+        Self {
             caller,
+            checked: false,
             private: None,
             held: HashMap::new(),
-        })
+        }
+    }
+
+    /// Refuses a token that is no longer the caller's own (rotated away, or the principal
+    /// deactivated while this write waited): what it would wrap or open belongs to others now.
+    /// Checked once, at the first use of a key (a write without credential fields needs none).
+    fn check(&mut self, conn: &Connection) -> Result<(), Error> {
+        if !self.checked {
+            ensure_current(conn, &self.caller.principal.id, &self.caller.token)?;
+            self.checked = true;
+        }
+        Ok(())
     }
 
     fn id(&self) -> &str {
@@ -96,6 +106,7 @@ impl<'c> KeyRing<'c> {
     /// A scope has one key. When others hold it but the caller does not, a new key would
     /// split the scope: that is refused, naming who holds it.
     pub fn for_write(&mut self, conn: &Connection, scope: &str) -> Result<&ScopeKey, Error> {
+        self.check(conn)?;
         if !self.open_held(conn, scope)? {
             let holders = scope_key_holders(conn, scope)?;
             if !holders.is_empty() {
@@ -140,6 +151,7 @@ impl<'c> KeyRing<'c> {
         conn: &Connection,
         recipients: &[String],
     ) -> Result<usize, Error> {
+        self.check(conn)?;
         let dir = Directory::load(conn)?;
         let effective = dir.effective();
         let mut granted = 0;

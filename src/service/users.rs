@@ -236,7 +236,7 @@ impl Vault {
                         )
                         .map_err(from_store)?;
                         // The keys of the user's groups, from the caller's own copies.
-                        KeyRing::new(c, caller)?.grant_entitlements(c, &[uid.to_owned()])?;
+                        KeyRing::new(caller).grant_entitlements(c, &[uid.to_owned()])?;
                         crate::audit::record(c, &caller.audit("user.activate").target(uid))?;
                         reactivated = true;
                     }

@@ -76,7 +76,15 @@ async fn status_of(
 
 /// What a row does: a label, the caller's token, the request, and the status (and error
 /// code) it must get.
-type Row<'a> = (&'a str, &'a str, Method, String, Option<Value>, u16, Option<&'a str>);
+type Row<'a> = (
+    &'a str,
+    &'a str,
+    Method,
+    String,
+    Option<Value>,
+    u16,
+    Option<&'a str>,
+);
 
 /// Each row: who calls what, and the status (and error code) it must get. Rows run in order,
 /// so a row may rely on what an earlier one made.
