@@ -171,7 +171,10 @@ impl Vault {
         let key = id.clone();
         self.store
             .read(move |c| {
-                let row = target(c, &key)?;
+                let row = match target(c, &key) {
+                    Err(Error::NotAllowed(_)) => return Err(Error::UserNotFound(key.to_string())),
+                    r => r?,
+                };
                 let groups = groups_of(c, key.as_str())?;
                 Ok::<_, Error>(view(row, groups))
             })
