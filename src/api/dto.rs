@@ -1,8 +1,8 @@
 //! The JSON the API speaks. Only this layer knows JSON: domain and service types are not
 //! `Serialize`.
 
-use crate::service::{AgentView, EntryView};
-use crate::vault::{self, AgentSpec, EntryDraft, FieldDraft, Invalid};
+use crate::service::{AgentView, EntryView, GroupView, UserChange, UserView};
+use crate::vault::{self, AgentSpec, EntryDraft, FieldDraft, GroupSpec, Invalid, Role, UserSpec};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -159,6 +159,8 @@ pub struct AgentOut {
     pub scopes: Vec<String>,
     pub ip_allowlist: Vec<String>,
     pub rate_limit_per_minute: Option<u32>,
+    /// The owner's or user's id that created it (`null`: the owner, before people existed).
+    pub creator_id: Option<String>,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -181,6 +183,7 @@ impl AgentOut {
             scopes: a.scopes,
             ip_allowlist: a.ip_allowlist,
             rate_limit_per_minute: a.rate_limit_per_minute,
+            creator_id: a.creator_id,
             created_at: timestamp(a.created_at),
             expires_at: a.expires_at.map(timestamp),
             revoked_at: a.revoked_at.map(timestamp),
@@ -192,4 +195,140 @@ impl AgentOut {
 #[derive(Serialize)]
 pub struct AgentList {
     pub agents: Vec<AgentOut>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserIn {
+    pub name: String,
+    pub email: String,
+    pub role: String,
+}
+
+impl UserIn {
+    pub fn into_spec(self) -> Result<UserSpec, Invalid> {
+        UserSpec::parse(&self.name, &self.email, &self.role)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub active: Option<bool>,
+}
+
+impl UserPatch {
+    pub fn into_change(self) -> Result<UserChange, Invalid> {
+        if self.name.is_none()
+            && self.email.is_none()
+            && self.role.is_none()
+            && self.active.is_none()
+        {
+            return Err(Invalid(
+                "nothing to change: send one or more of \"name\", \"email\", \"role\", \"active\""
+                    .into(),
+            ));
+        }
+        Ok(UserChange {
+            name: self.name,
+            email: self.email,
+            role: self.role.as_deref().map(Role::parse).transpose()?,
+            active: self.active,
+        })
+    }
+}
+
+#[derive(Serialize)]
+pub struct UserOut {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub active: bool,
+    pub groups: Vec<String>,
+    pub created_at: String,
+    pub deactivated_at: Option<String>,
+}
+
+impl From<UserView> for UserOut {
+    fn from(u: UserView) -> Self {
+        Self {
+            id: u.id,
+            name: u.name,
+            email: u.email,
+            role: u.role.as_str(),
+            active: u.active,
+            groups: u.groups,
+            created_at: timestamp(u.created_at),
+            deactivated_at: u.deactivated_at.map(timestamp),
+        }
+    }
+}
+
+/// A user with the token shown once (creation, reactivation).
+#[derive(Serialize)]
+pub struct UserWithToken<'a> {
+    #[serde(flatten)]
+    pub user: UserOut,
+    pub token: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct UserList {
+    pub users: Vec<UserOut>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupIn {
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl GroupIn {
+    pub fn into_spec(self) -> Result<GroupSpec, Invalid> {
+        GroupSpec::parse(&self.name, &self.scopes)
+    }
+}
+
+#[derive(Serialize)]
+pub struct GroupOut {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub members: Vec<String>,
+    pub created_at: String,
+}
+
+impl From<GroupView> for GroupOut {
+    fn from(g: GroupView) -> Self {
+        Self {
+            id: g.id,
+            name: g.name,
+            scopes: g.scopes,
+            members: g.members,
+            created_at: timestamp(g.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct GroupList {
+    pub groups: Vec<GroupOut>,
+}
+
+/// `GET /v1/me`: who this token is.
+#[derive(Serialize)]
+pub struct MeOut {
+    pub id: String,
+    pub kind: &'static str,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// Effective scopes; `["*"]` for the owner.
+    pub scopes: Vec<String>,
 }

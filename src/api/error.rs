@@ -79,6 +79,10 @@ impl From<service::Error> for ApiError {
             E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, "ip_not_allowed"),
             E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             E::OwnerOnly => (StatusCode::FORBIDDEN, "owner_only"),
+            E::NotAllowed(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            E::UserNotFound(_) => (StatusCode::NOT_FOUND, "user_not_found"),
+            E::GroupNotFound(_) => (StatusCode::NOT_FOUND, "group_not_found"),
+            E::KeyNotHeld { .. } => (StatusCode::CONFLICT, "scope_key_not_held"),
             E::EntryNotFound(_) | E::EntryNotReadable(_) => {
                 (StatusCode::NOT_FOUND, "entry_not_found")
             }

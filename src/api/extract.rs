@@ -127,7 +127,7 @@ impl FromRequestParts<AppState> for Auth {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(Auth(state.vault.authenticate(bearer, ip)?))
+        Ok(Auth(state.vault.authenticate(bearer, ip).await?))
     }
 }
 

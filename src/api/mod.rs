@@ -9,8 +9,10 @@ mod dto;
 mod entries;
 mod error;
 mod extract;
+mod groups;
 mod owner;
 mod request_context;
+mod users;
 
 pub use bulk::{BULK_BODY_LIMIT, MAX_BULK_ENTRIES};
 pub use dto::timestamp;
@@ -66,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .merge(bulk::routes())
         .merge(agents::routes())
         .merge(owner::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
         .with_state(state);
     // After the edition's routes: a route keeps an answer to wrong methods the edition set
     // (Commercial: the tarpit); the rest get the JSON 405.

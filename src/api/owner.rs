@@ -1,4 +1,5 @@
-//! `/v1/owner/rotate`: the owner replaces its token.
+//! `/v1/owner/rotate`: the owner replaces its token; `/v1/token/rotate`: the owner or a user
+//! replaces its own. One handler for both.
 //!
 //! The body may carry the new token (`{"token":"clv_..."}`), made and stored by the client
 //! before it asks, so an answer lost on the way cannot lose the vault; the client retries with
@@ -17,7 +18,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/owner/rotate", post(rotate))
+    Router::new()
+        .route("/v1/owner/rotate", post(rotate_owner))
+        .route("/v1/token/rotate", post(rotate_own))
 }
 
 #[derive(Deserialize)]
@@ -31,10 +34,25 @@ struct RotateOut {
     token: String,
 }
 
+#[derive(Clone, Copy)]
+enum Whose {
+    Owner,
+    Own,
+}
+
+async fn rotate_owner(s: State<AppState>, a: Auth, body: Bytes) -> Result<Response, ApiError> {
+    rotate(s, a, body, Whose::Owner).await
+}
+
+async fn rotate_own(s: State<AppState>, a: Auth, body: Bytes) -> Result<Response, ApiError> {
+    rotate(s, a, body, Whose::Own).await
+}
+
 async fn rotate(
     State(s): State<AppState>,
     Auth(caller): Auth,
     body: Bytes,
+    whose: Whose,
 ) -> Result<Response, ApiError> {
     let proposed = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -48,10 +66,11 @@ async fn rotate(
         })?;
         Some(zeroize::Zeroizing::new(parsed.token))
     };
-    let token = s
-        .vault
-        .rotate_owner(&caller, proposed.as_ref().map(|t| t.as_str()))
-        .await?;
+    let proposed = proposed.as_ref().map(|t| t.as_str());
+    let token = match whose {
+        Whose::Owner => s.vault.rotate_owner(&caller, proposed).await?,
+        Whose::Own => s.vault.rotate_own_token(&caller, proposed).await?,
+    };
     let mut res = Json(RotateOut {
         token: token.expose().to_owned(),
     })

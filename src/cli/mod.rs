@@ -5,13 +5,16 @@ mod client;
 mod commands;
 mod endpoint;
 mod export;
+mod group;
 mod http;
 mod import;
+mod login;
 mod output;
 mod owner;
 #[cfg(test)]
 mod proptests;
 mod serve;
+mod user;
 
 use crate::edition;
 use clap::{Args, Parser, Subcommand};
@@ -34,9 +37,20 @@ enum Command {
     /// Add, show, list and remove entries.
     #[command(subcommand)]
     Entry(commands::EntryCmd),
-    /// Create, list and revoke agents (owner only).
+    /// Create, list and revoke agents (the owner and users; within the creator's scopes).
     #[command(subcommand)]
     Agent(commands::AgentCmd),
+    /// Add, list, deactivate and reactivate users (the owner and admins).
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// Add and list groups, add and remove their members (the owner and admins).
+    #[command(subcommand)]
+    Group(group::GroupCmd),
+    /// Make a token you were given (--token-file FILE) the CLI's default.
+    Login(login::LoginArgs),
+    /// Your own token: rotate.
+    #[command(subcommand)]
+    Token(owner::TokenCmd),
     /// Owner token management: rotate.
     #[command(subcommand)]
     Owner(owner::OwnerCmd),
@@ -87,6 +101,10 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::serve(a),
         Command::Entry(c) => commands::entry(c),
         Command::Agent(c) => commands::agent(c),
+        Command::User(c) => user::user(c),
+        Command::Group(c) => group::group(c),
+        Command::Login(a) => login::login(a),
+        Command::Token(c) => owner::token(c),
         Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),
         Command::Run(a) => return commands::run(a),

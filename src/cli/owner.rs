@@ -1,4 +1,5 @@
-//! `clavitor owner rotate`: replaces the owner token without ever leaving the owner with none.
+//! `clavitor owner rotate` and `clavitor token rotate` (the owner's or a user's own token):
+//! replace a token without ever leaving its holder with none.
 //!
 //! The new token is made here and stored (fsynced, `TOKEN_FILE.new`) before it is sent; the
 //! server takes it from the request. If the answer is lost, running the command again finds
@@ -16,7 +17,24 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-const ROTATE: &str = "/v1/owner/rotate";
+const OWNER_ROTATE: &str = "/v1/owner/rotate";
+const OWN_ROTATE: &str = "/v1/token/rotate";
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Replace your own token (the owner's or a user's). The token file (--token-file, else
+    /// the default token file) gets the new one; the old one is refused from then on.
+    Rotate {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+pub fn token(c: TokenCmd) -> Result<()> {
+    match c {
+        TokenCmd::Rotate { opts } => rotate(&opts, OWN_ROTATE, "clavitor token rotate", "token"),
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum OwnerCmd {
@@ -30,7 +48,9 @@ pub enum OwnerCmd {
 
 pub fn owner(c: OwnerCmd) -> Result<()> {
     match c {
-        OwnerCmd::Rotate { opts } => rotate(&opts),
+        OwnerCmd::Rotate { opts } => {
+            rotate(&opts, OWNER_ROTATE, "clavitor owner rotate", "owner token")
+        }
     }
 }
 
@@ -44,11 +64,12 @@ fn pending_path(token_file: &Path) -> PathBuf {
     token_file.with_file_name(name)
 }
 
-fn rotate(o: &ClientOpts) -> Result<()> {
+/// Rotates the token in the token file through `route`; `command` and `what` for messages.
+fn rotate(o: &ClientOpts, route: &str, command: &str, what: &str) -> Result<()> {
     let path = match &o.token_file {
         Some(p) => p.clone(),
         None => files::default_token_path().ok_or_else(|| {
-            anyhow!("neither XDG_CONFIG_HOME nor HOME is set. Fix: pass --token-file FILE (the file holding the owner token, which gets the new one)")
+            anyhow!("neither XDG_CONFIG_HOME nor HOME is set. Fix: pass --token-file FILE (the file holding the {what}, which gets the new one)")
         })?,
     };
     let current = files::read_token(&path)?;
@@ -71,17 +92,17 @@ fn rotate(o: &ClientOpts) -> Result<()> {
     let body = json!({ "token": proposed.expose() });
     let unfinished = || {
         format!(
-            "the rotation is not finished: the new token is kept in {}; run `clavitor owner rotate` again to finish it",
+            "the rotation is not finished: the new token is kept in {}; run `{command}` again to finish it",
             pending.display()
         )
     };
     let mut reply = Client::with_token(o, current)?
-        .send("POST", ROTATE, Some(&body))
+        .send("POST", route, Some(&body))
         .with_context(unfinished)?;
     if reply.status == 401 {
         // The old token is refused: an earlier attempt may have gone through, its answer lost.
         reply = Client::with_token(o, proposed.clone())?
-            .send("POST", ROTATE, Some(&body))
+            .send("POST", route, Some(&body))
             .with_context(unfinished)?;
     }
     if reply.status != 200 {
@@ -106,11 +127,11 @@ fn rotate(o: &ClientOpts) -> Result<()> {
         println!("{}", json!({ "rotated": true, "token_file": path }));
     } else {
         println!(
-            "Rotated the owner token: {} holds the new one, and the old one is refused from now on.",
+            "Rotated the {what}: {} holds the new one, and the old one is refused from now on.",
             path.display()
         );
         if std::io::stdout().is_terminal() {
-            println!("New owner token (shown once):\n{}", proposed.expose());
+            println!("New {what} (shown once):\n{}", proposed.expose());
         }
     }
     Ok(())

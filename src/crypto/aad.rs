@@ -2,7 +2,7 @@
 //! field, entry or agent fails to decrypt. NUL separators keep the parts unambiguous
 //! (names cannot contain NUL; the domain layer rejects control characters).
 
-fn join(kind: &str, parts: &[&str]) -> Vec<u8> {
+pub(super) fn join(kind: &str, parts: &[&str]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
     out.extend_from_slice(b"clavitor/v1/");
     out.extend_from_slice(kind.as_bytes());
@@ -28,4 +28,9 @@ pub fn scope_key_aad(scope: &str, agent_id: &str) -> Vec<u8> {
 /// The master-key check value: sealed with the vault key at `init`, opened at every start.
 pub fn key_check_aad() -> Vec<u8> {
     join("key-check", &[])
+}
+
+/// A principal's sealed private key belongs to that principal's row only.
+pub fn private_key_aad(principal_id: &str) -> Vec<u8> {
+    join("private-key", &[principal_id])
 }

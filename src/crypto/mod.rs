@@ -7,18 +7,28 @@
 //! Key hierarchy:
 //! - `master.key` (32 random bytes) -> HKDF -> the *vault key* (vault tier, entry metadata, and
 //!   the outer layer of identity fields).
-//! - each scope has a random *scope key* (credential tier). It is stored only wrapped under a
-//!   key derived from each authorised token's secret, so `vault.db` + `master.key` alone cannot
-//!   open a credential field.
-//! - tokens are stored as SHA-256 hashes; the wrap key uses a different HKDF derivation, so a
-//!   hash does not yield a wrap key.
+//! - each principal (owner, user, agent) has an X25519 key pair (`keypair.rs`): the private
+//!   key is stored only sealed under a key derived from the principal's token, the public key
+//!   in clear.
+//! - each scope has a random *scope key* (credential tier). It is stored only wrapped (HPKE)
+//!   to the public key of each principal entitled to it, so `vault.db` + `master.key` alone
+//!   cannot open a credential field, and anyone holding a scope key can grant it without the
+//!   recipient's token. Wraps from before key pairs (under a token-derived key) still open
+//!   with their token until their holder's next request re-wraps them.
+//! - tokens are stored as SHA-256 hashes; the sealing keys use different HKDF derivations, so
+//!   a hash yields no key.
 //! - an export file's key is derived from a passphrase by argon2id (`passphrase.rs`); it never
 //!   touches the vault's own keys.
 
 mod aad;
+mod keypair;
 mod passphrase;
 
 pub use aad::{entry_meta_aad, field_aad, key_check_aad, scope_key_aad};
+pub use keypair::{
+    HPKE_WRAP_LEN, LEGACY_WRAP_LEN, PUBLIC_KEY_LEN, PrivateKey, PublicKey, SEALED_PRIVATE_KEY_LEN,
+    WrapFormat, generate_key_pair,
+};
 pub use passphrase::{KdfParams, SALT_LEN, passphrase_sealer, random_salt};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -48,6 +58,8 @@ pub enum Error {
     KeyLength(usize),
     #[error("{0}")]
     Kdf(String),
+    #[error("stored key material has an unknown format or length")]
+    Format,
 }
 
 /// 32 secret bytes, wiped on drop.
@@ -175,16 +187,6 @@ impl ScopeKey {
     pub fn sealer(&self) -> Sealer {
         Sealer::new(&self.0)
     }
-
-    /// Seals this key under a token, for storage beside that token's agent.
-    pub fn wrap(&self, token: &Token, aad: &[u8]) -> Result<Vec<u8>, Error> {
-        token.wrap_sealer().seal(aad, self.0.expose())
-    }
-
-    pub fn unwrap(token: &Token, aad: &[u8], wrapped: &[u8]) -> Result<Self, Error> {
-        let raw = token.wrap_sealer().open(aad, wrapped)?;
-        KeyBytes::from_slice(&raw).map(Self)
-    }
 }
 
 /// SHA-256 of a token; what the database stores in place of the token.
@@ -233,6 +235,7 @@ impl Token {
         TokenHash(h.finalize().into())
     }
 
+    /// The key of legacy wraps (see [`WrapFormat::Legacy`]).
     fn wrap_sealer(&self) -> Sealer {
         Sealer::new(&derive(self.0.as_bytes(), b"clavitor/v1/token-wrap-key"))
     }
@@ -292,11 +295,11 @@ mod tests {
         let key = ScopeKey::generate();
         let t1 = Token::generate();
         let t2 = Token::generate();
-        let wrapped = key.wrap(&t1, b"scope").unwrap();
-        let again = ScopeKey::unwrap(&t1, b"scope", &wrapped).unwrap();
+        let wrapped = key.wrap_legacy(&t1, "scope", "a").unwrap();
+        let again = ScopeKey::unwrap_legacy(&t1, "scope", "a", &wrapped).unwrap();
         let ct = key.sealer().seal(b"f", b"secret").unwrap();
         assert_eq!(&**again.sealer().open(b"f", &ct).unwrap(), b"secret");
-        assert!(ScopeKey::unwrap(&t2, b"scope", &wrapped).is_err());
+        assert!(ScopeKey::unwrap_legacy(&t2, "scope", "a", &wrapped).is_err());
     }
 
     #[test]

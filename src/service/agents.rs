@@ -1,10 +1,11 @@
-//! Agents: creation (with their copies of scope keys), listing, revocation.
+//! Agents: created by the owner or a user within the creator's own scopes, listed under their
+//! creator, revoked by their creator, an admin or the owner.
 
-use super::entries::owner_scope_key;
-use super::{Caller, Error, Vault, require_owner};
-use crate::crypto::{Token, scope_key_aad};
-use crate::store::agents::{insert_agent, list_agents, put_scope_key, revoke_agent};
-use crate::store::{self, AgentRow, ScopeKeyRow};
+use super::keys::KeyRing;
+use super::{Caller, Error, Vault, from_store};
+use crate::crypto::{Token, generate_key_pair};
+use crate::store::agents::{get_principal, insert_agent, list_agents, revoke_agent};
+use crate::store::{self, AgentRow};
 use crate::vault::{AgentId, AgentSpec};
 
 #[derive(Debug)]
@@ -21,9 +22,23 @@ pub struct AgentView {
     pub scopes: Vec<String>,
     pub ip_allowlist: Vec<String>,
     pub rate_limit_per_minute: Option<u32>,
+    /// Who created it (`None`: the owner, before people existed).
+    pub creator_id: Option<String>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+/// The owner and users manage agents; agents do not make agents.
+fn require_person(caller: &Caller) -> Result<(), Error> {
+    let p = &caller.principal;
+    if p.is_owner || p.is_user() {
+        Ok(())
+    } else {
+        Err(Error::NotAllowed(
+            "agents cannot manage agents; only the owner and users may".into(),
+        ))
+    }
 }
 
 impl Vault {
@@ -32,72 +47,70 @@ impl Vault {
         caller: &Caller,
         spec: AgentSpec,
     ) -> Result<AgentCreated, Error> {
-        require_owner(caller)?;
+        require_person(caller)?;
+        let p = &caller.principal;
+        let outside: Vec<&str> = spec
+            .scopes
+            .iter()
+            .filter(|s| !p.may_read_scope(Some(s.as_str())))
+            .map(|s| s.as_str())
+            .collect();
+        if !outside.is_empty() {
+            return Err(Error::NotAllowed(format!(
+                "an agent's scopes must be a subset of its creator's; this token does not hold {outside:?}"
+            )));
+        }
         self.check_writable()?;
         let token = Token::generate();
         let now = store::now_ms();
         let expires_at = spec
             .ttl
             .map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
-        let row = AgentRow {
-            id: AgentId::generate().to_string(),
-            name: spec.name.clone(),
-            token_hash: token.hash().0,
-            is_owner: false,
-            scopes: spec.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-            ip_allowlist: spec.ip_allowlist.iter().map(ToString::to_string).collect(),
-            rate_limit_per_minute: Some(spec.rate_limit_per_minute),
-            created_at: now,
-            expires_at,
-            revoked_at: None,
-        };
-        let owner = caller.principal.id.clone();
-        let owner_token = caller.token.clone();
-        let agent_token = token.clone();
-        let stored = row.clone();
+        let id = AgentId::generate().to_string();
+        let (private, public) = generate_key_pair();
+        let mut row = AgentRow::new(id.clone(), spec.name.clone(), "agent", token.hash().0, now);
+        row.creator_id = Some(p.id.to_string());
+        row.scopes = spec.scopes.iter().map(|s| s.as_str().to_owned()).collect();
+        row.ip_allowlist = spec.ip_allowlist.iter().map(ToString::to_string).collect();
+        row.rate_limit_per_minute = Some(spec.rate_limit_per_minute);
+        row.expires_at = expires_at;
+        row.public_key = Some(public.to_bytes());
+        row.sealed_private_key = Some(private.seal(&token, &id)?);
+        let caller_c = caller.clone();
         self.store
             .write(move |c| {
-                insert_agent(c, &stored)?;
-                // Every scope an agent holds gets a key now, so a credential field written to
-                // that scope later is readable by this agent without its token being present.
-                for scope in &stored.scopes {
-                    let key = owner_scope_key(c, &owner, &owner_token, scope)?;
-                    put_scope_key(
-                        c,
-                        &ScopeKeyRow {
-                            scope: scope.clone(),
-                            agent_id: stored.id.clone(),
-                            wrapped: key.wrap(&agent_token, &scope_key_aad(scope, &stored.id))?,
-                        },
-                    )?;
-                }
+                insert_agent(c, &row).map_err(from_store)?;
+                // Copies of the keys its scopes already have, from the creator's own; keys made
+                // later are wrapped to its public key when they are made.
+                KeyRing::new(&caller_c).grant_entitlements(c, std::slice::from_ref(&row.id))?;
+                crate::audit::record(c, &caller_c.audit("agent.create").target(row.id.clone()))?;
                 Ok::<_, Error>(())
             })
-            .await
-            .map_err(|e| match e {
-                Error::Store(store::Error::Conflict(m)) => Error::Conflict(m),
-                e => e,
-            })?;
-        self.principals.insert(&row);
+            .await?;
+        self.reload_principals().await?;
         Ok(AgentCreated {
-            id: AgentId::from_stored(row.id),
+            id: AgentId::from_stored(id),
             token,
             expires_at,
         })
     }
 
+    /// The owner and admins see every agent; a user sees the agents it created.
     pub async fn list_agents(&self, caller: &Caller) -> Result<Vec<AgentView>, Error> {
-        require_owner(caller)?;
+        require_person(caller)?;
+        let all = caller.principal.is_admin();
+        let me = caller.principal.id.to_string();
         let rows = self.store.read(list_agents).await?;
         Ok(rows
             .into_iter()
-            .filter(|r| !r.is_owner)
+            .filter(|r| all || r.creator_id.as_deref() == Some(me.as_str()))
             .map(|r| AgentView {
                 id: r.id,
                 name: r.name,
                 scopes: r.scopes,
                 ip_allowlist: r.ip_allowlist,
                 rate_limit_per_minute: r.rate_limit_per_minute,
+                creator_id: r.creator_id,
                 created_at: r.created_at,
                 expires_at: r.expires_at,
                 revoked_at: r.revoked_at,
@@ -105,20 +118,29 @@ impl Vault {
             .collect())
     }
 
+    /// The owner and admins revoke any agent; a user, the agents it created (another's is
+    /// answered as one that does not exist).
     pub async fn revoke_agent(&self, caller: &Caller, id: AgentId) -> Result<(), Error> {
-        require_owner(caller)?;
+        require_person(caller)?;
         self.check_writable()?;
         let key = id.to_string();
+        let caller_c = caller.clone();
         self.store
             .write(move |c| {
+                let not_found = || Error::AgentNotFound(key.clone());
+                let row = get_principal(c, &key)?.ok_or_else(not_found)?;
+                let p = &caller_c.principal;
+                if !p.is_admin() && row.creator_id.as_deref() != Some(p.id.as_str()) {
+                    return Err(not_found());
+                }
                 revoke_agent(c, &key).map_err(|e| match e {
-                    store::Error::NotFound => Error::AgentNotFound(key.clone()),
-                    store::Error::Rejected(m) => Error::Refused(m),
-                    e => e.into(),
-                })
+                    store::Error::NotFound => not_found(),
+                    e => from_store(e),
+                })?;
+                crate::audit::record(c, &caller_c.audit("agent.revoke").target(key.clone()))?;
+                Ok::<_, Error>(())
             })
             .await?;
-        self.principals.remove(&id);
-        Ok(())
+        self.reload_principals().await
     }
 }

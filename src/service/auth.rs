@@ -2,9 +2,10 @@
 //! (expiry, IP allowlist, rate limit) in the order a client can act on.
 
 use super::Error;
-use crate::crypto::{Token, TokenHash};
+use super::entitlement::Directory;
+use crate::crypto::{PrivateKey, Token, TokenHash};
 use crate::store::AgentRow;
-use crate::vault::{AgentId, Scope, ip_allowed, parse_net};
+use crate::vault::{AgentId, Role, Scope, ip_allowed, parse_net};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -12,16 +13,43 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 
-/// A token holder as the server sees it. Built from an `agents` row.
+/// What kind of principal a token belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Owner,
+    User(Role),
+    Agent,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Owner => "owner",
+            Kind::User(_) => "user",
+            Kind::Agent => "agent",
+        }
+    }
+}
+
+/// A token holder as the server sees it: built from its row and, for users and agents, the
+/// groups that give it scopes.
 pub struct Principal {
     pub id: AgentId,
     pub name: String,
+    pub kind: Kind,
     pub is_owner: bool,
+    /// Agents: who created them (`None`: an owner before people existed).
+    pub creator: Option<AgentId>,
+    /// Effective scopes (see `entitlement`); the owner's are all, and this is empty.
     pub scopes: Vec<Scope>,
     pub expires_at: Option<i64>,
+    /// The private key as stored, sealed under the token (ciphertext, like the read cache's
+    /// rows); `None` until the principal's first request after the upgrade to key pairs.
+    sealed_key: Option<Arc<[u8]>>,
     ips: IpRule,
     hash: TokenHash,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    rate: Option<u32>,
 }
 
 impl std::fmt::Debug for Principal {
@@ -29,7 +57,7 @@ impl std::fmt::Debug for Principal {
         f.debug_struct("Principal")
             .field("id", &self.id)
             .field("name", &self.name)
-            .field("is_owner", &self.is_owner)
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
@@ -73,29 +101,78 @@ impl IpRule {
 }
 
 impl Principal {
-    pub fn from_row(row: &AgentRow) -> Self {
-        let limiter = row
-            .rate_limit_per_minute
-            .and_then(NonZeroU32::new)
-            .map(|n| RateLimiter::direct(Quota::per_minute(n)));
+    /// `scopes`: the effective scopes `entitlement` computed for this row.
+    pub fn from_row(row: &AgentRow, scopes: Vec<Scope>) -> Self {
+        let kind = match row.kind.as_str() {
+            "owner" => Kind::Owner,
+            "user" => Kind::User(
+                row.role
+                    .as_deref()
+                    .and_then(|r| Role::parse(r).ok())
+                    // An unreadable role gives the lesser rights.
+                    .unwrap_or(Role::Member),
+            ),
+            _ => Kind::Agent,
+        };
         Self {
             id: AgentId::from_stored(row.id.clone()),
             name: row.name.clone(),
-            is_owner: row.is_owner,
-            scopes: row
-                .scopes
-                .iter()
-                .map(|s| Scope::from_stored(s.clone()))
-                .collect(),
+            kind,
+            is_owner: kind == Kind::Owner,
+            creator: row.creator_id.clone().map(AgentId::from_stored),
+            scopes,
             expires_at: row.expires_at,
+            sealed_key: row.sealed_private_key.as_deref().map(Arc::from),
             ips: IpRule::from_stored(&row.id, &row.ip_allowlist),
             hash: TokenHash(row.token_hash),
-            limiter,
+            limiter: None,
+            rate: row.rate_limit_per_minute,
         }
     }
 
+    /// Whether this principal may read and write a field of `scope` (`None`: a field without
+    /// a scope, for the owner and admins only).
     pub fn may_read_scope(&self, scope: Option<&str>) -> bool {
-        self.is_owner || scope.is_some_and(|s| self.scopes.iter().any(|m| m.as_str() == s))
+        match scope {
+            _ if self.is_owner => true,
+            None => self.kind == Kind::User(Role::Admin),
+            Some(s) => self.scopes.iter().any(|m| m.as_str() == s),
+        }
+    }
+
+    /// The owner or an admin: those who manage people, groups and everyone's agents.
+    pub fn is_admin(&self) -> bool {
+        matches!(self.kind, Kind::Owner | Kind::User(Role::Admin))
+    }
+
+    pub fn is_user(&self) -> bool {
+        matches!(self.kind, Kind::User(_))
+    }
+
+    pub fn has_key_pair(&self) -> bool {
+        self.sealed_key.is_some()
+    }
+
+    /// This principal's private key, unsealed with the token its request presented.
+    pub fn private_key(&self, token: &Token) -> Result<PrivateKey, crate::crypto::Error> {
+        let sealed = self
+            .sealed_key
+            .as_deref()
+            .ok_or(crate::crypto::Error::Format)?;
+        PrivateKey::unseal(token, self.id.as_str(), sealed)
+    }
+
+    fn with_limiter(mut self, old: Option<&Principal>) -> Self {
+        // A rebuild of the table (any change to people or groups) keeps each token's rate
+        // state, so it cannot be used to reset a limit.
+        self.limiter = match old {
+            Some(o) if o.rate == self.rate => o.limiter.clone(),
+            _ => self
+                .rate
+                .and_then(NonZeroU32::new)
+                .map(|n| Arc::new(RateLimiter::direct(Quota::per_minute(n)))),
+        };
+        self
     }
 }
 
@@ -110,10 +187,10 @@ pub struct Caller {
 impl Caller {
     /// An audit event of `action` by this caller.
     pub fn audit(&self, action: &'static str) -> crate::audit::Event {
-        let kind = if self.principal.is_owner {
-            crate::audit::ActorKind::Owner
-        } else {
-            crate::audit::ActorKind::Agent
+        let kind = match self.principal.kind {
+            Kind::Owner => crate::audit::ActorKind::Owner,
+            Kind::User(_) => crate::audit::ActorKind::User,
+            Kind::Agent => crate::audit::ActorKind::Agent,
         };
         crate::audit::Event::new(
             crate::audit::Actor {
@@ -131,36 +208,33 @@ pub struct Principals {
 }
 
 impl Principals {
-    pub fn replace_all(&self, rows: &[AgentRow]) {
-        let map = rows
-            .iter()
-            .filter(|r| r.revoked_at.is_none())
-            .map(|r| (r.token_hash, Arc::new(Principal::from_row(r))))
-            .collect();
-        *self.by_hash.write().unwrap_or_else(|p| p.into_inner()) = map;
-    }
-
-    pub fn insert(&self, row: &AgentRow) {
-        self.by_hash
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(row.token_hash, Arc::new(Principal::from_row(row)));
-    }
-
-    /// Swaps a principal's entry for its updated row (a new token hash) in one step, so no
-    /// request sees neither or both.
-    pub fn replace(&self, row: &AgentRow) {
-        let id = AgentId::from_stored(row.id.clone());
+    /// Replaces the whole table by the principals of `dir` that may authenticate, with their
+    /// effective scopes.
+    pub fn replace_all(&self, dir: &Directory) {
+        let effective = dir.effective();
         let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, p| p.id != id);
-        map.insert(row.token_hash, Arc::new(Principal::from_row(row)));
+        let old: HashMap<AgentId, Arc<Principal>> =
+            map.values().map(|p| (p.id.clone(), p.clone())).collect();
+        *map = dir
+            .principals
+            .iter()
+            .filter_map(|r| {
+                let scopes = effective.get(&r.id)?.to_list();
+                let p = Principal::from_row(r, scopes)
+                    .with_limiter(old.get(&AgentId::from_stored(r.id.clone())).map(|p| &**p));
+                Some((r.token_hash, Arc::new(p)))
+            })
+            .collect();
     }
 
-    pub fn remove(&self, id: &AgentId) {
+    /// The live principal holding `hash`, without any per-request check.
+    pub fn get(&self, hash: &TokenHash) -> Option<Arc<Principal>> {
         self.by_hash
-            .write()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, p| &p.id != id);
+            .get(&hash.0)
+            .filter(|p| p.hash.ct_eq(hash))
+            .cloned()
     }
 
     pub fn authenticate(&self, token: Token, ip: IpAddr, now_ms: i64) -> Result<Caller, Error> {
@@ -202,18 +276,10 @@ mod tests {
     use super::*;
 
     fn row(token: &Token, ip_allowlist: &[&str]) -> AgentRow {
-        AgentRow {
-            id: "agent".into(),
-            name: "a".into(),
-            token_hash: token.hash().0,
-            is_owner: false,
-            scopes: vec!["s".into()],
-            ip_allowlist: ip_allowlist.iter().map(|s| s.to_string()).collect(),
-            rate_limit_per_minute: None,
-            created_at: 0,
-            expires_at: None,
-            revoked_at: None,
-        }
+        let mut r = AgentRow::new("agent".into(), "a".into(), "agent", token.hash().0, 0);
+        r.scopes = vec!["s".into()];
+        r.ip_allowlist = ip_allowlist.iter().map(|s| s.to_string()).collect();
+        r
     }
 
     const ADDRESSES: [&str; 6] = [
@@ -228,7 +294,10 @@ mod tests {
     fn allowed_from(list: &[&str]) -> Vec<&'static str> {
         let token = Token::generate();
         let principals = Principals::default();
-        principals.replace_all(&[row(&token, list)]);
+        principals.replace_all(&Directory {
+            principals: vec![row(&token, list)],
+            ..Directory::default()
+        });
         ADDRESSES
             .into_iter()
             .filter(|ip| {

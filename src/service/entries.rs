@@ -1,15 +1,22 @@
 //! Entries: sealing on the way in, authorising and opening on the way out.
 
+//!
+//! Who sees what: the owner every field; a user or agent the fields of its scopes (and an
+//! admin also the fields without a scope); an entry with no such field does not exist for it.
+//! A write never touches a field outside its caller's scopes: a `PUT` keeps the fields the
+//! caller cannot see as they are, and a caller may delete only an entry all of whose fields
+//! it sees.
+
+use super::keys::KeyRing;
 use super::read_cache::StoredField;
-use super::{Caller, Error, Vault, require_owner};
-use crate::crypto::{ScopeKey, Sealer, Token, entry_meta_aad, field_aad, scope_key_aad};
-use crate::store::agents::{get_scope_key, put_scope_key, scope_key_holders};
+use super::{Caller, Error, Vault};
+use crate::crypto::{ScopeKey, Sealer, entry_meta_aad, field_aad};
+use crate::store::agents::get_scope_key;
 use crate::store::entries::{self as rows, FieldMeta, FieldRow, Written};
-use crate::store::{self, EntryRow, ScopeKeyRow};
+use crate::store::{self, EntryRow};
 use crate::vault::{AgentId, EntryDraft, EntryId, Tier};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -49,19 +56,12 @@ pub struct FieldView {
     pub tier: Tier,
 }
 
-/// The owner's scope keys unwrapped (or created) during one write: a bulk write looks each
-/// scope up, and checks the owner's token, once rather than once per entry.
-#[derive(Default)]
-struct ScopeKeys(HashMap<String, ScopeKey>);
-
 /// Seals a draft's fields inside the write transaction, because credential fields need their
 /// scope key, which may have to be created (and must then be created exactly once).
 fn seal_fields(
     conn: &Connection,
     sealer: &Sealer,
-    owner: &AgentId,
-    owner_token: &Token,
-    keys: &mut ScopeKeys,
+    keys: &mut KeyRing<'_>,
     entry_id: &str,
     draft: &EntryDraft,
 ) -> Result<Vec<FieldRow>, Error> {
@@ -76,11 +76,9 @@ fn seal_fields(
                     .as_ref()
                     .expect("validated: credential fields have a scope")
                     .as_str();
-                if !keys.0.contains_key(scope) {
-                    let key = owner_scope_key(conn, owner, owner_token, scope)?;
-                    keys.0.insert(scope.to_owned(), key);
-                }
-                keys.0[scope].sealer().seal(&aad, f.value.as_bytes())?
+                keys.for_write(conn, scope)?
+                    .sealer()
+                    .seal(&aad, f.value.as_bytes())?
             }
         };
         out.push(FieldRow {
@@ -95,56 +93,33 @@ fn seal_fields(
     Ok(out)
 }
 
-/// The owner's copy of a scope key, created (and wrapped for the owner) on first use.
-///
-/// A scope has one key. When others hold it but the caller does not (e.g. a second owner, made
-/// by a POP before owners replicated), a new key would split the scope: its fields would
-/// become unreadable to one side. That is refused, naming who holds it.
-pub(super) fn owner_scope_key(
-    conn: &Connection,
-    owner: &AgentId,
-    owner_token: &Token,
-    scope: &str,
-) -> Result<ScopeKey, Error> {
-    // A token rotated away while this write waited must not wrap a key no one can open.
-    super::owner::ensure_current(conn, owner, owner_token)?;
-    let aad = scope_key_aad(scope, owner.as_str());
-    match get_scope_key(conn, scope, owner.as_str())? {
-        Some(wrapped) => Ok(ScopeKey::unwrap(owner_token, &aad, &wrapped)?),
-        None => {
-            let holders = scope_key_holders(conn, scope)?;
-            if !holders.is_empty() {
-                return Err(Error::Conflict(scope_held_elsewhere(scope, &holders)));
-            }
-            let key = ScopeKey::generate();
-            put_scope_key(
-                conn,
-                &ScopeKeyRow {
-                    scope: scope.to_owned(),
-                    agent_id: owner.as_str().to_owned(),
-                    wrapped: key.wrap(owner_token, &aad)?,
-                },
-            )?;
-            Ok(key)
+/// Every field of `draft` must be one the caller may write.
+fn check_writable_fields(caller: &Caller, draft: &EntryDraft) -> Result<(), Error> {
+    for f in &draft.fields {
+        let scope = f.scope.as_ref().map(|s| s.as_str());
+        if !caller.principal.may_read_scope(scope) {
+            return Err(Error::NotAllowed(match scope {
+                Some(s) => format!(
+                    "field {:?} is in scope {s:?}, which this token does not hold; a write may only touch fields of its caller's scopes",
+                    f.name
+                ),
+                None => format!(
+                    "field {:?} has no scope; fields without a scope are written by the owner and admins only. Give it a scope this token holds",
+                    f.name
+                ),
+            }));
         }
     }
+    Ok(())
 }
 
-fn scope_held_elsewhere(scope: &str, holders: &[(String, bool)]) -> String {
-    let names: Vec<String> = holders
-        .iter()
-        .map(|(name, is_owner)| {
-            if *is_owner {
-                "the owner".to_owned()
-            } else {
-                format!("agent {name:?}")
-            }
-        })
-        .collect();
-    format!(
-        "scope {scope:?} already has a key, held by {}; this token holds no copy of it, and a second key would leave the scope's fields unreadable to one side. Write to this scope with a token that holds it",
-        names.join(", ")
-    )
+/// What someone who may not see an entry hears, alike for one that does not exist.
+fn not_found(owner: bool, id: &EntryId) -> Error {
+    if owner {
+        Error::EntryNotFound(id.to_string())
+    } else {
+        Error::EntryNotReadable(id.to_string())
+    }
 }
 
 fn seal_meta(sealer: &Sealer, id: &str, d: &EntryDraft) -> Result<Vec<u8>, Error> {
@@ -175,7 +150,7 @@ fn view(sealer: &Sealer, row: EntryRow, caller: &Caller) -> Result<Option<EntryV
             })
         })
         .collect::<Result<_, Error>>()?;
-    // Agents see only entries holding at least one field they may read.
+    // Others than the owner see only entries holding at least one field they may read.
     if !p.is_owner && fields.is_empty() {
         return Ok(None);
     }
@@ -195,10 +170,18 @@ fn view(sealer: &Sealer, row: EntryRow, caller: &Caller) -> Result<Option<EntryV
 }
 
 impl Vault {
-    /// Who may create entries (one or many). The one place that decides it, so the bulk
-    /// endpoint can ask before reading a large body.
+    /// Who may create entries (one or many): the owner and users (each field then in the
+    /// caller's scopes), not agents. The one place that decides it, so the bulk endpoint can
+    /// ask before reading a large body.
     pub fn may_create_entries(&self, caller: &Caller) -> Result<(), Error> {
-        require_owner(caller)
+        let p = &caller.principal;
+        if p.is_owner || p.is_user() {
+            Ok(())
+        } else {
+            Err(Error::NotAllowed(
+                "agents read entries; only the owner and users write them".into(),
+            ))
+        }
     }
 
     pub async fn create_entry(
@@ -210,27 +193,29 @@ impl Vault {
         Ok(created.pop().expect("one draft makes one entry"))
     }
 
-    /// Creates every draft in one store write: if any fails (a scope key held only by others,
-    /// a rotated token, a database error), none is kept.
+    /// Creates every draft in one store write: if any fails (a field outside the caller's
+    /// scopes, a scope key held only by others, a rotated token, a database error), none is
+    /// kept.
     pub async fn create_entries(
         &self,
         caller: &Caller,
         drafts: Vec<EntryDraft>,
     ) -> Result<Vec<(EntryId, Written)>, Error> {
         self.may_create_entries(caller)?;
+        for d in &drafts {
+            check_writable_fields(caller, d)?;
+        }
         self.check_writable()?;
         let sealer = self.sealer.clone();
-        let owner = caller.principal.id.clone();
-        let token = caller.token.clone();
+        let caller = caller.clone();
         self.store
             .write(move |c| {
-                let mut keys = ScopeKeys::default();
+                let mut keys = KeyRing::new(&caller);
                 let mut created = Vec::with_capacity(drafts.len());
                 for draft in &drafts {
                     let id = EntryId::generate();
                     let meta = seal_meta(&sealer, id.as_str(), draft)?;
-                    let fields =
-                        seal_fields(c, &sealer, &owner, &token, &mut keys, id.as_str(), draft)?;
+                    let fields = seal_fields(c, &sealer, &mut keys, id.as_str(), draft)?;
                     let written = rows::insert_entry(c, id.as_str(), &meta, &fields)?;
                     created.push((id, written));
                 }
@@ -239,38 +224,78 @@ impl Vault {
             .await
     }
 
+    /// Replaces title, url, username and the fields the caller may see; fields outside its
+    /// scopes stay exactly as they are (a name the caller cannot see cannot be reused).
     pub async fn replace_entry(
         &self,
         caller: &Caller,
         id: EntryId,
         draft: EntryDraft,
     ) -> Result<Written, Error> {
-        require_owner(caller)?;
+        self.may_create_entries(caller)?;
+        check_writable_fields(caller, &draft)?;
         self.check_writable()?;
         let sealer = self.sealer.clone();
-        let owner = caller.principal.id.clone();
-        let token = caller.token.clone();
+        let caller = caller.clone();
         self.store
             .write(move |c| {
+                let p = &caller.principal;
+                let not_found = || not_found(p.is_owner, &id);
+                let existing = rows::fields_of(c, id.as_str())?.ok_or_else(not_found)?;
+                let (visible, kept): (Vec<FieldRow>, Vec<FieldRow>) = existing
+                    .into_iter()
+                    .partition(|f| p.may_read_scope(f.meta.scope.as_deref()));
+                if !p.is_owner && visible.is_empty() {
+                    return Err(not_found());
+                }
+                if let Some(f) = draft
+                    .fields
+                    .iter()
+                    .find(|f| kept.iter().any(|k| k.meta.name == f.name))
+                {
+                    return Err(Error::Conflict(format!(
+                        "entry {id} already has a field named {:?} outside this token's scopes; it stays as it is, so choose another name",
+                        f.name
+                    )));
+                }
                 let meta = seal_meta(&sealer, id.as_str(), &draft)?;
-                let mut keys = ScopeKeys::default();
-                let fields =
-                    seal_fields(c, &sealer, &owner, &token, &mut keys, id.as_str(), &draft)?;
+                let mut keys = KeyRing::new(&caller);
+                let mut fields = seal_fields(c, &sealer, &mut keys, id.as_str(), &draft)?;
+                fields.extend(kept);
                 rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
-                    store::Error::NotFound => Error::EntryNotFound(id.to_string()),
+                    store::Error::NotFound => not_found(),
                     e => e.into(),
                 })
             })
             .await
     }
 
+    /// The owner deletes any entry; anyone else only an entry all of whose fields it sees.
     pub async fn delete_entry(&self, caller: &Caller, id: EntryId) -> Result<Written, Error> {
-        require_owner(caller)?;
+        self.may_create_entries(caller)?;
         self.check_writable()?;
+        let caller = caller.clone();
         self.store
             .write(move |c| {
+                let p = &caller.principal;
+                let not_found = || not_found(p.is_owner, &id);
+                let existing = rows::fields_of(c, id.as_str())?.ok_or_else(not_found)?;
+                let visible = existing
+                    .iter()
+                    .filter(|f| p.may_read_scope(f.meta.scope.as_deref()))
+                    .count();
+                if !p.is_owner {
+                    if visible == 0 {
+                        return Err(not_found());
+                    }
+                    if visible < existing.len() {
+                        return Err(Error::NotAllowed(format!(
+                            "entry {id} has fields outside this token's scopes; only a caller who sees every field (the owner does) may delete it"
+                        )));
+                    }
+                }
                 rows::delete_entry(c, id.as_str()).map_err(|e| match e {
-                    store::Error::NotFound => Error::EntryNotFound(id.to_string()),
+                    store::Error::NotFound => not_found(),
                     e => e.into(),
                 })
             })
@@ -282,13 +307,7 @@ impl Vault {
     pub async fn get_entry(&self, caller: &Caller, id: EntryId) -> Result<EntryView, Error> {
         let key = id.to_string();
         let row = self.store.lookup(move |c| rows::get_entry(c, &key)).await?;
-        let not_found = || {
-            if caller.principal.is_owner {
-                Error::EntryNotFound(id.to_string())
-            } else {
-                Error::EntryNotReadable(id.to_string())
-            }
-        };
+        let not_found = || not_found(caller.principal.is_owner, &id);
         match row {
             Some(row) => view(&self.sealer, row, caller)?.ok_or_else(not_found),
             None => Err(not_found()),
@@ -345,11 +364,10 @@ impl Vault {
                     .await?
                     // No copy of the scope key for this token: it cannot read the field.
                     .ok_or_else(|| not_readable(&id, name.clone()))?;
-                let key = ScopeKey::unwrap(
-                    &caller.token,
-                    &scope_key_aad(scope, p.id.as_str()),
-                    &wrapped,
-                )?;
+                let key =
+                    ScopeKey::unwrap_stored(&wrapped, scope, p.id.as_str(), &caller.token, || {
+                        p.private_key(&caller.token)
+                    })?;
                 key.sealer().open(&aad, &row.ciphertext)?
             }
         };
@@ -383,7 +401,7 @@ impl Vault {
         Ok(found)
     }
 
-    /// A scope key wrapped under `agent`'s token, from the read cache or the database.
+    /// `agent`'s copy of a scope key (wrapped), from the read cache or the database.
     async fn stored_scope_key(
         &self,
         scope: &str,

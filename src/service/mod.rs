@@ -7,21 +7,29 @@
 
 mod agents;
 mod auth;
+mod entitlement;
 mod entries;
+mod groups;
 mod key_check;
+mod keys;
 mod owner;
 mod read_cache;
 mod replicated;
+mod users;
 
 pub use agents::{AgentCreated, AgentView};
-pub use auth::{Caller, Principal};
+pub use auth::{Caller, Kind, Principal};
+pub use entitlement::drop_unentitled;
 pub use entries::{EntryView, FieldView};
+pub use groups::GroupView;
 pub use key_check::{check_master_key, seal_key_check};
+pub use users::{UserChange, UserCreated, UserView};
 
-use crate::crypto::{self, MasterKey, Sealer, Token};
+use crate::crypto::{self, MasterKey, Sealer, Token, generate_key_pair};
 use crate::store::{self, Store};
 use crate::vault::{AgentId, Invalid};
 use auth::Principals;
+use entitlement::Directory;
 use read_cache::ReadCache;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,6 +52,18 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("only the owner may do this")]
     OwnerOnly,
+    /// A role rule: the message says who may.
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("no user with id {0}")]
+    UserNotFound(String),
+    #[error("no group with id {0}")]
+    GroupNotFound(String),
+    /// A grant needs a copy of the key; the caller has none.
+    #[error(
+        "scope {scope:?} has a key, held by {holders}; this token holds no copy of it, so it cannot give it to anyone. Ask one of its holders (the owner holds every key) to do this"
+    )]
+    KeyNotHeld { scope: String, holders: String },
     #[error("no entry with id {0}")]
     EntryNotFound(String),
     #[error("entry {entry} has no field named {field:?}")]
@@ -95,6 +115,9 @@ pub struct Vault {
     store: Store,
     sealer: Sealer,
     principals: Principals,
+    /// Held while the principal table is rebuilt from the database, so that two rebuilds
+    /// install their snapshots in the order they read them.
+    rebuilding: tokio::sync::Mutex<()>,
     reads: ReadCache,
     writable: AtomicBool,
 }
@@ -111,6 +134,7 @@ impl Vault {
             store,
             sealer: master.vault_sealer(),
             principals: Principals::default(),
+            rebuilding: tokio::sync::Mutex::new(()),
             reads: ReadCache::default(),
             writable: AtomicBool::new(true),
         });
@@ -118,10 +142,12 @@ impl Vault {
         Ok(vault)
     }
 
-    /// Re-reads every agent from the database, e.g. after rows arrived from elsewhere.
+    /// Rebuilds the table of live tokens from the database: after any change to principals,
+    /// groups or memberships, made here or arrived from elsewhere.
     pub async fn reload_principals(&self) -> Result<(), Error> {
-        let rows = self.store.read(store::agents::active_agents).await?;
-        self.principals.replace_all(&rows);
+        let _one_at_a_time = self.rebuilding.lock().await;
+        let dir = Directory::read(&self.store).await?;
+        self.principals.replace_all(&dir);
         Ok(())
     }
 
@@ -142,28 +168,50 @@ impl Vault {
         }
     }
 
-    pub fn authenticate(&self, bearer: Option<&str>, ip: IpAddr) -> Result<Caller, Error> {
+    /// Who is calling. A principal without a key pair (made before key pairs existed) gets
+    /// one on this, its first request since: its private key can only be sealed under its
+    /// token, which the server sees only now. Its copies of scope keys move to the new
+    /// format in the same write.
+    pub async fn authenticate(&self, bearer: Option<&str>, ip: IpAddr) -> Result<Caller, Error> {
         let token = bearer.ok_or(Error::MissingToken)?;
-        self.principals
-            .authenticate(Token::from_text(token), ip, store::now_ms())
+        let caller = self
+            .principals
+            .authenticate(Token::from_text(token), ip, store::now_ms())?;
+        if caller.principal.has_key_pair() || !self.writable.load(Ordering::SeqCst) {
+            // A backup cannot write; the old format still opens there with the token.
+            return Ok(caller);
+        }
+        let (id, token) = (caller.principal.id.clone(), caller.token.clone());
+        self.store
+            .write(move |c| keys::migrate_to_key_pair(c, &id, &token))
+            .await?;
+        self.reload_principals().await?;
+        let principal = self
+            .principals
+            .get(&caller.token.hash())
+            .ok_or(Error::InvalidToken)?;
+        Ok(Caller {
+            principal,
+            token: caller.token,
+        })
     }
 
     /// Creates the owner row for a fresh vault (a primary's or a standalone's: a backup gets
     /// its owner by replication). Returns the owner's token.
     pub async fn create_owner(store: &Store) -> Result<Token, Error> {
         let token = Token::generate();
-        let row = store::AgentRow {
-            id: AgentId::generate().to_string(),
-            name: "owner".into(),
-            token_hash: token.hash().0,
-            is_owner: true,
-            scopes: vec!["*".into()],
-            ip_allowlist: vec![],
-            rate_limit_per_minute: None,
-            created_at: store::now_ms(),
-            expires_at: None,
-            revoked_at: None,
-        };
+        let id = AgentId::generate().to_string();
+        let (private, public) = generate_key_pair();
+        let mut row = store::AgentRow::new(
+            id.clone(),
+            "owner".into(),
+            "owner",
+            token.hash().0,
+            store::now_ms(),
+        );
+        row.scopes = vec!["*".into()];
+        row.public_key = Some(public.to_bytes());
+        row.sealed_private_key = Some(private.seal(&token, &id)?);
         store
             .write(move |c| -> Result<(), Error> {
                 let existing: i64 =
@@ -186,6 +234,26 @@ fn require_owner(caller: &Caller) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::OwnerOnly)
+    }
+}
+
+/// The owner or an admin: who manages people, groups and everyone's agents.
+fn require_admin(caller: &Caller) -> Result<(), Error> {
+    if caller.principal.is_admin() {
+        Ok(())
+    } else {
+        Err(Error::NotAllowed(
+            "only the owner or an admin may do this".into(),
+        ))
+    }
+}
+
+/// A store refusal as the service says it: conflicts and rejections reach the client.
+fn from_store(e: store::Error) -> Error {
+    match e {
+        store::Error::Conflict(m) => Error::Conflict(m),
+        store::Error::Rejected(m) => Error::Refused(m),
+        e => Error::Store(e),
     }
 }
 

@@ -1,16 +1,17 @@
-//! Owner token rotation: every scope key the owner holds is re-wrapped for the new token and
-//! the owner's token hash replaced, in one transaction.
+//! Token rotation, for the owner (`POST /v1/owner/rotate`) and for users (their own token,
+//! `POST /v1/token/rotate`): the principal's private key is re-sealed under the new token and
+//! its token hash replaced, in one transaction (one row: the scope keys wrapped to its public
+//! key stay as they are).
 //!
 //! The new token may come from the client, so a lost response cannot lose the vault: the CLI
 //! stores the token it proposes before sending it, and a retry presenting that token as its
 //! bearer is answered as a success without changing anything.
 
+use super::keys::rewrap_legacy;
 use super::{Caller, Error, Vault, require_owner};
-use crate::crypto::{ScopeKey, TOKEN_PREFIX, Token, scope_key_aad};
-use crate::store::agents::{
-    active_token_hash, replace_token_hash, rewrap_scope_key, scope_keys_of,
-};
-use crate::store::{self, AgentRow, ScopeKeyRow};
+use crate::crypto::{PrivateKey, TOKEN_PREFIX, Token, generate_key_pair};
+use crate::store::agents::{active_token_hash, get_principal, replace_token};
+use crate::store::{self, AgentRow};
 use crate::vault::{AgentId, Invalid};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,7 +28,7 @@ const MIN_DISTINCT: usize = 16;
 fn parse_proposed(text: &str) -> Result<Token, Error> {
     let format = || {
         Error::Invalid(Invalid(format!(
-            "the proposed token must be {TOKEN_PREFIX} followed by {TOKEN_BYTES} random bytes in unpadded base64url (43 characters), as `clavitor owner rotate` makes"
+            "the proposed token must be {TOKEN_PREFIX} followed by {TOKEN_BYTES} random bytes in unpadded base64url (43 characters), as `clavitor owner rotate` and `clavitor token rotate` make"
         )))
     };
     let body = text.strip_prefix(TOKEN_PREFIX).ok_or_else(format)?;
@@ -48,7 +49,8 @@ fn parse_proposed(text: &str) -> Result<Token, Error> {
 }
 
 /// Refuses a token that is no longer `agent`'s own (e.g. the owner's token just rotated away
-/// by another request): whatever it would wrap or unwrap now belongs to the new token.
+/// by another request, or its user deactivated): whatever it would wrap or unwrap now belongs
+/// to the new token, or to nobody.
 pub(super) fn ensure_current(
     conn: &Connection,
     agent: &AgentId,
@@ -62,25 +64,42 @@ pub(super) fn ensure_current(
     }
 }
 
+/// Re-seals `id`'s private key under `new` and gives it `new`'s hash. Copies of scope keys
+/// still in the format before key pairs (which open only with `old`) are re-wrapped to the
+/// public key first, so none is lost with the old token.
 fn rotate_rows(
     conn: &Connection,
-    owner: &AgentId,
+    id: &AgentId,
     old: &Token,
     new: &Token,
 ) -> Result<AgentRow, Error> {
-    ensure_current(conn, owner, old)?;
-    for k in scope_keys_of(conn, owner.as_str())? {
-        let aad = scope_key_aad(&k.scope, owner.as_str());
-        let key = ScopeKey::unwrap(old, &aad, &k.wrapped)?;
-        rewrap_scope_key(
+    ensure_current(conn, id, old)?;
+    let row = get_principal(conn, id.as_str())?.ok_or(Error::InvalidToken)?;
+    let private = match &row.sealed_private_key {
+        Some(sealed) => PrivateKey::unseal(old, id.as_str(), sealed)?,
+        None => {
+            let (private, _) = generate_key_pair();
+            private
+        }
+    };
+    let public = private.public_key();
+    if row.public_key.as_deref() != Some(public.to_bytes().as_slice()) {
+        // No key pair yet (never signed in since the upgrade): the new one's public half.
+        crate::store::agents::set_key_pair(
             conn,
-            &ScopeKeyRow {
-                wrapped: key.wrap(new, &aad)?,
-                ..k
-            },
+            id.as_str(),
+            &public.to_bytes(),
+            &private.seal(old, id.as_str())?,
         )?;
     }
-    replace_token_hash(conn, owner.as_str(), &new.hash().0).map_err(|e| match e {
+    rewrap_legacy(conn, id, old, &public)?;
+    replace_token(
+        conn,
+        id.as_str(),
+        &new.hash().0,
+        &private.seal(new, id.as_str())?,
+    )
+    .map_err(|e| match e {
         store::Error::Conflict(m) => Error::Conflict(m),
         store::Error::NotFound => Error::InvalidToken,
         e => e.into(),
@@ -96,6 +115,36 @@ impl Vault {
         proposed: Option<&str>,
     ) -> Result<Token, Error> {
         require_owner(caller)?;
+        self.rotate_token(caller, proposed, "owner.rotate").await
+    }
+
+    /// Replaces the caller's own token (the owner's or a user's; agents are given new tokens
+    /// by being made anew), like [`rotate_owner`](Self::rotate_owner).
+    pub async fn rotate_own_token(
+        &self,
+        caller: &Caller,
+        proposed: Option<&str>,
+    ) -> Result<Token, Error> {
+        let p = &caller.principal;
+        if !(p.is_owner || p.is_user()) {
+            return Err(Error::NotAllowed(
+                "only the owner and users rotate their own token; an agent gets a new token by being created again".into(),
+            ));
+        }
+        let action = if p.is_owner {
+            "owner.rotate"
+        } else {
+            "user.token.rotate"
+        };
+        self.rotate_token(caller, proposed, action).await
+    }
+
+    async fn rotate_token(
+        &self,
+        caller: &Caller,
+        proposed: Option<&str>,
+        action: &'static str,
+    ) -> Result<Token, Error> {
         let new = match proposed {
             Some(text) => parse_proposed(text)?,
             None => Token::generate(),
@@ -105,13 +154,17 @@ impl Vault {
             return Ok(new);
         }
         self.check_writable()?;
-        let owner = caller.principal.id.clone();
+        let id = caller.principal.id.clone();
         let (old, next) = (caller.token.clone(), new.clone());
-        let row = self
-            .store
-            .write(move |c| rotate_rows(c, &owner, &old, &next))
+        let event = caller.audit(action).target(id.to_string());
+        self.store
+            .write(move |c| {
+                rotate_rows(c, &id, &old, &next)?;
+                crate::audit::record(c, &event)?;
+                Ok::<_, Error>(())
+            })
             .await?;
-        self.principals.replace(&row);
+        self.reload_principals().await?;
         Ok(new)
     }
 }

@@ -224,3 +224,28 @@ pub fn count_live(conn: &Connection) -> Result<i64, Error> {
         .prepare_cached("SELECT count(*) FROM entries WHERE deleted = 0")?
         .query_row([], |r| r.get(0))?)
 }
+
+/// A live entry's fields with their ciphertexts, in order; `None` when there is no such
+/// entry. For a write that keeps the fields its caller may not see.
+pub fn fields_of(conn: &Connection, id: &str) -> Result<Option<Vec<FieldRow>>, Error> {
+    let live = conn
+        .prepare_cached("SELECT 1 FROM entries WHERE id = ?1 AND deleted = 0")?
+        .exists([id])?;
+    if !live {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, tier, scope, ciphertext FROM fields WHERE entry_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(FieldRow {
+            meta: FieldMeta {
+                name: r.get(0)?,
+                tier: r.get(1)?,
+                scope: r.get(2)?,
+            },
+            ciphertext: r.get(3)?,
+        })
+    })?;
+    Ok(Some(rows.collect::<Result<_, _>>()?))
+}

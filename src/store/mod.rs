@@ -11,12 +11,14 @@
 
 pub mod agents;
 pub mod entries;
+pub mod groups;
 mod schema;
 pub mod settings;
 mod writer;
 
 pub use agents::{AgentRow, ScopeKeyRow};
 pub use entries::{EntryRow, FieldMeta, FieldRow};
+pub use groups::GroupRow;
 
 use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;

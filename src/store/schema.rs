@@ -68,6 +68,57 @@ const MIGRATIONS: &[&str] = &[
         value BLOB NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: people. The agents table becomes the table of principals (owner, users, agents; the
+    // name is kept for replication and earlier migrations), each with an X25519 key pair; groups
+    // and memberships; the format tag on wrapped scope keys.
+    r#"
+    ALTER TABLE agents ADD COLUMN kind TEXT NOT NULL DEFAULT 'agent'
+        CHECK (kind IN ('owner', 'user', 'agent'));
+    UPDATE agents SET kind = 'owner' WHERE is_owner = 1;
+    ALTER TABLE agents ADD COLUMN role TEXT CHECK (role IS NULL OR role IN ('admin', 'member'));
+    ALTER TABLE agents ADD COLUMN email TEXT;
+    -- Agents: the id of the owner or user who created them (NULL: made by an owner before
+    -- people existed).
+    ALTER TABLE agents ADD COLUMN creator_id TEXT;
+    -- NULL until the principal's first request after this migration (its token is needed to
+    -- seal the private key).
+    ALTER TABLE agents ADD COLUMN public_key BLOB;
+    ALTER TABLE agents ADD COLUMN sealed_private_key BLOB;
+    -- Users only; agents keep revoked_at. A deleted user has revoked_at set.
+    ALTER TABLE agents ADD COLUMN deactivated_at INTEGER;
+    -- Users and agents have separate name spaces.
+    DROP INDEX agents_active_name;
+    CREATE UNIQUE INDEX agents_active_name ON agents (kind, name)
+        WHERE revoked_at IS NULL AND kind != 'owner';
+    CREATE INDEX agents_creator ON agents (creator_id) WHERE creator_id IS NOT NULL;
+
+    -- Every wrap so far was sealed under its holder's token: format tag 0x01 (crypto::WrapFormat).
+    -- An empty blob is a dropped copy (a tombstone, so that the drop replicates).
+    -- (Through hex: `||` makes text, and a blob as text may stop at a NUL byte.)
+    UPDATE scope_keys SET wrapped = unhex('01' || hex(wrapped));
+
+    CREATE TABLE groups (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        scopes      TEXT NOT NULL,   -- JSON array
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        version     INTEGER NOT NULL,
+        deleted     INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE UNIQUE INDEX groups_live_name ON groups (name) WHERE deleted = 0;
+
+    -- Tombstones (deleted = 1) rather than deletions, so removals replicate.
+    CREATE TABLE group_members (
+        group_id    TEXT NOT NULL REFERENCES groups (id),
+        user_id     TEXT NOT NULL REFERENCES agents (id),
+        updated_at  INTEGER NOT NULL,
+        version     INTEGER NOT NULL,
+        deleted     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (group_id, user_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX group_members_user ON group_members (user_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
@@ -87,4 +138,63 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A vault of schema 2 (before people) keeps its owner, agents and every wrapped key:
+    /// the owner becomes kind `owner`, agents `agent`, and the wraps get format tag 1.
+    #[test]
+    fn migration_3_keeps_principals_and_tags_old_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let mut c = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..2] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 2).unwrap();
+        c.execute_batch(
+            "INSERT INTO agents (id, name, token_hash, is_owner, scopes, ip_allowlist, created_at, updated_at, version)
+               VALUES ('o', 'owner', x'01', 1, '[\"*\"]', '[]', 1, 1, 1),
+                      ('a', 'ci', x'02', 0, '[\"deploy\"]', '[]', 1, 1, 2);
+             INSERT INTO scope_keys (scope, agent_id, wrapped, updated_at, version)
+               VALUES ('deploy', 'o', x'AA00BB', 1, 3), ('deploy', 'a', x'00CCDD', 1, 4);",
+        )
+        .unwrap();
+        migrate(&mut c, &path).unwrap();
+        let kinds: Vec<(String, String)> = c
+            .prepare("SELECT id, kind FROM agents ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            kinds,
+            [("a".into(), "agent".into()), ("o".into(), "owner".into())]
+        );
+        let wraps: Vec<Vec<u8>> = c
+            .prepare("SELECT wrapped FROM scope_keys ORDER BY agent_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(wraps, [vec![1, 0, 0xCC, 0xDD], vec![1, 0xAA, 0, 0xBB]]);
+        // Users and agents have separate name spaces.
+        c.execute_batch(
+            "INSERT INTO agents (id, name, token_hash, scopes, ip_allowlist, created_at, updated_at, version, kind, role)
+               VALUES ('u', 'ci', x'03', '[]', '[]', 1, 1, 5, 'user', 'member')",
+        )
+        .unwrap();
+        assert!(
+            c.execute_batch(
+                "INSERT INTO agents (id, name, token_hash, scopes, ip_allowlist, created_at, updated_at, version, kind, role)
+                   VALUES ('u2', 'ci', x'04', '[]', '[]', 1, 1, 6, 'user', 'member')",
+            )
+            .is_err()
+        );
+    }
 }

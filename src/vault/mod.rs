@@ -1,8 +1,10 @@
 //! Domain types and their rules. No IO, no serde: values here are only built through
-//! `parse`, so anything holding an `EntryDraft` or `AgentSpec` has already been validated.
+//! `parse`, so anything holding an `EntryDraft`, `AgentSpec`, `UserSpec` or `GroupSpec` has
+//! already been validated.
 
 mod agent;
 mod entry;
+mod people;
 
 pub use agent::{
     AgentSpec, DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE, check_agent_name, ip_allowed,
@@ -11,6 +13,7 @@ pub use agent::{
 pub use entry::{
     EntryDraft, FieldDraft, FieldValue, MAX_FIELDS, MAX_VALUE_BYTES, RawField, check_field_name,
 };
+pub use people::{GroupSpec, Role, UserSpec, check_email, check_group_name, check_user_name};
 
 use std::fmt;
 
@@ -63,6 +66,15 @@ macro_rules! id_type {
 
 id_type!(EntryId, "entry");
 id_type!(AgentId, "agent");
+id_type!(UserId, "user");
+id_type!(GroupId, "group");
+
+impl From<UserId> for AgentId {
+    /// Users live in the principal table beside agents and the owner, under the same ids.
+    fn from(u: UserId) -> Self {
+        AgentId(u.0)
+    }
+}
 
 /// Who may read a field. Every field has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -197,7 +197,7 @@ async fn entry_and_agent(name: &str) -> (TestApp, String, String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_cannot_do_owner_things() {
+async fn agents_cannot_write_or_manage_agents() {
     let (app, id, agent_id, agent) = entry_and_agent("a").await;
 
     let entry = json!({"title": "by agent", "fields": [{"name": "x", "value": "y"}]});
@@ -212,7 +212,7 @@ async fn agents_cannot_do_owner_things() {
         app.request(Method::GET, "/v1/agents", &agent),
         app.request(Method::DELETE, &format!("/v1/agents/{agent_id}"), &agent),
     ] {
-        assert_error(send(req).await, StatusCode::FORBIDDEN, "owner_only").await;
+        assert_error(send(req).await, StatusCode::FORBIDDEN, "forbidden").await;
     }
 
     // Nothing changed.

@@ -120,6 +120,15 @@ async fn a_failure_inside_the_write_rolls_back_every_entry() {
     let app = spawn_app().await;
     app.create_agent(&json!({"name": "holder", "scopes": ["held"]}))
         .await;
+    // The scope's key is made with its first field (wrapped for the owner and the agent).
+    let made = app
+        .create_entry(&json!({"title": "made", "fields": [
+            {"name": "p", "value": "0", "tier": "credential", "scope": "held"}]}))
+        .await;
+    assert_eq!(
+        app.delete_entry(&app.owner_token, &made).await.status(),
+        204
+    );
     let stopped = app.stop().await;
     {
         let c = rusqlite::Connection::open(stopped.db_path()).expect("open");
@@ -161,7 +170,7 @@ async fn a_failure_inside_the_write_rolls_back_every_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_owner_may_bulk_create() {
+async fn agents_may_not_bulk_create() {
     let app = spawn_app().await;
     let (_, agent) = app
         .create_agent(&json!({"name": "bot", "scopes": ["imported"]}))
@@ -170,7 +179,7 @@ async fn only_the_owner_may_bulk_create() {
     assert_error(
         post_bulk(&app, &agent, &body).await,
         StatusCode::FORBIDDEN,
-        "owner_only",
+        "forbidden",
     )
     .await;
     // Asked before the body is read: an agent's malformed body is still 403, not 400.
@@ -180,7 +189,7 @@ async fn only_the_owner_may_bulk_create() {
             .body("not json"),
     )
     .await;
-    assert_error(res, StatusCode::FORBIDDEN, "owner_only").await;
+    assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
     let res = send(app.client.post(app.url(BULK)).json(&body)).await;
     assert_error(res, StatusCode::UNAUTHORIZED, "missing_token").await;
     assert_eq!(app.entry_count().await, 0);

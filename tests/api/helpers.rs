@@ -301,6 +301,113 @@ impl TestApp {
     }
 }
 
+/// People and groups, as a given token.
+impl TestApp {
+    /// `POST /v1/users` as `token`.
+    pub async fn post_user(&self, token: &str, name: &str, role: &str) -> Response {
+        let body =
+            serde_json::json!({"name": name, "email": format!("{name}@example.com"), "role": role});
+        send(self.request(Method::POST, "/v1/users", token).json(&body)).await
+    }
+
+    /// Creates a user as `token`; panics unless 201. Returns `(id, token)`.
+    pub async fn create_user_as(&self, token: &str, name: &str, role: &str) -> (String, String) {
+        let res = self.post_user(token, name, role).await;
+        let status = res.status();
+        let text = res.text().await.expect("read body");
+        assert_eq!(status, StatusCode::CREATED, "create user: {text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON body");
+        (
+            v["id"].as_str().expect("user id").to_owned(),
+            v["token"].as_str().expect("user token").to_owned(),
+        )
+    }
+
+    /// Creates a user as the owner.
+    pub async fn create_user(&self, name: &str, role: &str) -> (String, String) {
+        self.create_user_as(&self.owner_token, name, role).await
+    }
+
+    /// Creates a group as `token`; panics unless 201. Returns its id.
+    pub async fn create_group_as(&self, token: &str, name: &str, scopes: &[&str]) -> String {
+        let body = serde_json::json!({"name": name, "scopes": scopes});
+        let res = send(self.request(Method::POST, "/v1/groups", token).json(&body)).await;
+        let status = res.status();
+        let text = res.text().await.expect("read body");
+        assert_eq!(status, StatusCode::CREATED, "create group: {text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON body");
+        v["id"].as_str().expect("group id").to_owned()
+    }
+
+    pub async fn create_group(&self, name: &str, scopes: &[&str]) -> String {
+        self.create_group_as(&self.owner_token, name, scopes).await
+    }
+
+    /// `PUT /v1/groups/{group}/members/{user}` as `token`.
+    pub async fn add_member_as(&self, token: &str, group: &str, user: &str) -> Response {
+        send(self.request(
+            Method::PUT,
+            &format!("/v1/groups/{group}/members/{user}"),
+            token,
+        ))
+        .await
+    }
+
+    /// Adds a member as the owner; panics unless 204.
+    pub async fn add_member(&self, group: &str, user: &str) {
+        let res = self.add_member_as(&self.owner_token, group, user).await;
+        let status = res.status();
+        assert_eq!(
+            status,
+            StatusCode::NO_CONTENT,
+            "add member: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+
+    /// `DELETE /v1/groups/{group}/members/{user}` as `token`.
+    pub async fn remove_member_as(&self, token: &str, group: &str, user: &str) -> Response {
+        send(self.request(
+            Method::DELETE,
+            &format!("/v1/groups/{group}/members/{user}"),
+            token,
+        ))
+        .await
+    }
+
+    /// `PATCH /v1/users/{id}` as `token`.
+    pub async fn patch_user(&self, token: &str, id: &str, body: &Value) -> Response {
+        send(
+            self.request(Method::PATCH, &format!("/v1/users/{id}"), token)
+                .json(body),
+        )
+        .await
+    }
+
+    /// Creates an agent as `token`; panics unless 201. Returns `(id, token)`.
+    pub async fn create_agent_as(&self, token: &str, body: &Value) -> (String, String) {
+        let res = self.post_agent(token, body).await;
+        let status = res.status();
+        let text = res.text().await.expect("read body");
+        assert_eq!(status, StatusCode::CREATED, "create agent: {text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON body");
+        (
+            v["id"].as_str().expect("agent id").to_owned(),
+            v["token"].as_str().expect("agent token").to_owned(),
+        )
+    }
+
+    /// Creates an entry as `token`; panics unless 201. Returns its id.
+    pub async fn create_entry_as(&self, token: &str, body: &Value) -> String {
+        let res = self.post_entry(token, body).await;
+        let status = res.status();
+        let text = res.text().await.expect("read body");
+        assert_eq!(status, StatusCode::CREATED, "create entry: {text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON body");
+        v["id"].as_str().expect("entry id").to_owned()
+    }
+}
+
 pub async fn send(req: RequestBuilder) -> Response {
     req.send().await.expect("request reaches the server")
 }

@@ -23,6 +23,7 @@ mod health;
 mod helpers;
 mod http_edge;
 mod owner;
+mod people;
 mod read_cache;
 mod request_id;
 mod stolen_db;

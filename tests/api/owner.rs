@@ -244,7 +244,8 @@ async fn a_scope_key_held_only_by_others_is_not_replaced() {
         message.contains("\"deploy\"") && message.contains("agent \"deployer\""),
         "{message}"
     );
-    // Same for an agent given the scope, and for replacing the entry.
+    // An agent given the scope cannot be granted a key the owner lacks; replacing the entry
+    // is refused like the write.
     assert_error(
         app.post_agent(
             &app.owner_token,
@@ -252,7 +253,7 @@ async fn a_scope_key_held_only_by_others_is_not_replaced() {
         )
         .await,
         StatusCode::CONFLICT,
-        "conflict",
+        "scope_key_not_held",
     )
     .await;
     assert_error(

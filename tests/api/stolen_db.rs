@@ -1,12 +1,89 @@
 //! A thief holds `vault.db` and `master.key` (or a copy of the whole data dir) but no token:
-//! vault-tier fields fall, credential fields must not.
+//! vault-tier fields fall, credential fields must not. Scope keys are wrapped to principals'
+//! public keys, whose private keys are sealed under their tokens: the thief tries every value
+//! in the files as a token, as a raw AES key and as an X25519 private key.
 
 use crate::helpers::{contains_bytes, db_files, distinctive, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use clavitor::crypto::{MasterKey, ScopeKey, Token, field_aad, scope_key_aad};
+use clavitor::crypto::{MasterKey, PrivateKey, ScopeKey, Token, field_aad, scope_key_aad};
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// Each principal's sealed private key, by id, as the thief reads them.
+fn sealed_keys(conn: &rusqlite::Connection) -> HashMap<String, Vec<u8>> {
+    conn.prepare("SELECT id, sealed_private_key FROM agents WHERE sealed_private_key IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Live wrapped scope keys (dropped copies are empty).
+fn wrapped_keys(conn: &rusqlite::Connection) -> Vec<Wrapped> {
+    conn.prepare("SELECT scope, agent_id, wrapped FROM scope_keys WHERE length(wrapped) > 0")
+        .unwrap()
+        .query_map([], |r| {
+            Ok(Wrapped {
+                scope: r.get(0)?,
+                agent_id: r.get(1)?,
+                wrapped: r.get(2)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The server's procedure with `token`: its holder's private key unsealed with it (or, for a
+/// wrap of the format before key pairs, the token itself), then the wrap opened.
+fn open_with_token(
+    w: &Wrapped,
+    token: &str,
+    sealed: &HashMap<String, Vec<u8>>,
+) -> Option<ScopeKey> {
+    let token = Token::from_text(token);
+    ScopeKey::unwrap_stored(&w.wrapped, &w.scope, &w.agent_id, &token, || {
+        let s = sealed
+            .get(&w.agent_id)
+            .ok_or(clavitor::crypto::Error::Format)?;
+        PrivateKey::unseal(&token, &w.agent_id, s)
+    })
+    .ok()
+}
+
+/// HPKE (as the server uses it) with `raw` taken as an X25519 private key: what a thief does
+/// with public keys and any other 32 bytes found in the files.
+fn opens_as_private_key(w: &Wrapped, raw: &[u8]) -> bool {
+    use hpke::kem::X25519HkdfSha256 as Kem;
+    use hpke::{Deserializable, OpModeR};
+    if raw.len() != 32 || w.wrapped.first() != Some(&2) || w.wrapped.len() < 33 {
+        return false;
+    }
+    let Ok(sk) = <Kem as hpke::Kem>::PrivateKey::from_bytes(raw) else {
+        return false;
+    };
+    let (enc, ct) = w.wrapped[1..].split_at(32);
+    let Ok(enc) = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc) else {
+        return false;
+    };
+    let mut info = b"clavitor/v1/scope-key-hpke".to_vec();
+    for part in [w.scope.as_bytes(), w.agent_id.as_bytes()] {
+        info.push(0);
+        info.extend_from_slice(part);
+    }
+    hpke::single_shot_open::<hpke::aead::AesGcm256, hpke::kdf::HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &sk,
+        &enc,
+        &info,
+        ct,
+        &info,
+    )
+    .is_ok()
+}
 
 struct Field {
     entry: String,
@@ -93,19 +170,13 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let wrapped: Vec<Wrapped> = conn
-        .prepare("SELECT scope, agent_id, wrapped FROM scope_keys")
-        .unwrap()
-        .query_map([], |r| {
-            Ok(Wrapped {
-                scope: r.get(0)?,
-                agent_id: r.get(1)?,
-                wrapped: r.get(2)?,
-            })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let wrapped = wrapped_keys(&conn);
+    let sealed = sealed_keys(&conn);
+    assert_eq!(
+        sealed.len(),
+        2,
+        "the owner's and the agent's private keys, sealed"
+    );
     let hashes: Vec<Vec<u8>> = conn
         .prepare("SELECT token_hash FROM agents")
         .unwrap()
@@ -158,7 +229,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         );
         for text in &texts {
             assert!(
-                ScopeKey::unwrap(&Token::from_text(text), &key_aad, &w.wrapped).is_err(),
+                open_with_token(w, text, &sealed).is_none(),
                 "a scope key unwraps with a token made from the database"
             );
         }
@@ -166,6 +237,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
             let as_master = MasterKey::from_bytes(raw).unwrap().vault_sealer();
             assert!(as_master.open(&key_aad, &w.wrapped).is_err());
             assert!(as_master.open(&aad, &cred_field.ciphertext).is_err());
+            assert!(!opens_as_private_key(w, raw));
         }
     }
 
@@ -173,12 +245,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
     // failures above are the keys' doing, not the test's.
     for (token, holder) in [(&owner_token, "owner"), (&agent_token, "agent")] {
         let opened = wrapped.iter().find_map(|w| {
-            let key = ScopeKey::unwrap(
-                &Token::from_text(token),
-                &scope_key_aad(&w.scope, &w.agent_id),
-                &w.wrapped,
-            )
-            .ok()?;
+            let key = open_with_token(w, token, &sealed)?;
             key.sealer().open(&aad, &cred_field.ciphertext).ok()
         });
         let opened = opened.unwrap_or_else(|| panic!("the {holder} token opens its scope key"));
@@ -277,8 +344,10 @@ fn token_candidates(values: &[Vec<u8>]) -> Vec<String> {
 }
 
 /// A copy of the WHOLE data dir after realistic use (several scopes, agents, a revocation, an
-/// owner rotation, updates and a deletion) opens no credential field with anything in it or
-/// derivable from it, and holds no token. Taken twice: while the server runs (a hot backup,
+/// owner rotation, updates and a deletion; an admin and members in groups, members' agents and
+/// a member's own entry, a user's token rotation, a deactivated member and a member removed
+/// from its group) opens no credential field with anything in it or derivable from it, and
+/// holds no token. Taken twice: while the server runs (a hot backup,
 /// WAL and lock file included) and after it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
@@ -325,6 +394,59 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         204
     );
     creds.pop();
+
+    // People: an admin, members in two groups, their agents, a member's own entry.
+    let (_, admin) = app.create_user("adm", "admin").await;
+    let (alice_id, alice) = app.create_user("alice", "member").await;
+    let (bob_id, bob_old) = app.create_user("bob", "member").await;
+    let (carol_id, carol) = app.create_user("carol", "member").await;
+    let (dave_id, dave) = app.create_user("dave", "member").await;
+    let deployers = app.create_group_as(&admin, "deployers", &["deploy"]).await;
+    let opsg = app.create_group_as(&admin, "ops", &["ci", "billing"]).await;
+    // The owner holds the keys: it grants them.
+    app.add_member(&deployers, &alice_id).await;
+    app.add_member(&deployers, &carol_id).await;
+    app.add_member(&opsg, &bob_id).await;
+    app.add_member(&opsg, &dave_id).await;
+    let (_, alice_bot) = app
+        .create_agent_as(&alice, &json!({"name": "alice-bot", "scopes": ["deploy"]}))
+        .await;
+    let (_, bob_bot) = app
+        .create_agent_as(&bob_old, &json!({"name": "bob-bot", "scopes": ["ci"]}))
+        .await;
+    let (_, carol_bot) = app
+        .create_agent_as(&carol, &json!({"name": "carol-bot", "scopes": ["deploy"]}))
+        .await;
+    let cred = distinctive("DIR-CREDENTIAL-by-alice");
+    let by_alice = app
+        .create_entry_as(
+            &alice,
+            &json!({"title": "alice's", "fields": [
+                {"name": "secret", "value": cred, "tier": "credential", "scope": "deploy"}
+            ]}),
+        )
+        .await;
+    creds.push((by_alice, cred));
+    // Bob rotates his token; carol is deactivated (her agent with her); dave leaves ops.
+    let res =
+        crate::helpers::send(app.request(reqwest::Method::POST, "/v1/token/rotate", &bob_old))
+            .await;
+    assert_eq!(res.status(), 200);
+    let bob = res.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .patch_user(&app.owner_token, &carol_id, &json!({"active": false}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app.remove_member_as(&admin, &opsg, &dave_id).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        app.field_value(&bob_bot, &creds[1].0, "secret").await,
+        creds[1].1
+    );
+
     // The owner rotates; the old token is now one more a thief must not find or use.
     let old_owner = app.owner_token.clone();
     let res = app
@@ -356,6 +478,15 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         ("an agent token", &deployer),
         ("an agent token", &ops),
         ("a revoked agent's token", &gone),
+        ("an admin's token", &admin),
+        ("a member's token", &alice),
+        ("a member's token", &bob),
+        ("a member's rotated-away token", &bob_old),
+        ("a deactivated member's token", &carol),
+        ("a removed member's token", &dave),
+        ("a member's agent's token", &alice_bot),
+        ("a member's agent's token", &bob_bot),
+        ("a deactivated member's agent's token", &carol_bot),
     ];
     for copy in [&hot, &cold] {
         let files = read_tree(copy);
@@ -405,19 +536,8 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
             .unwrap()
             .vault_sealer();
         let conn = rusqlite::Connection::open(&db).unwrap();
-        let wrapped: Vec<Wrapped> = conn
-            .prepare("SELECT scope, agent_id, wrapped FROM scope_keys")
-            .unwrap()
-            .query_map([], |r| {
-                Ok(Wrapped {
-                    scope: r.get(0)?,
-                    agent_id: r.get(1)?,
-                    wrapped: r.get(2)?,
-                })
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let wrapped = wrapped_keys(&conn);
+        let sealed = sealed_keys(&conn);
         let fields: Vec<Field> = conn
             .prepare(
                 "SELECT entry_id, name, tier, ciphertext FROM fields WHERE tier = 'credential'",
@@ -434,23 +554,42 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        // Three live entries' credential fields; the owner's and two agents' copies of keys
-        // (the revoked agent's are gone): deploy x2, ci x2, billing x2.
-        assert_eq!(fields.len(), 3);
-        assert_eq!(wrapped.len(), 6, "scope key copies");
+        // Four live entries' credential fields. Copies of keys (the revoked agent's, the
+        // deactivated member's and its agent's, the removed member's are gone): deploy: the
+        // owner, deployer, alice, alice-bot; ci: the owner, ops, bob, bob-bot; billing: the
+        // owner, ops, bob.
+        assert_eq!(fields.len(), 4);
+        assert_eq!(wrapped.len(), 11, "scope key copies");
+        // Every principal's private key is sealed; none opens with anything in the files.
+        assert_eq!(
+            sealed.len(),
+            12,
+            "the owner, 3 agents, 5 users, 3 members' agents"
+        );
+        for (id, blob) in &sealed {
+            assert!(master.open(&scope_key_aad("", id), blob).is_err());
+            for t in &texts {
+                assert!(
+                    PrivateKey::unseal(&Token::from_text(t), id, blob).is_err(),
+                    "a private key unseals with a value from the data dir"
+                );
+            }
+        }
         assert!(texts.len() > 50, "only {} candidates", texts.len());
         for w in &wrapped {
             let aad = scope_key_aad(&w.scope, &w.agent_id);
             assert!(master.open(&aad, &w.wrapped).is_err());
             for t in &texts {
                 assert!(
-                    ScopeKey::unwrap(&Token::from_text(t), &aad, &w.wrapped).is_err(),
+                    open_with_token(w, t, &sealed).is_none(),
                     "a scope key unwraps with a value from the data dir"
                 );
             }
+            // Public keys (and every other 32 bytes) as private keys open nothing either.
             for k in &raw_keys {
                 let s = MasterKey::from_bytes(k).unwrap().vault_sealer();
                 assert!(s.open(&aad, &w.wrapped).is_err());
+                assert!(!opens_as_private_key(w, k));
             }
         }
         for f in &fields {
@@ -472,12 +611,7 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
                 .filter_map(|f| {
                     let aad = field_aad(&f.entry, &f.name);
                     wrapped.iter().find_map(|w| {
-                        let key = ScopeKey::unwrap(
-                            &Token::from_text(token),
-                            &scope_key_aad(&w.scope, &w.agent_id),
-                            &w.wrapped,
-                        )
-                        .ok()?;
+                        let key = open_with_token(w, token, &sealed)?;
                         let plain = key.sealer().open(&aad, &f.ciphertext).ok()?;
                         Some(String::from_utf8(plain.to_vec()).unwrap())
                     })
@@ -489,12 +623,30 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         let mut got = open_with(&owner);
         got.sort();
         assert_eq!(got, want, "the owner token opens every credential field");
-        assert_eq!(open_with(&deployer), vec![creds[0].1.clone()]);
+        let deploy = vec![creds[0].1.clone(), creds[3].1.clone()];
+        assert_eq!(open_with(&deployer), deploy);
         assert_eq!(open_with(&ops).len(), 2);
-        assert!(
-            open_with(&old_owner).is_empty(),
-            "the old owner token opens a field"
+        assert_eq!(
+            open_with(&alice),
+            deploy,
+            "a member opens its group's scope"
         );
-        assert!(open_with(&gone).is_empty(), "a revoked token opens a field");
+        assert_eq!(open_with(&alice_bot), deploy);
+        assert_eq!(open_with(&bob).len(), 2);
+        assert_eq!(open_with(&bob_bot), vec![creds[1].1.clone()]);
+        assert!(
+            open_with(&admin).is_empty(),
+            "an admin reads no scope it is not granted"
+        );
+        for (what, t) in [
+            ("the old owner token", &old_owner),
+            ("a revoked token", &gone),
+            ("a rotated-away user token", &bob_old),
+            ("a deactivated member's token", &carol),
+            ("a deactivated member's agent's token", &carol_bot),
+            ("a removed member's token", &dave),
+        ] {
+            assert!(open_with(t).is_empty(), "{what} opens a field");
+        }
     }
 }

@@ -19,6 +19,7 @@ mod identity;
 mod import;
 mod no_outbound;
 mod owner;
+mod people;
 mod proxy;
 mod quickstart;
 mod signals;

@@ -183,8 +183,9 @@ async fn promotion_before_demotion_waits_for_the_old_primary() {
 
 /// After a failover the promoted POP accepts exactly the tokens the primary issued, holds the
 /// primary's one key per scope (credential fields written there in existing scopes are
-/// readable by the primary's agents), and the owner can rotate there; the rotation reaches
-/// the demoted POP.
+/// readable by the primary's agents), keeps every person's access (a member reads through its
+/// group, its agent too, and loses it there when removed), and the owner can rotate there; the
+/// rotation reaches the demoted POP.
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_keeps_one_key_per_scope_and_one_owner() {
     let pair = Pair::new(Opts::default());
@@ -208,6 +209,47 @@ async fn failover_keeps_one_key_per_scope_and_one_owner() {
         .await;
     assert_eq!(st, 201, "{agent}");
     let agent = agent["token"].as_str().expect("agent token").to_owned();
+    // A member of a group with the deploy scope, and the member's own agent.
+    let call = |method: Method, url: String, token: String, body: Option<serde_json::Value>| {
+        let api = api.clone();
+        async move { api.call(method, &url, &token, body.as_ref()).await }
+    };
+    let (st, member) = call(
+        Method::POST,
+        format!("{p}/v1/users"),
+        owner.clone(),
+        Some(serde_json::json!({"name": "alice", "email": "alice@example.com", "role": "member"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{member}");
+    let member_id = member["id"].as_str().unwrap().to_owned();
+    let member = member["token"].as_str().unwrap().to_owned();
+    let (st, group) = call(
+        Method::POST,
+        format!("{p}/v1/groups"),
+        owner.clone(),
+        Some(serde_json::json!({"name": "deployers", "scopes": ["deploy"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{group}");
+    let group = group["id"].as_str().unwrap().to_owned();
+    let (st, v) = call(
+        Method::PUT,
+        format!("{p}/v1/groups/{group}/members/{member_id}"),
+        owner.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204, "{v}");
+    let (st, bot) = call(
+        Method::POST,
+        format!("{p}/v1/agents"),
+        member.clone(),
+        Some(serde_json::json!({"name": "alice-bot", "scopes": ["deploy"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{bot}");
+    let bot = bot["token"].as_str().unwrap().to_owned();
     pair.wait_backup_has(&[prod.clone()].into(), CONVERGE).await;
     api.wait_caught_up(&p, Duration::from_secs(10)).await;
 
@@ -235,6 +277,17 @@ async fn failover_keeps_one_key_per_scope_and_one_owner() {
         value(b.clone(), agent.clone(), prod.clone(), "deploy_key").await,
         "dk-primary"
     );
+
+    // The member reads through its group on the promoted POP, its agent too; not another scope.
+    assert_eq!(
+        value(b.clone(), member.clone(), prod.clone(), "deploy_key").await,
+        "dk-primary"
+    );
+    assert_eq!(
+        value(b.clone(), bot.clone(), prod.clone(), "deploy_key").await,
+        "dk-primary"
+    );
+    assert_eq!(api.field(&b, &member, &prod, "billing_key").await.0, 404);
 
     // A write in an existing scope on the promoted POP uses the primary's key for that scope
     // (never a second one): the primary's agent reads it there.
@@ -267,6 +320,17 @@ async fn failover_keeps_one_key_per_scope_and_one_owner() {
         value(b.clone(), agent.clone(), after.clone(), "deploy_key").await,
         "dk-promoted"
     );
+    // Removed from the group on the promoted POP, the member (and its agent) read no more.
+    let (st, v) = call(
+        Method::DELETE,
+        format!("{b}/v1/groups/{group}/members/{member_id}"),
+        new_owner.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204, "{v}");
+    assert_eq!(api.field(&b, &member, &prod, "deploy_key").await.0, 404);
+    assert_eq!(api.field(&b, &bot, &prod, "deploy_key").await.0, 404);
     wait_for(CONVERGE, "the rotation on the demoted POP", || async {
         let (st, v) = api.field(&p, &new_owner, &after, "deploy_key").await;
         (st == 200 && v["value"] == "dk-promoted")

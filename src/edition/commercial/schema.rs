@@ -22,6 +22,11 @@ const TABLES: &[(&str, &str)] = &[
         "scope_keys",
         "scope = NEW.scope AND agent_id = NEW.agent_id",
     ),
+    ("groups", "id = NEW.id"),
+    (
+        "group_members",
+        "group_id = NEW.group_id AND user_id = NEW.user_id",
+    ),
 ];
 
 /// A row is owed to the backup while this holds.

@@ -49,7 +49,9 @@ pub async fn fill(data_dir: &Path, owner_token: &str, n: u64) -> Result<Filled> 
     // Held until the function returns, after the store is closed.
     let _lock = opened.lock;
     let vault = Vault::open(opened.store, &opened.master).await?;
-    let caller = vault.authenticate(Some(owner_token), IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+    let caller = vault
+        .authenticate(Some(owner_token), IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .await?;
     let want = [0, n / 2, n - 1];
     let mut samples = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();

@@ -1,7 +1,9 @@
 //! Replication's SQL: which rows are owed, marking them once acknowledged, and applying a
 //! pushed batch on the backup (idempotent, last-write-wins).
 
-use super::wire::{AgentItem, EntryItem, FieldItem, Item, ScopeKeyItem, Stamp};
+use super::wire::{
+    AgentItem, EntryItem, FieldItem, GroupItem, GroupMemberItem, Item, ScopeKeyItem, Stamp,
+};
 use crate::store;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
@@ -18,8 +20,8 @@ pub struct Collected {
     pub watermark: i64,
 }
 
-/// Up to `limit` owed rows, agents first (scope keys reference them), then scope keys, then
-/// entries, oldest unacknowledged change first; stops early once the batch weighs `max_bytes`.
+/// Up to `limit` owed rows, agents first (scope keys and memberships reference them), then
+/// groups, memberships, scope keys, then entries, oldest unacknowledged change first; stops early once the batch weighs `max_bytes`.
 /// Entries in `skip` (already on their way in another batch) are passed over.
 ///
 /// Every query runs in one read transaction: a scope key committed with its agent between
@@ -61,7 +63,8 @@ fn collect_rows(
 
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, name, token_hash, is_owner, scopes, ip_allowlist, rate_limit_per_minute,
-                created_at, expires_at, revoked_at, version, updated_at, origin
+                created_at, expires_at, revoked_at, version, updated_at, origin,
+                kind, role, email, creator_id, public_key, sealed_private_key, deactivated_at
          FROM agents WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
     ))?;
     let mut rows = stmt.query([limit as i64])?;
@@ -78,6 +81,55 @@ fn collect_rows(
             expires_at: r.get(8)?,
             revoked_at: r.get(9)?,
             stamp: stamp(r.get(10)?, r.get(11)?, r.get(12)?),
+            principal_kind: r.get(13)?,
+            role: r.get(14)?,
+            email: r.get(15)?,
+            creator_id: r.get(16)?,
+            public_key: r.get(17)?,
+            sealed_private_key: r.get(18)?,
+            deactivated_at: r.get(19)?,
+        });
+        weight += item.weight();
+        items.push(item);
+        if full(&items, weight) {
+            return Ok(items);
+        }
+    }
+    drop(rows);
+
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, name, scopes, created_at, deleted, version, updated_at, origin
+         FROM groups WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
+    ))?;
+    let mut rows = stmt.query([(limit - items.len()) as i64])?;
+    while let Some(r) = rows.next()? {
+        let item = Item::Group(GroupItem {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            scopes: r.get(2)?,
+            created_at: r.get(3)?,
+            deleted: r.get(4)?,
+            stamp: stamp(r.get(5)?, r.get(6)?, r.get(7)?),
+        });
+        weight += item.weight();
+        items.push(item);
+        if full(&items, weight) {
+            return Ok(items);
+        }
+    }
+    drop(rows);
+
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT group_id, user_id, deleted, version, updated_at, origin
+         FROM group_members WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
+    ))?;
+    let mut rows = stmt.query([(limit - items.len()) as i64])?;
+    while let Some(r) = rows.next()? {
+        let item = Item::GroupMember(GroupMemberItem {
+            group_id: r.get(0)?,
+            user_id: r.get(1)?,
+            deleted: r.get(2)?,
+            stamp: stamp(r.get(3)?, r.get(4)?, r.get(5)?),
         });
         weight += item.weight();
         items.push(item);
@@ -161,11 +213,15 @@ pub fn watermark(conn: &Connection, snapshot: i64, items: &[Item]) -> Result<i64
     let mut agents = HashSet::new();
     let mut keys = HashSet::new();
     let mut entries = HashSet::new();
+    let mut groups = HashSet::new();
+    let mut members = HashSet::new();
     for item in items {
         match item {
             Item::Agent(a) => drop(agents.insert(a.id.as_str())),
             Item::ScopeKey(k) => drop(keys.insert((k.scope.as_str(), k.agent_id.as_str()))),
             Item::Entry(e) => drop(entries.insert(e.id.as_str())),
+            Item::Group(g) => drop(groups.insert(g.id.as_str())),
+            Item::GroupMember(m) => drop(members.insert((m.group_id.as_str(), m.user_id.as_str()))),
         }
     }
     let mut w = snapshot;
@@ -197,6 +253,16 @@ pub fn watermark(conn: &Connection, snapshot: i64, items: &[Item]) -> Result<i64
         &format!("SELECT id, '', {FIRST_OWED} FROM entries WHERE {OWED} ORDER BY {FIRST_OWED}"),
         &|id, _| entries.contains(id),
     )?;
+    first_unsent(
+        &format!("SELECT id, '', {FIRST_OWED} FROM groups WHERE {OWED} ORDER BY {FIRST_OWED}"),
+        &|id, _| groups.contains(id),
+    )?;
+    first_unsent(
+        &format!(
+            "SELECT group_id, user_id, {FIRST_OWED} FROM group_members WHERE {OWED} ORDER BY {FIRST_OWED}"
+        ),
+        &|g, u| members.contains(&(g, u)),
+    )?;
     Ok(w.max(0))
 }
 
@@ -217,6 +283,8 @@ pub fn mark(conn: &Connection, items: &[Item], snapshot: i64) -> Result<(), stor
             Item::Agent(_) => ("agents", "id = ?1"),
             Item::ScopeKey(_) => ("scope_keys", "scope = ?1 AND agent_id = ?3"),
             Item::Entry(_) => ("entries", "id = ?1"),
+            Item::Group(_) => ("groups", "id = ?1"),
+            Item::GroupMember(_) => ("group_members", "group_id = ?1 AND user_id = ?3"),
         };
         let run = |sql: &str, value: i64| -> Result<usize, store::Error> {
             let mut stmt = conn.prepare_cached(sql)?;
@@ -224,6 +292,8 @@ pub fn mark(conn: &Connection, items: &[Item], snapshot: i64) -> Result<(), stor
                 Item::Agent(a) => stmt.execute(params![a.id, value])?,
                 Item::ScopeKey(k) => stmt.execute(params![k.scope, value, k.agent_id])?,
                 Item::Entry(e) => stmt.execute(params![e.id, value])?,
+                Item::Group(g) => stmt.execute(params![g.id, value])?,
+                Item::GroupMember(m) => stmt.execute(params![m.group_id, value, m.user_id])?,
             })
         };
         let marked = run(
@@ -247,6 +317,7 @@ pub struct Applied {
     pub applied: usize,
     pub skipped: usize,
     pub max_version: i64,
+    /// Principals, groups or memberships changed: the table of live tokens must be rebuilt.
     pub agents_changed: bool,
     /// The backup's applied watermark once this batch commits.
     pub watermark: i64,
@@ -298,12 +369,15 @@ fn existing(
         .optional()?)
 }
 
-/// Agents, then scope keys (they reference agents), then entries; in batch order within each.
+/// Agents, then groups, memberships (they reference both) and scope keys (they reference
+/// agents), then entries; in batch order within each.
 fn apply_order(item: &Item) -> u8 {
     match item {
         Item::Agent(_) => 0,
-        Item::ScopeKey(_) => 1,
-        Item::Entry(_) => 2,
+        Item::Group(_) => 1,
+        Item::GroupMember(_) => 2,
+        Item::ScopeKey(_) => 3,
+        Item::Entry(_) => 4,
     }
 }
 
@@ -344,6 +418,18 @@ pub fn apply(
                 local,
                 [&e.id],
             )?,
+            Item::Group(g) => existing(
+                conn,
+                "SELECT version, updated_at, origin FROM groups WHERE id = ?1",
+                local,
+                [&g.id],
+            )?,
+            Item::GroupMember(m) => existing(
+                conn,
+                "SELECT version, updated_at, origin FROM group_members WHERE group_id = ?1 AND user_id = ?2",
+                local,
+                [&m.group_id, &m.user_id],
+            )?,
         };
         if current.as_ref().is_some_and(|c| c >= stamp) {
             out.skipped += 1;
@@ -351,20 +437,31 @@ pub fn apply(
         }
         match item {
             Item::Agent(a) => {
+                let kind = a.principal_kind.as_deref().unwrap_or(if a.is_owner {
+                    "owner"
+                } else {
+                    "agent"
+                });
                 conn.prepare_cached(
                     "INSERT INTO agents (id, name, token_hash, is_owner, scopes, ip_allowlist, rate_limit_per_minute,
-                        created_at, expires_at, revoked_at, updated_at, version, replicated_at, origin)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, ?13)
+                        created_at, expires_at, revoked_at, updated_at, version, replicated_at, origin,
+                        kind, role, email, creator_id, public_key, sealed_private_key, deactivated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name, token_hash = excluded.token_hash,
                         is_owner = excluded.is_owner, scopes = excluded.scopes, ip_allowlist = excluded.ip_allowlist,
                         rate_limit_per_minute = excluded.rate_limit_per_minute, created_at = excluded.created_at,
                         expires_at = excluded.expires_at, revoked_at = excluded.revoked_at,
                         updated_at = excluded.updated_at, version = excluded.version,
-                        replicated_at = excluded.replicated_at, origin = excluded.origin",
+                        replicated_at = excluded.replicated_at, origin = excluded.origin,
+                        kind = excluded.kind, role = excluded.role, email = excluded.email,
+                        creator_id = excluded.creator_id, public_key = excluded.public_key,
+                        sealed_private_key = excluded.sealed_private_key,
+                        deactivated_at = excluded.deactivated_at",
                 )?
                 .execute(params![
                     a.id, a.name, a.token_hash, a.is_owner, a.scopes, a.ip_allowlist, a.rate_limit_per_minute,
-                    a.created_at, a.expires_at, a.revoked_at, stamp.updated_at, stamp.version, stamp.origin
+                    a.created_at, a.expires_at, a.revoked_at, stamp.updated_at, stamp.version, stamp.origin,
+                    kind, a.role, a.email, a.creator_id, a.public_key, a.sealed_private_key, a.deactivated_at
                 ])?;
                 if a.revoked_at.is_some() {
                     // As on the primary: a revoked agent keeps no copy of any scope key.
@@ -391,6 +488,29 @@ pub fn apply(
                         replicated_at = excluded.replicated_at, origin = excluded.origin",
                 )?
                 .execute(params![k.scope, k.agent_id, k.wrapped, stamp.updated_at, stamp.version, stamp.origin])?;
+            }
+            Item::Group(g) => {
+                conn.prepare_cached(
+                    "INSERT INTO groups (id, name, scopes, created_at, updated_at, version, deleted, replicated_at, origin)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?8)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, scopes = excluded.scopes,
+                        created_at = excluded.created_at, updated_at = excluded.updated_at,
+                        version = excluded.version, deleted = excluded.deleted,
+                        replicated_at = excluded.replicated_at, origin = excluded.origin",
+                )?
+                .execute(params![g.id, g.name, g.scopes, g.created_at, stamp.updated_at, stamp.version, g.deleted, stamp.origin])?;
+                out.agents_changed = true;
+            }
+            Item::GroupMember(m) => {
+                conn.prepare_cached(
+                    "INSERT INTO group_members (group_id, user_id, updated_at, version, deleted, replicated_at, origin)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?3, ?6)
+                     ON CONFLICT (group_id, user_id) DO UPDATE SET updated_at = excluded.updated_at,
+                        version = excluded.version, deleted = excluded.deleted,
+                        replicated_at = excluded.replicated_at, origin = excluded.origin",
+                )?
+                .execute(params![m.group_id, m.user_id, stamp.updated_at, stamp.version, m.deleted, stamp.origin])?;
+                out.agents_changed = true;
             }
             Item::Entry(e) => {
                 conn.prepare_cached(

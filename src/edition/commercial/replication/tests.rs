@@ -60,18 +60,16 @@ fn sealed(n: usize) -> Vec<u8> {
 fn agent_row(id: &str, name: &str) -> AgentRow {
     let mut hash = [0u8; 32];
     rand::fill(&mut hash);
-    AgentRow {
-        id: id.to_owned(),
-        name: name.to_owned(),
-        token_hash: hash,
-        is_owner: false,
-        scopes: vec!["deploy".into()],
-        ip_allowlist: vec![],
-        rate_limit_per_minute: Some(60),
-        created_at: store::now_ms(),
-        expires_at: None,
-        revoked_at: None,
-    }
+    let mut row = AgentRow::new(
+        id.to_owned(),
+        name.to_owned(),
+        "agent",
+        hash,
+        store::now_ms(),
+    );
+    row.scopes = vec!["deploy".into()];
+    row.rate_limit_per_minute = Some(60);
+    row
 }
 
 fn field() -> FieldRow {

@@ -7,14 +7,15 @@
 //! `crate::crypto`): nothing is decrypted here.
 
 use super::super::config::valid_id;
-use super::wire::{AgentItem, Batch, EntryItem, FieldItem, Item, ScopeKeyItem, Stamp};
-use crate::vault::{self, AgentId, EntryId, MAX_FIELDS, Scope, Tier};
+use super::wire::{
+    AgentItem, Batch, EntryItem, FieldItem, GroupItem, GroupMemberItem, Item, ScopeKeyItem, Stamp,
+};
+use crate::crypto::{PUBLIC_KEY_LEN, SEALED_PRIVATE_KEY_LEN, WrapFormat};
+use crate::vault::{self, AgentId, EntryId, GroupId, MAX_FIELDS, Role, Scope, Tier};
 use std::collections::HashSet;
 
 /// AES-GCM's nonce and tag: the least any sealed value can be (`crypto::Sealer`).
 pub const SEAL_OVERHEAD: usize = 12 + 16;
-/// A wrapped scope key: a sealed 32-byte key.
-pub const WRAPPED_KEY_LEN: usize = SEAL_OVERHEAD + 32;
 const TOKEN_HASH_LEN: usize = 32;
 /// Versions stay exact in every JSON reader (2^53) and leave room to count up.
 const MAX_VERSION: i64 = 1 << 53;
@@ -66,11 +67,18 @@ pub fn check(batch: &Batch) -> Result<(), Refusal> {
                 format!("{}/{}", shown(&k.scope), shown(&k.agent_id)),
             ),
             Item::Entry(e) => ("entry", shown(&e.id)),
+            Item::Group(g) => ("group", shown(&g.id)),
+            Item::GroupMember(m) => (
+                "group member",
+                format!("{}/{}", shown(&m.group_id), shown(&m.user_id)),
+            ),
         };
         let res = stamp(item.stamp()).and_then(|()| match item {
             Item::Agent(a) => agent(a),
             Item::ScopeKey(k) => scope_key(k),
             Item::Entry(e) => entry(e),
+            Item::Group(g) => group(g),
+            Item::GroupMember(m) => group_member(m),
         });
         res.map_err(|what| Refusal::Item {
             index,
@@ -166,9 +174,64 @@ fn json_list(what: &str, text: &str) -> Result<Vec<String>, String> {
         .map_err(|_| format!("{what} is not a JSON list of strings"))
 }
 
+fn group_id(s: &str) -> Result<String, vault::Invalid> {
+    GroupId::parse(s).map(|i| i.as_str().to_owned())
+}
+
+/// A principal's row: the owner, a user or an agent (older senders: owner or agent only).
 fn agent(a: &AgentItem) -> Result<(), String> {
     uuid("id", &a.id, agent_id)?;
-    vault::check_agent_name(&a.name).map_err(|e| e.0)?;
+    let kind = a
+        .principal_kind
+        .as_deref()
+        .unwrap_or(if a.is_owner { "owner" } else { "agent" });
+    match kind {
+        "owner" | "agent" => vault::check_agent_name(&a.name).map_err(|e| e.0)?,
+        "user" => vault::check_user_name(&a.name).map_err(|e| e.0)?,
+        other => {
+            return Err(format!(
+                "principal_kind {} is not owner, user or agent",
+                shown(other)
+            ));
+        }
+    }
+    if (kind == "owner") != a.is_owner {
+        return Err("is_owner does not match principal_kind".into());
+    }
+    match (&a.role, kind) {
+        (Some(r), "user") => drop(Role::parse(r).map_err(|e| e.0)?),
+        (None, "user") => return Err("a user has no role".into()),
+        (Some(_), _) => return Err("only users have a role".into()),
+        (None, _) => {}
+    }
+    if let Some(e) = &a.email {
+        vault::check_email(e).map_err(|e| e.0)?;
+    }
+    if let Some(c) = &a.creator_id {
+        uuid("creator_id", c, agent_id)?;
+    }
+    if let Some(pk) = &a.public_key
+        && pk.len() != PUBLIC_KEY_LEN
+    {
+        return Err(format!(
+            "public_key is {} bytes, not {PUBLIC_KEY_LEN}",
+            pk.len()
+        ));
+    }
+    if let Some(sk) = &a.sealed_private_key
+        && sk.len() != SEALED_PRIVATE_KEY_LEN
+    {
+        return Err(format!(
+            "sealed_private_key is {} bytes, not {SEALED_PRIVATE_KEY_LEN}",
+            sk.len()
+        ));
+    }
+    if a.public_key.is_some() != a.sealed_private_key.is_some() {
+        return Err("a key pair needs both public_key and sealed_private_key".into());
+    }
+    if let Some(t) = a.deactivated_at {
+        time_ms("deactivated_at", t)?;
+    }
     if a.token_hash.len() != TOKEN_HASH_LEN {
         return Err(format!(
             "token_hash is {} bytes, not {TOKEN_HASH_LEN}",
@@ -202,13 +265,31 @@ fn agent(a: &AgentItem) -> Result<(), String> {
 fn scope_key(k: &ScopeKeyItem) -> Result<(), String> {
     Scope::parse(&k.scope).map_err(|e| e.0)?;
     uuid("agent_id", &k.agent_id, agent_id)?;
-    if k.wrapped.len() != WRAPPED_KEY_LEN {
+    // Empty: a dropped copy. Else one of the formats `crypto` opens, by tag and length.
+    if !k.wrapped.is_empty() && WrapFormat::of(&k.wrapped).is_err() {
         return Err(format!(
-            "wrapped is {} bytes; a wrapped scope key is {WRAPPED_KEY_LEN}",
-            k.wrapped.len()
+            "wrapped is {} bytes with format tag {:?}; a wrapped scope key is {} (tag 1) or {} (tag 2) bytes, or empty",
+            k.wrapped.len(),
+            k.wrapped.first(),
+            crate::crypto::LEGACY_WRAP_LEN,
+            crate::crypto::HPKE_WRAP_LEN,
         ));
     }
     Ok(())
+}
+
+fn group(g: &GroupItem) -> Result<(), String> {
+    uuid("id", &g.id, group_id)?;
+    vault::check_group_name(&g.name).map_err(|e| e.0)?;
+    for s in json_list("scopes", &g.scopes)? {
+        Scope::parse(&s).map_err(|e| format!("scopes: {e}"))?;
+    }
+    time_ms("created_at", g.created_at)
+}
+
+fn group_member(m: &GroupMemberItem) -> Result<(), String> {
+    uuid("group_id", &m.group_id, group_id)?;
+    uuid("user_id", &m.user_id, agent_id)
 }
 
 fn entry(e: &EntryItem) -> Result<(), String> {
@@ -326,7 +407,9 @@ mod tests {
 
     fn scope_key() -> impl Strategy<Value = Value> {
         (scope(), uuid_strategy(), stamp()).prop_map(|(s, a, (v, t, o))| {
-            json!({"kind": "scope_key", "scope": s, "agent_id": a, "wrapped": b64(WRAPPED_KEY_LEN),
+            let mut wrapped = vec![2u8; crate::crypto::HPKE_WRAP_LEN];
+            wrapped[0] = 2;
+            json!({"kind": "scope_key", "scope": s, "agent_id": a, "wrapped": STANDARD.encode(wrapped),
                    "version": v, "updated_at": t, "origin": o})
         })
     }
@@ -564,6 +647,65 @@ mod tests {
                 .to_string()
                 .contains("wrapped is 12 bytes")
         );
+        // People: a user without a role, a kind that is none, a bad key pair, groups and
+        // memberships with bad ids or scopes.
+        for (patch, expect) in [
+            (json!({"principal_kind": "user"}), "a user has no role"),
+            (
+                json!({"principal_kind": "god"}),
+                "is not owner, user or agent",
+            ),
+            (json!({"role": "admin"}), "only users have a role"),
+            (
+                json!({"principal_kind": "user", "role": "admin", "email": "x y"}),
+                "email",
+            ),
+            (
+                json!({"public_key": b64(31), "sealed_private_key": b64(61)}),
+                "public_key is 31",
+            ),
+            (json!({"public_key": b64(32)}), "needs both"),
+            (json!({"creator_id": "nope"}), "creator_id"),
+        ] {
+            let mut a = valid_agent();
+            for (k, v) in patch.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            let e = one(a).expect_err(expect).to_string();
+            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
+        }
+        let mut user = valid_agent();
+        user["principal_kind"] = json!("user");
+        user["role"] = json!("member");
+        user["email"] = json!("a@example.com");
+        user["public_key"] = json!(b64(32));
+        user["sealed_private_key"] = json!(b64(61));
+        assert!(one(user).is_ok());
+        let group = |id: &str, scopes: &str| {
+            json!({"kind": "group", "id": id, "name": "ops", "scopes": scopes, "created_at": 1,
+                   "deleted": false, "version": 2, "updated_at": 1, "origin": "calgary-01"})
+        };
+        let gid = uuid::Uuid::now_v7().to_string();
+        assert!(one(group(&gid, "[\"ci\"]")).is_ok());
+        assert!(
+            one(group("../x", "[]"))
+                .unwrap_err()
+                .to_string()
+                .contains("not a UUID")
+        );
+        assert!(
+            one(group(&gid, "[\"a b\"]"))
+                .unwrap_err()
+                .to_string()
+                .contains("scopes")
+        );
+        let member = json!({"kind": "group_member", "group_id": gid, "user_id": "x",
+                            "deleted": false, "version": 2, "updated_at": 1, "origin": "calgary-01"});
+        assert!(one(member).unwrap_err().to_string().contains("user_id"));
+        let dropped = json!({"kind": "scope_key", "scope": "deploy", "agent_id": uuid::Uuid::now_v7().to_string(),
+                             "wrapped": "", "version": 2, "updated_at": 1, "origin": "calgary-01"});
+        assert!(one(dropped).is_ok(), "a dropped copy is empty");
+
         // Messages describe secrets by length only.
         let mut a = valid_agent();
         a["token_hash"] = json!(b64(31));

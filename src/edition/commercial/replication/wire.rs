@@ -19,6 +19,30 @@ mod b64 {
     }
 }
 
+/// Optional blobs: absent or `null` for none.
+mod b64_opt {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_str(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(s) => STANDARD
+                .decode(s)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Batch {
     /// The pushing POP's id.
@@ -39,12 +63,17 @@ pub struct Stamp {
     pub origin: String,
 }
 
+// A principal's row is the largest item; a batch holds at most a few thousand items, so the
+// padding of the others costs little, and boxing would change every construction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Item {
     Agent(AgentItem),
     ScopeKey(ScopeKeyItem),
     Entry(EntryItem),
+    Group(GroupItem),
+    GroupMember(GroupMemberItem),
 }
 
 impl Item {
@@ -53,13 +82,15 @@ impl Item {
             Item::Agent(a) => &a.stamp,
             Item::ScopeKey(k) => &k.stamp,
             Item::Entry(e) => &e.stamp,
+            Item::Group(g) => &g.stamp,
+            Item::GroupMember(m) => &m.stamp,
         }
     }
 
     /// Rough wire size, to keep batches well under the receiver's body limit.
     pub fn weight(&self) -> usize {
         match self {
-            Item::Agent(_) | Item::ScopeKey(_) => 512,
+            Item::Agent(_) | Item::ScopeKey(_) | Item::Group(_) | Item::GroupMember(_) => 512,
             Item::Entry(e) => {
                 256 + e.meta.len() * 4 / 3
                     + e.fields
@@ -85,6 +116,45 @@ pub struct AgentItem {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// `owner`, `user` or `agent` (absent from older senders: `owner` if `is_owner`, else
+    /// `agent`). Not `kind`, which names the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_kind: Option<String>,
+    /// Users: `admin` or `member`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_id: Option<String>,
+    #[serde(default, with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<Vec<u8>>,
+    /// Sealed under the principal's token: opens on no POP without it.
+    #[serde(default, with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub sealed_private_key: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<i64>,
+    #[serde(flatten)]
+    pub stamp: Stamp,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupItem {
+    pub id: String,
+    pub name: String,
+    /// A JSON array as stored.
+    pub scopes: String,
+    pub created_at: i64,
+    pub deleted: bool,
+    #[serde(flatten)]
+    pub stamp: Stamp,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupMemberItem {
+    pub group_id: String,
+    pub user_id: String,
+    pub deleted: bool,
     #[serde(flatten)]
     pub stamp: Stamp,
 }
@@ -93,6 +163,7 @@ pub struct AgentItem {
 pub struct ScopeKeyItem {
     pub scope: String,
     pub agent_id: String,
+    /// Empty: the holder's copy was dropped (it lost the scope).
     #[serde(with = "b64")]
     pub wrapped: Vec<u8>,
     #[serde(flatten)]

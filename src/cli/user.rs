@@ -1,0 +1,168 @@
+//! `clavitor user add|list|deactivate|activate`: people, for the owner and admins.
+
+use super::ClientOpts;
+use super::client::Client;
+use super::output::escape;
+use anyhow::{Result, anyhow, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user; prints its token once (give it to them: `clavitor login --token-file FILE`).
+    Add {
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// admin (manages members, groups and agents) or member.
+        #[arg(long, default_value = "member", value_parser = ["admin", "member"])]
+        role: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List users, their roles, state and groups.
+    List {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Deactivate a user (by id or name): its token and every agent it made stop at once.
+    Deactivate {
+        user: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Reactivate a user (by id or name); prints its new token once. Its agents stay revoked.
+    Activate {
+        user: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+pub(super) fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub(super) fn text<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
+    escape(v.as_str().unwrap_or(default))
+}
+
+/// A user given by id or name, as its id.
+pub(super) fn resolve_user(c: &Client, user: &str) -> Result<String> {
+    if uuid::Uuid::parse_str(user).is_ok() {
+        return Ok(user.to_owned());
+    }
+    let list = c.get("/v1/users")?;
+    list["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["name"].as_str() == Some(user))
+        .and_then(|u| u["id"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no user named {user:?}"))
+}
+
+fn print_with_token(out: &Value, what: &str) {
+    println!(
+        "{what} {} ({}, {})",
+        text(&out["name"], ""),
+        text(&out["role"], ""),
+        text(&out["id"], "")
+    );
+    println!("token (shown once):");
+    println!("{}", text(&out["token"], ""));
+}
+
+pub fn user(cmd: UserCmd) -> Result<()> {
+    match cmd {
+        UserCmd::Add {
+            name,
+            email,
+            role,
+            opts,
+        } => {
+            let c = Client::from_opts(&opts)?;
+            let body = json!({ "name": name, "email": email, "role": role });
+            let out = c
+                .call("POST", "/v1/users", Some(&body))?
+                .unwrap_or_default();
+            if opts.json {
+                print_json(&out);
+            } else {
+                print_with_token(&out, "user");
+            }
+        }
+        UserCmd::List { opts } => {
+            let c = Client::from_opts(&opts)?;
+            let list = c.get("/v1/users")?;
+            if opts.json {
+                print_json(&list);
+            } else {
+                println!(
+                    "{:<36}  {:<12}  {:<24}  {:<6}  {:<8}  GROUPS",
+                    "ID", "NAME", "EMAIL", "ROLE", "STATUS"
+                );
+                for u in list["users"].as_array().into_iter().flatten() {
+                    let groups = u["groups"].as_array().map_or(0, Vec::len);
+                    let status = if u["active"] == true {
+                        "active"
+                    } else {
+                        "inactive"
+                    };
+                    println!(
+                        "{:<36}  {:<12}  {:<24}  {:<6}  {:<8}  {groups}",
+                        text(&u["id"], ""),
+                        text(&u["name"], ""),
+                        text(&u["email"], ""),
+                        text(&u["role"], ""),
+                        status,
+                    );
+                }
+            }
+        }
+        UserCmd::Deactivate { user, opts } => {
+            let c = Client::from_opts(&opts)?;
+            let id = resolve_user(&c, &user)?;
+            let out = c
+                .call(
+                    "PATCH",
+                    &format!("/v1/users/{id}"),
+                    Some(&json!({"active": false})),
+                )?
+                .unwrap_or_default();
+            if opts.json {
+                print_json(&out);
+            } else {
+                println!(
+                    "deactivated {} ({}); its tokens and agents are refused from now on",
+                    text(&out["name"], ""),
+                    escape(&id)
+                );
+            }
+        }
+        UserCmd::Activate { user, opts } => {
+            let c = Client::from_opts(&opts)?;
+            let id = resolve_user(&c, &user)?;
+            let out = c
+                .call(
+                    "PATCH",
+                    &format!("/v1/users/{id}"),
+                    Some(&json!({"active": true})),
+                )?
+                .unwrap_or_default();
+            if out.get("token").is_none() {
+                bail!(
+                    "{} is active already; its token is unchanged",
+                    escape(&user)
+                );
+            }
+            if opts.json {
+                print_json(&out);
+            } else {
+                print_with_token(&out, "reactivated");
+            }
+        }
+    }
+    Ok(())
+}

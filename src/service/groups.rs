@@ -1,0 +1,188 @@
+//! Groups: the owner and admins create and delete them and add and remove members. Adding a
+//! member grants it (and the agents it made) the keys of the group's scopes, from the
+//! caller's own copies; removing one, or deleting the group, drops the copies of whoever is
+//! no longer entitled, in the same transaction.
+
+use super::entitlement::drop_unentitled;
+use super::keys::KeyRing;
+use super::{Caller, Error, Vault, from_store, require_admin};
+use crate::store::agents::{agents_created_by, get_principal};
+use crate::store::groups::{
+    self as rows, GroupRow, add_member, delete_group, get_group, insert_group, memberships,
+    remove_member,
+};
+use crate::store::{self};
+use crate::vault::{GroupId, GroupSpec, UserId};
+use rusqlite::Connection;
+
+#[derive(Debug)]
+pub struct GroupView {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub members: Vec<String>,
+    pub created_at: i64,
+}
+
+fn live_group(conn: &Connection, id: &GroupId) -> Result<GroupRow, Error> {
+    get_group(conn, id.as_str())?.ok_or_else(|| Error::GroupNotFound(id.to_string()))
+}
+
+/// A user that is not deleted (deactivated ones may be members).
+fn live_user(conn: &Connection, id: &UserId) -> Result<bool, Error> {
+    match get_principal(conn, id.as_str())? {
+        Some(r) if r.kind == "user" && r.revoked_at.is_none() => Ok(r.deactivated_at.is_none()),
+        _ => Err(Error::UserNotFound(id.to_string())),
+    }
+}
+
+impl Vault {
+    pub async fn create_group(&self, caller: &Caller, spec: GroupSpec) -> Result<GroupView, Error> {
+        require_admin(caller)?;
+        self.check_writable()?;
+        let row = GroupRow {
+            id: GroupId::generate().to_string(),
+            name: spec.name,
+            scopes: spec.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            created_at: store::now_ms(),
+        };
+        let event = caller.audit("group.create").target(row.id.clone());
+        let stored = row.clone();
+        self.store
+            .write(move |c| {
+                insert_group(c, &stored).map_err(from_store)?;
+                crate::audit::record(c, &event)?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(GroupView {
+            id: row.id,
+            name: row.name,
+            scopes: row.scopes,
+            members: Vec::new(),
+            created_at: row.created_at,
+        })
+    }
+
+    /// The owner and admins see every group; a user sees the groups it belongs to.
+    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, Error> {
+        let p = &caller.principal;
+        if !(p.is_admin() || p.is_user()) {
+            return Err(Error::NotAllowed(
+                "only the owner and users may list groups".into(),
+            ));
+        }
+        let (groups, members) = self
+            .store
+            .read(|c| {
+                store::snapshot(c, |c| Ok((rows::list_groups(c)?, memberships(c)?)))
+                    .map_err(Error::from)
+            })
+            .await?;
+        let me = p.id.as_str();
+        Ok(groups
+            .into_iter()
+            .map(|g| {
+                let m: Vec<String> = members
+                    .iter()
+                    .filter(|(gid, _)| *gid == g.id)
+                    .map(|(_, u)| u.clone())
+                    .collect();
+                GroupView {
+                    id: g.id,
+                    name: g.name,
+                    scopes: g.scopes,
+                    members: m,
+                    created_at: g.created_at,
+                }
+            })
+            .filter(|g| p.is_admin() || g.members.iter().any(|u| u == me))
+            .collect())
+    }
+
+    pub async fn delete_group(&self, caller: &Caller, id: GroupId) -> Result<(), Error> {
+        require_admin(caller)?;
+        self.check_writable()?;
+        let event = caller.audit("group.delete").target(id.to_string());
+        self.store
+            .write(move |c| {
+                live_group(c, &id)?;
+                delete_group(c, id.as_str()).map_err(from_store)?;
+                drop_unentitled(c)?;
+                crate::audit::record(c, &event)?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        self.reload_principals().await
+    }
+
+    /// Adds `user` to the group, granting it, and the agents it made, the keys of the
+    /// group's scopes that exist (the caller must hold each: 409 naming the scope otherwise,
+    /// and nothing changes). Returns false if it was a member already.
+    pub async fn add_group_member(
+        &self,
+        caller: &Caller,
+        group: GroupId,
+        user: UserId,
+    ) -> Result<bool, Error> {
+        require_admin(caller)?;
+        self.check_writable()?;
+        let caller_c = caller.clone();
+        let added = self
+            .store
+            .write(move |c| {
+                live_group(c, &group)?;
+                let active = live_user(c, &user)?;
+                if !add_member(c, group.as_str(), user.as_str())? {
+                    return Ok(false);
+                }
+                if active {
+                    let mut recipients = vec![user.as_str().to_owned()];
+                    recipients.extend(agents_created_by(c, user.as_str())?);
+                    KeyRing::new(&caller_c).grant_entitlements(c, &recipients)?;
+                }
+                crate::audit::record(
+                    c,
+                    &caller_c
+                        .audit("group.member.add")
+                        .target(group.as_str())
+                        .detail("user", user.as_str()),
+                )?;
+                Ok::<_, Error>(true)
+            })
+            .await?;
+        self.reload_principals().await?;
+        Ok(added)
+    }
+
+    /// Removes `user` from the group; its copies (and its agents') of keys it is no longer
+    /// entitled to are dropped in the same transaction. Returns false if it was no member.
+    pub async fn remove_group_member(
+        &self,
+        caller: &Caller,
+        group: GroupId,
+        user: UserId,
+    ) -> Result<bool, Error> {
+        require_admin(caller)?;
+        self.check_writable()?;
+        let event = caller
+            .audit("group.member.remove")
+            .target(group.to_string())
+            .detail("user", user.to_string());
+        let removed = self
+            .store
+            .write(move |c| {
+                live_group(c, &group)?;
+                live_user(c, &user)?;
+                if !remove_member(c, group.as_str(), user.as_str())? {
+                    return Ok(false);
+                }
+                drop_unentitled(c)?;
+                crate::audit::record(c, &event)?;
+                Ok::<_, Error>(true)
+            })
+            .await?;
+        self.reload_principals().await?;
+        Ok(removed)
+    }
+}
