@@ -26,6 +26,8 @@ pub struct ServeConfig {
     /// `owner.token` found in the data dir is moved (never inside the data dir). `None`: such a
     /// start is refused (the CLI passes `--owner-token-out` or its token file).
     pub owner_token_out: Option<PathBuf>,
+    /// How the audit trail runs: sync reads, retention, the low-disk alert.
+    pub audit: service::AuditOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +75,19 @@ impl Server {
         };
         let vault = Vault::open(opened.store, &opened.master).await?;
         drop(opened.master);
+        vault.configure_audit(&cfg.audit);
         let shutdown = CancellationToken::new();
         let edition = edition::start(configured, vault.clone(), shutdown.clone()).await?;
+        let alert: service::DiskAlert = {
+            let edition = edition.clone();
+            Arc::new(move |kind, message, details| edition.alert_operator(kind, message, details))
+        };
+        tokio::spawn(vault.clone().run_audit_upkeep(
+            cfg.audit.clone(),
+            cfg.data_dir.clone(),
+            alert,
+            shutdown.clone(),
+        ));
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|error| Error::Bind {
@@ -136,6 +149,8 @@ impl Server {
                 Ok(())
             }
         };
+        // Denials still counted for the trail go in before the store closes.
+        vault.flush_audit().await;
         vault.store().close().await;
         drop(lock);
         result

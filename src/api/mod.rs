@@ -4,6 +4,7 @@
 //! call the service, map the result.
 
 mod agents;
+mod audit;
 mod bulk;
 mod dto;
 mod entries;
@@ -49,9 +50,14 @@ pub fn router(state: AppState) -> Router {
         .merge(bulk::routes())
         .merge(agents::routes())
         .merge(owner::routes())
-        .with_state(state);
+        .merge(audit::routes())
+        .with_state(state.clone());
     edition
         .extend_router(api)
+        .layer(middleware::from_fn_with_state(
+            state.vault.clone(),
+            audit::gate,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

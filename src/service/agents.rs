@@ -55,9 +55,15 @@ impl Vault {
         let owner_token = caller.token.clone();
         let agent_token = token.clone();
         let stored = row.clone();
+        let event = caller
+            .audit("agent.create")
+            .target(row.id.as_str())
+            .detail("name", row.name.as_str())
+            .detail("scopes", row.scopes.join(","));
         self.store
             .write(move |c| {
                 insert_agent(c, &stored)?;
+                crate::audit::record(c, &event)?;
                 // Every scope an agent holds gets a key now, so a credential field written to
                 // that scope later is readable by this agent without its token being present.
                 for scope in &stored.scopes {
@@ -89,6 +95,7 @@ impl Vault {
     pub async fn list_agents(&self, caller: &Caller) -> Result<Vec<AgentView>, Error> {
         require_owner(caller)?;
         let rows = self.store.read(list_agents).await?;
+        self.record_read(caller.audit("agent.list")).await?;
         Ok(rows
             .into_iter()
             .filter(|r| !r.is_owner)
@@ -109,13 +116,16 @@ impl Vault {
         require_owner(caller)?;
         self.check_writable()?;
         let key = id.to_string();
+        let event = caller.audit("agent.revoke").target(id.as_str());
         self.store
             .write(move |c| {
                 revoke_agent(c, &key).map_err(|e| match e {
                     store::Error::NotFound => Error::AgentNotFound(key.clone()),
                     store::Error::Rejected(m) => Error::Refused(m),
                     e => e.into(),
-                })
+                })?;
+                crate::audit::record(c, &event)?;
+                Ok::<_, Error>(())
             })
             .await?;
         self.principals.remove(&id);

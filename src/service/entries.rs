@@ -147,6 +147,16 @@ fn scope_held_elsewhere(scope: &str, holders: &[(String, bool)]) -> String {
     )
 }
 
+/// A draft's field names, for its audit event (names only, never values).
+fn field_names(draft: &EntryDraft) -> String {
+    draft
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn seal_meta(sealer: &Sealer, id: &str, d: &EntryDraft) -> Result<Vec<u8>, Error> {
     let meta = Zeroizing::new(
         serde_json::to_vec(&SealedMeta {
@@ -222,6 +232,10 @@ impl Vault {
         let sealer = self.sealer.clone();
         let owner = caller.principal.id.clone();
         let token = caller.token.clone();
+        // One event per entry, also in a bulk write (with the request's size), so the trail of
+        // an entry does not depend on how it was created.
+        let event = caller.audit("entry.create");
+        let bulk = drafts.len();
         self.store
             .write(move |c| {
                 let mut keys = ScopeKeys::default();
@@ -232,6 +246,11 @@ impl Vault {
                     let fields =
                         seal_fields(c, &sealer, &owner, &token, &mut keys, id.as_str(), draft)?;
                     let written = rows::insert_entry(c, id.as_str(), &meta, &fields)?;
+                    let mut e = event.clone().target(id.as_str());
+                    if bulk > 1 {
+                        e = e.detail("bulk", bulk.to_string());
+                    }
+                    crate::audit::record(c, &e.detail("fields", field_names(draft)))?;
                     created.push((id, written));
                 }
                 Ok::<_, Error>(created)
@@ -250,16 +269,23 @@ impl Vault {
         let sealer = self.sealer.clone();
         let owner = caller.principal.id.clone();
         let token = caller.token.clone();
+        let event = caller
+            .audit("entry.update")
+            .target(id.as_str())
+            .detail("fields", field_names(&draft));
         self.store
             .write(move |c| {
                 let meta = seal_meta(&sealer, id.as_str(), &draft)?;
                 let mut keys = ScopeKeys::default();
                 let fields =
                     seal_fields(c, &sealer, &owner, &token, &mut keys, id.as_str(), &draft)?;
-                rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
-                    store::Error::NotFound => Error::EntryNotFound(id.to_string()),
-                    e => e.into(),
-                })
+                let written =
+                    rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
+                        store::Error::NotFound => Error::EntryNotFound(id.to_string()),
+                        e => e.into(),
+                    })?;
+                crate::audit::record(c, &event)?;
+                Ok(written)
             })
             .await
     }
@@ -267,12 +293,15 @@ impl Vault {
     pub async fn delete_entry(&self, caller: &Caller, id: EntryId) -> Result<Written, Error> {
         require_owner(caller)?;
         self.check_writable()?;
+        let event = caller.audit("entry.delete").target(id.as_str());
         self.store
             .write(move |c| {
-                rows::delete_entry(c, id.as_str()).map_err(|e| match e {
+                let written = rows::delete_entry(c, id.as_str()).map_err(|e| match e {
                     store::Error::NotFound => Error::EntryNotFound(id.to_string()),
                     e => e.into(),
-                })
+                })?;
+                crate::audit::record(c, &event)?;
+                Ok(written)
             })
             .await
     }
@@ -286,13 +315,17 @@ impl Vault {
             if caller.principal.is_owner {
                 Error::EntryNotFound(id.to_string())
             } else {
+                caller.denied(crate::audit::Denial::NotReadable);
                 Error::EntryNotReadable(id.to_string())
             }
         };
-        match row {
+        let found = match row {
             Some(row) => view(&self.sealer, row, caller)?.ok_or_else(not_found),
             None => Err(not_found()),
-        }
+        }?;
+        self.record_read(caller.audit("entry.read").target(id.as_str()))
+            .await?;
+        Ok(found)
     }
 
     pub async fn list_entries(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
@@ -303,6 +336,12 @@ impl Vault {
                 out.push(v);
             }
         }
+        self.record_read(
+            caller
+                .audit("entry.list")
+                .detail("count", out.len().to_string()),
+        )
+        .await?;
         Ok(out)
     }
 
@@ -324,7 +363,10 @@ impl Vault {
         };
         let row = match self.stored_field(&id, &name).await? {
             StoredField::Row(row) if p.may_read_scope(row.meta.scope.as_deref()) => row,
-            _ if !p.is_owner => return Err(not_readable(&id, name)),
+            _ if !p.is_owner => {
+                caller.denied(crate::audit::Denial::NotReadable);
+                return Err(not_readable(&id, name));
+            }
             StoredField::NoEntry => return Err(Error::EntryNotFound(id.to_string())),
             StoredField::NoField | StoredField::Row(_) => {
                 return Err(Error::FieldNotFound {
@@ -355,6 +397,15 @@ impl Vault {
         };
         let value = String::from_utf8(plain.to_vec())
             .map_err(|_| store::Error::Corrupt("field value is not UTF-8".into()))?;
+        // With --audit-sync, the value leaves only once this is on disk.
+        self.record_read(
+            caller
+                .audit("field.read")
+                .target(id.as_str())
+                .detail("field", name.as_str())
+                .detail("tier", tier.as_str()),
+        )
+        .await?;
         Ok(FieldView {
             name,
             value: Zeroizing::new(value),

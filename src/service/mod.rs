@@ -6,6 +6,7 @@
 //! - Plaintext exists only between a request and the crypto call; nothing here logs values.
 
 mod agents;
+mod audit;
 mod auth;
 mod entries;
 mod key_check;
@@ -14,6 +15,7 @@ mod read_cache;
 mod replicated;
 
 pub use agents::{AgentCreated, AgentView};
+pub use audit::{AuditOptions, AuditPage, DiskAlert, MAX_PAGE as AUDIT_MAX_PAGE};
 pub use auth::{Caller, Principal};
 pub use entries::{EntryView, FieldView};
 pub use key_check::{check_master_key, seal_key_check};
@@ -70,6 +72,12 @@ pub enum Error {
     Store(store::Error),
     #[error("stored data could not be decrypted: {0}")]
     Crypto(crypto::Error),
+    /// The audit trail cannot be written (e.g. the disk is full): nothing is served until it
+    /// can, so nothing happens unrecorded.
+    #[error(
+        "the audit trail cannot be written (e.g. the disk is full), so this vault refuses requests until it can; the operator has been alerted"
+    )]
+    AuditUnavailable,
 }
 
 impl From<Invalid> for Error {
@@ -97,6 +105,8 @@ pub struct Vault {
     principals: Principals,
     reads: ReadCache,
     writable: AtomicBool,
+    trail: Arc<crate::audit::Trail>,
+    audit_key: crypto::AuditKey,
 }
 
 impl std::fmt::Debug for Vault {
@@ -107,12 +117,16 @@ impl std::fmt::Debug for Vault {
 
 impl Vault {
     pub async fn open(store: Store, master: &MasterKey) -> Result<Arc<Self>, Error> {
+        let audit_key = master.audit_key();
+        store.set_audit_key(audit_key.clone());
         let vault = Arc::new(Self {
+            trail: Arc::new(crate::audit::Trail::new(store.clone())),
             store,
             sealer: master.vault_sealer(),
             principals: Principals::default(),
             reads: ReadCache::default(),
             writable: AtomicBool::new(true),
+            audit_key,
         });
         vault.reload_principals().await?;
         Ok(vault)
@@ -142,10 +156,41 @@ impl Vault {
         }
     }
 
+    /// The caller presenting `bearer` from `ip`. Refused outright while the audit trail cannot
+    /// be written; a refusal is counted for the trail (one event per address and minute).
     pub fn authenticate(&self, bearer: Option<&str>, ip: IpAddr) -> Result<Caller, Error> {
-        let token = bearer.ok_or(Error::MissingToken)?;
-        self.principals
-            .authenticate(Token::from_text(token), ip, store::now_ms())
+        if !self.trail.available() {
+            return Err(Error::AuditUnavailable);
+        }
+        let now = store::now_ms();
+        let found = match bearer {
+            None => Err((Error::MissingToken, None)),
+            Some(token) => self
+                .principals
+                .authenticate_as(Token::from_text(token), ip, now),
+        };
+        match found {
+            Ok(mut caller) => {
+                caller.trail = Some(self.trail.clone());
+                Ok(caller)
+            }
+            Err((e, who)) => {
+                use crate::audit::Denial;
+                let why = match &e {
+                    Error::MissingToken => Some(Denial::MissingToken),
+                    Error::InvalidToken => Some(Denial::InvalidToken),
+                    Error::TokenExpired => Some(Denial::TokenExpired),
+                    Error::IpNotAllowed(_) => Some(Denial::IpNotAllowed),
+                    Error::RateLimited { .. } => Some(Denial::RateLimited),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    self.trail
+                        .denied(ip, why, who.as_ref().map(AgentId::as_str), now);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Creates the owner row for a fresh vault (a primary's or a standalone's: a backup gets
@@ -185,6 +230,7 @@ fn require_owner(caller: &Caller) -> Result<(), Error> {
     if caller.principal.is_owner {
         Ok(())
     } else {
+        caller.denied(crate::audit::Denial::Forbidden);
         Err(Error::OwnerOnly)
     }
 }

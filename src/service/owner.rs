@@ -107,9 +107,14 @@ impl Vault {
         self.check_writable()?;
         let owner = caller.principal.id.clone();
         let (old, next) = (caller.token.clone(), new.clone());
+        let event = caller.audit("owner.rotate").target(owner.as_str());
         let row = self
             .store
-            .write(move |c| rotate_rows(c, &owner, &old, &next))
+            .write(move |c| {
+                let row = rotate_rows(c, &owner, &old, &next)?;
+                crate::audit::record(c, &event)?;
+                Ok::<_, Error>(row)
+            })
             .await?;
         self.principals.replace(&row);
         Ok(new)

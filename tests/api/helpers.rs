@@ -60,6 +60,7 @@ pub fn config(dir: &Path, serving: &Serving, data_dir: PathBuf) -> ServeConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         edition: serving.flags(),
         owner_token_out: Some(dir.join("owner.token")),
+        audit: Default::default(),
     }
 }
 
