@@ -46,7 +46,8 @@ struct Walk<'a> {
     key: &'a AuditKey,
     signed: Option<SignedHead>,
     kept: Option<&'a SignedHead>,
-    /// Events past the signed head are a tail still to be covered, not an insertion.
+    /// A copy of another POP's chain: it starts at the first event received, and events past
+    /// the signed head are a tail still to be covered, not an insertion.
     tail_allowed: bool,
     expected: i64,
     prev: [u8; 32],
@@ -72,6 +73,11 @@ impl Walk<'_> {
     }
 
     fn step(&mut self, e: StoredEvent) -> Result<(), Error> {
+        if self.tail_allowed && self.events == 0 {
+            // A copy verifies from the first event it received.
+            self.expected = e.seq;
+            self.prev = e.prev_hash.as_slice().try_into().unwrap_or(GENESIS);
+        }
         let Some(head) = self.signed.as_ref().map(|s| s.head) else {
             if self.tail_allowed {
                 return self.next(e);

@@ -67,7 +67,9 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
     match a.cmd {
         None => list(&a.opts, a.follow, a.actor, a.action).map(|()| ExitCode::SUCCESS),
         Some(AuditCmd::Head) => head(&a.opts).map(|()| ExitCode::SUCCESS),
-        Some(AuditCmd::Verify { data_dir, head }) => verify(&data_dir, head.as_deref(), a.opts.json),
+        Some(AuditCmd::Verify { data_dir, head }) => {
+            verify(&data_dir, head.as_deref(), a.opts.json)
+        }
     }
 }
 
@@ -96,7 +98,10 @@ fn list(o: &ClientOpts, follow: bool, actor: Option<String>, action: Option<Stri
     let mut after = String::from("0");
     let mut out = std::io::stdout().lock();
     loop {
-        let page = client.get(&format!("/v1/audit?after={}&limit={PAGE}{filter}", encode(&after)))?;
+        let page = client.get(&format!(
+            "/v1/audit?after={}&limit={PAGE}{filter}",
+            encode(&after)
+        ))?;
         let events = page["events"].as_array().cloned().unwrap_or_default();
         for e in &events {
             if o.json {
@@ -223,7 +228,12 @@ fn verify(dir: &Path, kept: Option<&str>, json: bool) -> Result<ExitCode> {
     let key_path = dir.join(KEY_FILE);
     let raw = files::read_private(&key_path)?;
     let key = MasterKey::from_bytes(&raw)
-        .with_context(|| format!("{}: not a master key (expected 32 bytes)", key_path.display()))?
+        .with_context(|| {
+            format!(
+                "{}: not a master key (expected 32 bytes)",
+                key_path.display()
+            )
+        })?
         .audit_key();
     drop(raw);
     // Read-write without create, so a WAL left by a crash is read as SQLite would; nothing is
@@ -247,7 +257,10 @@ fn verify(dir: &Path, kept: Option<&str>, json: bool) -> Result<ExitCode> {
     match verify_all(&conn, &key, kept.as_ref()) {
         Ok(reports) => {
             if json {
-                println!("{}", json!({ "intact": true, "chains": reports.iter().map(report_json).collect::<Vec<_>>() }));
+                println!(
+                    "{}",
+                    json!({ "intact": true, "chains": reports.iter().map(report_json).collect::<Vec<_>>() })
+                );
             } else {
                 for r in &reports {
                     println!("{}", report_line(r));

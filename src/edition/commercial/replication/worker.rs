@@ -3,8 +3,8 @@
 use super::super::Live;
 use super::super::config::PopRole;
 use super::Status;
-use super::rows;
 use super::wire::{Ack, Batch, Item};
+use super::{audit, rows};
 use crate::edition::Edition;
 use crate::store::{self, Store, now_ms};
 use futures_util::StreamExt;
@@ -21,6 +21,9 @@ pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 const IN_FLIGHT: usize = 4;
 const SLOW_RETRY_MIN: Duration = Duration::from_secs(1);
 const SLOW_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Audit events are sent at least this often (reads commit no data, so wake nothing).
+const AUDIT_EVERY: Duration = Duration::from_secs(1);
+const AUDIT_BATCHES_PER_DRAIN: usize = 8;
 
 pub struct Worker {
     pub edition: Arc<dyn Edition>,
@@ -30,6 +33,9 @@ pub struct Worker {
     /// Poked on SIGHUP, so a POP promoted to primary starts pushing at once.
     pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
+    /// When audit events were last sent: under read load there are always new ones, and
+    /// each send's bookkeeping commit wakes the loop again.
+    pub last_audit: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 pub fn spawn(w: Worker) {
@@ -72,6 +78,7 @@ async fn run(w: Worker) {
             r = commits.changed() => if r.is_err() { return },
             () = w.wake.notified() => {}
             () = tokio::time::sleep(retry), if slow_retry.is_some() => {}
+            () = tokio::time::sleep(AUDIT_EVERY), if slow_retry.is_none() => {}
             () = w.shutdown.cancelled() => return,
         }
     }
@@ -122,6 +129,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                     origin: live.config.pop_id.clone(),
                     items: collected.items,
                     watermark: Some(collected.watermark),
+                    audit: Vec::new(),
+                    audit_head: None,
                 };
                 outstanding.push(push(
                     w,
@@ -145,6 +154,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                         origin: live.config.pop_id.clone(),
                         items: Vec::new(),
                         watermark: Some(collected.watermark),
+                        audit: Vec::new(),
+                        audit_head: None,
                     };
                     let ack = send(
                         client,
@@ -158,7 +169,7 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                     w.status
                         .told(ack.applied_watermark.unwrap_or(collected.watermark));
                 }
-                return Ok(());
+                return push_audit(w, client, &url, backup.token.expose(), live).await;
             }
         }
         // Full, or waiting for earlier batches before one that must travel alone.
@@ -173,6 +184,64 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
             None => barrier = false,
         }
     }
+}
+
+/// Sends this POP's audit events the backup does not hold yet, in order, once the data is
+/// across (see `audit`). Bounded per drain, so a long trail does not hold data back.
+async fn push_audit(
+    w: &Worker,
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    live: &Live,
+) -> Result<(), String> {
+    {
+        let mut last = w.last_audit.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < AUDIT_EVERY) {
+            return Ok(());
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    for _ in 0..AUDIT_BATCHES_PER_DRAIN {
+        let (items, head) = w
+            .store
+            .read(|c| {
+                let after = audit::acked(c)?;
+                audit::collect(c, after)
+            })
+            .await
+            .map_err(|e: store::Error| e.to_string())?;
+        let Some(last) = items.last().map(|i| i.seq) else {
+            return Ok(());
+        };
+        let full = items.len() >= audit::BATCH_EVENTS;
+        let batch = Batch {
+            origin: live.config.pop_id.clone(),
+            items: Vec::new(),
+            watermark: None,
+            audit: items,
+            audit_head: head,
+        };
+        let ack = send(
+            client,
+            url,
+            token,
+            &batch,
+            live.config.max_retries,
+            &w.shutdown,
+        )
+        .await?;
+        // An older backup ignores the events: take them as delivered rather than resend forever.
+        let held = ack.audit_seq.unwrap_or(last);
+        w.store
+            .write(move |c| audit::set_acked(c, held))
+            .await
+            .map_err(|e: store::Error| e.to_string())?;
+        if !full || held < last {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn entry_id(item: &Item) -> Option<String> {
