@@ -12,8 +12,8 @@ use super::hex;
 use crate::crypto::AuditKey;
 use crate::store::Error;
 use crate::store::audit::{
-    COLUMNS, GENESIS, Head, SignedHead, StoredEvent, canonical, chain_hash, for_each, from_row,
-    signed_head,
+    COLUMNS, GENESIS, Head, HeadRow, SignedHead, StoredEvent, canonical, chain_hash, for_each,
+    from_row, head_row, signed_head, signed_head_of,
 };
 use rusqlite::{Connection, OptionalExtension};
 
@@ -355,36 +355,11 @@ fn peer_head(conn: &Connection, origin: &str) -> Result<Option<SignedHead>, Erro
     if !table_exists(conn, "audit_peer_head")? {
         return Ok(None);
     }
-    let row: Option<(i64, Vec<u8>, i64, Vec<u8>, i64, Vec<u8>)> = conn
+    let row: Option<HeadRow> = conn
         .prepare(
             "SELECT anchor_seq, anchor_prev, seq, hash, time, mac FROM audit_peer_head WHERE origin = ?1",
         )?
-        .query_row([origin], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
+        .query_row([origin], head_row)
         .optional()?;
-    let Some((anchor_seq, anchor_prev, seq, hash, time, mac)) = row else {
-        return Ok(None);
-    };
-    let b32 = |v: Vec<u8>| -> Result<[u8; 32], Error> {
-        v.try_into()
-            .map_err(|_| Error::Corrupt("a peer head hash is not 32 bytes".into()))
-    };
-    Ok(Some(SignedHead {
-        head: Head {
-            anchor_seq,
-            anchor_prev: b32(anchor_prev)?,
-            seq,
-            hash: b32(hash)?,
-        },
-        time,
-        mac,
-    }))
+    row.map(signed_head_of).transpose()
 }

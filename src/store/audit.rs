@@ -304,25 +304,34 @@ pub(super) fn write_head(conn: &Connection, head: &Head, mac: &[u8]) -> Result<(
 }
 
 pub fn signed_head(conn: &Connection) -> Result<Option<SignedHead>, Error> {
-    let row: Option<(i64, Vec<u8>, i64, Vec<u8>, i64, Vec<u8>)> = conn
+    let row: Option<HeadRow> = conn
         .prepare_cached(
             "SELECT anchor_seq, anchor_prev, seq, hash, time, mac FROM audit_head WHERE id = 1",
         )?
-        .query_row([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
+        .query_row([], head_row)
         .optional()?;
-    let Some((anchor_seq, anchor_prev, seq, hash, time, mac)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(SignedHead {
+    row.map(signed_head_of).transpose()
+}
+
+/// `anchor_seq, anchor_prev, seq, hash, time, mac`, as a head row holds them.
+pub type HeadRow = (i64, Vec<u8>, i64, Vec<u8>, i64, Vec<u8>);
+
+/// Reads a row of `SELECT anchor_seq, anchor_prev, seq, hash, time, mac`.
+pub fn head_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HeadRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+pub fn signed_head_of(
+    (anchor_seq, anchor_prev, seq, hash, time, mac): HeadRow,
+) -> Result<SignedHead, Error> {
+    Ok(SignedHead {
         head: Head {
             anchor_seq,
             anchor_prev: blob32(anchor_prev, "head anchor")?,
@@ -331,7 +340,7 @@ pub fn signed_head(conn: &Connection) -> Result<Option<SignedHead>, Error> {
         },
         time,
         mac,
-    }))
+    })
 }
 
 /// The columns of `audit` (and of a table shaped like it) in [`StoredEvent`] order.

@@ -70,6 +70,9 @@ pub(super) struct AuditMsg {
     pub done: Option<oneshot::Sender<Result<(), Error>>>,
 }
 
+/// A change-free event's waiter, and the error of its own append if it failed.
+type Waiter = (oneshot::Sender<Result<(), Error>>, Option<Error>);
+
 pub(super) enum Msg {
     Job(Job),
     Audit(AuditMsg),
@@ -334,7 +337,7 @@ pub(super) fn run_batch(
         }
     }
     // Change-free events: left for the next transaction if this one was abandoned.
-    let mut waiting: Vec<(oneshot::Sender<Result<(), Error>>, Option<Error>)> = Vec::new();
+    let mut waiting: Vec<Waiter> = Vec::new();
     if abandoned.is_none() && !audits.is_empty() {
         let own = append_change_free(conn, audits);
         let n = audits.len();
