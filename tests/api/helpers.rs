@@ -6,6 +6,7 @@
 
 use crate::edition::Serving;
 use clavitor::server::{ServeConfig, Server};
+use clavitor::service::AuditOptions;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 use std::future::Future;
@@ -40,10 +41,15 @@ pub struct StoppedApp {
 /// Starts a fresh vault of this build's edition (see `edition.rs`): new temp dir, new
 /// database, new owner.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AuditOptions::default()).await
+}
+
+/// [`spawn_app`] with the audit trail run as `audit` says (e.g. `--audit-sync`).
+pub async fn spawn_app_with(audit: AuditOptions) -> TestApp {
     let dir = tempfile::tempdir().expect("create temp dir");
     let data_dir = dir.path().join("data");
     let serving = Serving::new(dir.path());
-    let (app, token) = start_on(dir, serving, data_dir).await;
+    let (app, token) = start_on(dir, serving, data_dir, audit).await;
     let token = token.expect("a fresh data dir creates an owner token");
     TestApp {
         owner_token: token,
@@ -64,8 +70,16 @@ pub fn config(dir: &Path, serving: &Serving, data_dir: PathBuf) -> ServeConfig {
     }
 }
 
-async fn start_on(dir: TempDir, serving: Serving, data_dir: PathBuf) -> (TestApp, Option<String>) {
-    let server = Server::build(config(dir.path(), &serving, data_dir))
+async fn start_on(
+    dir: TempDir,
+    serving: Serving,
+    data_dir: PathBuf,
+    audit: AuditOptions,
+) -> (TestApp, Option<String>) {
+    let server = Server::build(ServeConfig {
+        audit,
+        ..config(dir.path(), &serving, data_dir)
+    })
         .await
         .expect("server builds on a temp dir");
     let token = server
@@ -108,7 +122,7 @@ impl StoppedApp {
     /// Starts the server again on the same data dir (a new port).
     pub async fn start(self) -> TestApp {
         let data_dir = self.data_dir();
-        let (app, token) = start_on(self.dir, self.serving, data_dir).await;
+        let (app, token) = start_on(self.dir, self.serving, data_dir, AuditOptions::default()).await;
         assert!(
             token.is_none(),
             "restarting on an existing vault must not create a new owner"
