@@ -121,10 +121,13 @@ async fn every_action_is_recorded_with_its_actor_and_never_a_secret() {
     let res = app.put_entry(&old_owner, &id, &entry(&vault_value_2)).await;
     assert_eq!(res.status(), StatusCode::OK);
     let bulk = json_ok_created(
-        send(app.owner(Method::POST, "/v1/entries/bulk").json(&json!({"entries": [
-            {"title": "b1", "fields": [{"name": "pin", "value": bulk_value}]},
-            {"title": "b2", "fields": [{"name": "pin", "value": bulk_value}]},
-        ]})))
+        send(
+            app.owner(Method::POST, "/v1/entries/bulk")
+                .json(&json!({"entries": [
+                    {"title": "b1", "fields": [{"name": "pin", "value": bulk_value}]},
+                    {"title": "b2", "fields": [{"name": "pin", "value": bulk_value}]},
+                ]})),
+        )
         .await,
     )
     .await;
@@ -197,7 +200,11 @@ async fn every_action_is_recorded_with_its_actor_and_never_a_secret() {
         assert_by(e, "owner", &owner_id);
         assert_eq!(e["details"]["bulk"], "2", "{e}");
     }
-    assert_by(one(&events, "entry.delete", &bulk_ids[1]), "owner", &owner_id);
+    assert_by(
+        one(&events, "entry.delete", &bulk_ids[1]),
+        "owner",
+        &owner_id,
+    );
     let e = one(&events, "agent.create", &agent_id);
     assert_by(e, "owner", &owner_id);
     assert_eq!(e["details"]["name"], "reader");
@@ -347,7 +354,11 @@ async fn the_cursor_pages_through_the_trail_and_only_the_owner_reads_it() {
         .collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
     assert_eq!(page["next"], "10");
-    let page = json_ok(app.get("/v1/audit?after=10&limit=10", &app.owner_token).await).await;
+    let page = json_ok(
+        app.get("/v1/audit?after=10&limit=10", &app.owner_token)
+            .await,
+    )
+    .await;
     assert_eq!(page["events"][0]["seq"], 11);
     assert_eq!(page["next"], "20");
 
@@ -377,7 +388,10 @@ async fn the_cursor_pages_through_the_trail_and_only_the_owner_reads_it() {
     )
     .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 25);
-    let owner_id = page["events"][0]["actor"]["id"].as_str().unwrap().to_owned();
+    let owner_id = page["events"][0]["actor"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let page = json_ok(
         app.get(&format!("/v1/audit?actor={owner_id}"), &app.owner_token)
             .await,
@@ -408,7 +422,12 @@ async fn the_cursor_pages_through_the_trail_and_only_the_owner_reads_it() {
         .create_agent(&json!({"name": "nosy", "scopes": ["x"]}))
         .await;
     for path in ["/v1/audit", "/v1/audit/head"] {
-        assert_error(app.get(path, &agent).await, StatusCode::FORBIDDEN, "owner_only").await;
+        assert_error(
+            app.get(path, &agent).await,
+            StatusCode::FORBIDDEN,
+            "owner_only",
+        )
+        .await;
         assert_error(
             send(app.client.get(app.url(path))).await,
             StatusCode::UNAUTHORIZED,

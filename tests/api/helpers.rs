@@ -80,8 +80,8 @@ async fn start_on(
         audit,
         ..config(dir.path(), &serving, data_dir)
     })
-        .await
-        .expect("server builds on a temp dir");
+    .await
+    .expect("server builds on a temp dir");
     let token = server
         .new_owner_token
         .as_ref()
@@ -122,7 +122,8 @@ impl StoppedApp {
     /// Starts the server again on the same data dir (a new port).
     pub async fn start(self) -> TestApp {
         let data_dir = self.data_dir();
-        let (app, token) = start_on(self.dir, self.serving, data_dir, AuditOptions::default()).await;
+        let (app, token) =
+            start_on(self.dir, self.serving, data_dir, AuditOptions::default()).await;
         assert!(
             token.is_none(),
             "restarting on an existing vault must not create a new owner"
