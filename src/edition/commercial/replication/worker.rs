@@ -56,6 +56,11 @@ async fn run(w: Worker) {
                         alerted = false;
                     }
                     slow_retry = None;
+                    // The trail follows the data, and never holds it back: a failure here is
+                    // retried with the next round.
+                    if let Err(e) = push_audit(&w, &live).await {
+                        tracing::warn!(error = %e, "audit events not sent to the backup; retried");
+                    }
                 }
                 Err(e) => {
                     w.status.failed(now_ms(), e.clone());
@@ -169,7 +174,7 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                     w.status
                         .told(ack.applied_watermark.unwrap_or(collected.watermark));
                 }
-                return push_audit(w, client, &url, backup.token.expose(), live).await;
+                return Ok(());
             }
         }
         // Full, or waiting for earlier batches before one that must travel alone.
@@ -186,15 +191,21 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
     }
 }
 
-/// Sends this POP's audit events the backup does not hold yet, in order, once the data is
-/// across (see `audit`). Bounded per drain, so a long trail does not hold data back.
-async fn push_audit(
-    w: &Worker,
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    live: &Live,
-) -> Result<(), String> {
+/// Sends this POP's audit events the backup does not hold yet, in order, after a drain that
+/// got the data across (see `audit`). Bounded per round, so a long trail does not hold data
+/// back.
+async fn push_audit(w: &Worker, live: &Live) -> Result<(), String> {
+    let PopRole::Primary { backup } = &live.config.role else {
+        return Ok(());
+    };
+    let Some(client) = live.backup_client.as_ref() else {
+        return Err("no client for the backup".into());
+    };
+    let url = format!(
+        "{}/v1/replication/batch",
+        backup.url.as_str().trim_end_matches('/')
+    );
+    let token = backup.token.expose();
     {
         let mut last = w.last_audit.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|t| t.elapsed() < AUDIT_EVERY) {
@@ -224,7 +235,7 @@ async fn push_audit(
         };
         let ack = send(
             client,
-            url,
+            &url,
             token,
             &batch,
             live.config.max_retries,
