@@ -132,6 +132,16 @@ impl Vault {
         shutdown: CancellationToken,
     ) {
         self.check_tail(&alert).await;
+        if !opts.reads {
+            // Visible where it matters: in the trail itself.
+            tracing::warn!(
+                "reads are not recorded in the audit trail (a benchmark's reference run)"
+            );
+            let off = Event::new(Actor::system(), "audit.reads_off");
+            if let Err(e) = self.trail.record_now(off).await {
+                tracing::error!(error = %e, "cannot record that reads are not recorded");
+            }
+        }
         let mut down_since: Option<Instant> = None;
         let mut last_flush = Instant::now();
         let mut last_disk: Option<Instant> = None;

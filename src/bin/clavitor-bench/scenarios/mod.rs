@@ -68,6 +68,8 @@ pub struct Ctx {
     /// Runs the load generator (deliberately small: it shares the CPUs with the server).
     pub rt: tokio::runtime::Runtime,
     pub clavitor: PathBuf,
+    /// `--reference-clavitor`: another build measured beside `clavitor` (reads, writes).
+    pub reference: Option<PathBuf>,
     pub scratch: TempDir,
     /// A data dir with real content left by an earlier scenario, for the ones that want one.
     pub populated_vault: Option<PathBuf>,
@@ -105,8 +107,19 @@ impl Ctx {
     /// `clavitor serve --data-dir DATA_DIR --listen 127.0.0.1:0`; an empty dir gets a new vault.
     /// A Commercial build adds a config for a primary whose backup never answers.
     pub fn start_clavitor(&self, data_dir: &Path) -> Result<ServerProcess> {
-        #[cfg_attr(not(feature = "commercial"), expect(unused_mut))]
-        let mut cmd = proc::serve_command(&self.clavitor, data_dir, "127.0.0.1:0");
+        self.start_build(&self.clavitor.clone(), data_dir, &[])
+    }
+
+    /// [`Ctx::start_clavitor`] with another binary (the reference build) and extra `serve`
+    /// flags (e.g. `--audit-sync`).
+    pub fn start_build(
+        &self,
+        clavitor: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<ServerProcess> {
+        let mut cmd = proc::serve_command(clavitor, data_dir, "127.0.0.1:0");
+        cmd.args(extra);
         #[cfg(feature = "commercial")]
         cmd.arg("--replication-config")
             .arg(&self.pop.standalone_config);
