@@ -222,7 +222,8 @@ async fn push_audit(w: &Worker, live: &Live) -> Result<(), String> {
             })
             .await
             .map_err(|e: store::Error| e.to_string())?;
-        let Some(last) = items.last().map(|i| i.seq) else {
+        let (Some(first), Some(last)) = (items.first().map(|i| i.seq), items.last().map(|i| i.seq))
+        else {
             return Ok(());
         };
         let full = items.len() >= audit::BATCH_EVENTS;
@@ -244,6 +245,11 @@ async fn push_audit(w: &Worker, live: &Live) -> Result<(), String> {
         .await?;
         // An older backup ignores the events: take them as delivered rather than resend forever.
         let held = ack.audit_seq.unwrap_or(last);
+        if held + 1 < first {
+            return Err(format!(
+                "the backup holds this POP's audit events up to {held}, and the oldest one kept here is {first}: the events between were deleted by retention before the backup had them"
+            ));
+        }
         w.store
             .write(move |c| audit::set_acked(c, held))
             .await
