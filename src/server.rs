@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub max_connections: Option<usize>,
     /// How long a connection may have no request in flight (tests shorten it).
     pub idle_timeout: Duration,
+    /// How the audit trail runs: sync reads, retention, the low-disk alert.
+    pub audit: service::AuditOptions,
 }
 
 impl Default for ServeConfig {
@@ -45,6 +47,7 @@ impl Default for ServeConfig {
             tls: None,
             max_connections: None,
             idle_timeout: transport::DEFAULT_IDLE_TIMEOUT,
+            audit: service::AuditOptions::default(),
         }
     }
 }
@@ -111,8 +114,19 @@ impl Server {
         };
         let vault = Vault::open(opened.store, &opened.master).await?;
         drop(opened.master);
+        vault.configure_audit(&cfg.audit);
         let shutdown = CancellationToken::new();
         let edition = edition::start(configured, vault.clone(), shutdown.clone()).await?;
+        let alert: service::DiskAlert = {
+            let edition = edition.clone();
+            Arc::new(move |kind, message, details| edition.alert_operator(kind, message, details))
+        };
+        tokio::spawn(vault.clone().run_audit_upkeep(
+            cfg.audit.clone(),
+            cfg.data_dir.clone(),
+            alert,
+            shutdown.clone(),
+        ));
         let tls = flag_tls.map(TlsSource::new).or_else(|| edition.tls());
         let listener = transport::bind(cfg.listen).map_err(|error| Error::Bind {
             addr: cfg.listen,
@@ -192,6 +206,8 @@ impl Server {
                 Ok(())
             }
         };
+        // Denials still counted for the trail go in before the store closes.
+        vault.flush_audit().await;
         vault.store().close().await;
         drop(lock);
         result

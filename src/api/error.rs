@@ -93,6 +93,7 @@ impl From<service::Error> for ApiError {
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             E::Refused(_) => (StatusCode::BAD_REQUEST, "refused"),
             E::ReadOnlyBackup => (StatusCode::SERVICE_UNAVAILABLE, "read_only_backup"),
+            E::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
             E::Store(_) | E::Crypto(_) => {
                 // Details go to the log (inside the request's span, so with its id), never
                 // to the client.

@@ -127,7 +127,13 @@ impl FromRequestParts<AppState> for Auth {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(Auth(state.vault.authenticate(bearer, ip).await?))
+        let mut caller = state.vault.authenticate(bearer, ip).await?;
+        caller.request_id = parts
+            .headers
+            .get(&super::request_context::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(std::sync::Arc::from);
+        Ok(Auth(caller))
     }
 }
 

@@ -4,6 +4,7 @@
 //! call the service, map the result.
 
 mod agents;
+mod audit;
 mod bulk;
 mod dto;
 mod entries;
@@ -70,12 +71,17 @@ pub fn router(state: AppState) -> Router {
         .merge(owner::routes())
         .merge(users::routes())
         .merge(groups::routes())
-        .with_state(state);
+        .merge(audit::routes())
+        .with_state(state.clone());
     // After the edition's routes: a route keeps an answer to wrong methods the edition set
     // (Commercial: the tarpit); the rest get the JSON 405.
     let routes = edition
         .extend_router(api)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.vault.clone(),
+            audit::gate,
+        ));
     with_body_limit(routes, BODY_LIMIT)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

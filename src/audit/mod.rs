@@ -4,12 +4,35 @@
 //! This is the interface the rest of the crate records events through. Operations that change
 //! data record their event inside the same store write closure as the change (same
 //! transaction: a change and its event commit together or not at all); read-only operations
-//! hand their event to the store's writer without waiting.
+//! hand their event to the store's writer through [`Trail`], without waiting unless
+//! `serve --audit-sync`.
 //!
-//! (Skeleton: the audit stream of issue 11 implements persistence, the hash chain, the signed
-//! head and verification behind these types; `record` stores nothing yet.)
+//! - `head.rs`: the signed head's text form (what `clavitor audit head` prints and `verify
+//!   --head` takes).
+//! - `trail.rs`: the running trail: read events, denials counted per address and minute, the
+//!   trail's availability.
+//! - `verify.rs`: walks a chain and its signed head, naming the first event that does not fit.
+//! - `disk.rs`: free space on the data dir's filesystem.
+//!
+//! The rows, the canonical bytes and the chain head kept by the writer are in
+//! `store::audit`; the MAC key in `crypto`.
+//!
+//! Architecture invariant: an event never holds a value, a token or a wrapped key; `details`
+//! are names, tiers, scopes and counts.
 
+mod disk;
+mod head;
+mod trail;
+mod verify;
+
+pub use disk::free_bytes;
+pub use head::{HeadError, head_text, parse_head};
+pub use trail::{Denial, Trail, rfc3339};
+pub use verify::{ChainReport, Finding, verify_all};
+
+use crate::store::audit::EventData;
 use rusqlite::Connection;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Who acted (the contract's actor kinds).
@@ -41,6 +64,24 @@ pub struct Actor {
     pub kind: ActorKind,
     /// The principal's id; `None` for unauthenticated requests and the system itself.
     pub id: Option<String>,
+}
+
+impl Actor {
+    /// The server itself (retention, recovery, configuration reloads).
+    pub fn system() -> Self {
+        Self {
+            kind: ActorKind::System,
+            id: None,
+        }
+    }
+
+    /// Another POP, by its id (replication).
+    pub fn pop(id: impl Into<String>) -> Self {
+        Self {
+            kind: ActorKind::Pop,
+            id: Some(id.into()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,9 +142,64 @@ impl Event {
         self.details.push((key, value.into()));
         self
     }
+
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// The event as stored: details sorted by key, the last value of a repeated key kept.
+    pub fn data(&self) -> EventData {
+        let mut details: Vec<(String, String)> = Vec::with_capacity(self.details.len());
+        for (k, v) in &self.details {
+            match details.iter_mut().find(|(dk, _)| dk == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => details.push(((*k).to_owned(), v.clone())),
+            }
+        }
+        details.sort_by(|a, b| a.0.cmp(&b.0));
+        EventData {
+            actor_kind: Cow::Borrowed(self.actor.kind.as_str()),
+            actor_id: self.actor.id.clone(),
+            action: Cow::Borrowed(self.action),
+            target: self.target.clone(),
+            outcome: Cow::Borrowed(self.outcome.as_str()),
+            ip: self.ip.map(|ip| ip.to_canonical().to_string()),
+            request_id: self.request_id.clone(),
+            details,
+        }
+    }
 }
 
-/// Records `event` in the transaction of `conn` (a store write closure's connection).
-pub fn record(_conn: &Connection, _event: &Event) -> Result<(), crate::store::Error> {
-    Ok(())
+/// Records `event` in the transaction of `conn` (a store write closure's connection, so the
+/// event commits with the change it describes, or neither does).
+pub fn record(conn: &Connection, event: &Event) -> Result<(), crate::store::Error> {
+    crate::store::audit::append(conn, &event.data()).map(drop)
+}
+
+/// Lower-case hex, for hashes and MACs in text.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The bytes of lower- or upper-case hex text; `None` if it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The command line: clap types here, one module per group of subcommands. This is the
 //! binary's edge, so errors are `anyhow` and become exit code 1 (clap's usage errors are 2).
 
+mod audit;
 mod client;
 mod commands;
 mod endpoint;
@@ -54,6 +55,8 @@ enum Command {
     /// Owner token management: rotate.
     #[command(subcommand)]
     Owner(owner::OwnerCmd),
+    /// The audit trail: list it (--follow), print its signed head, verify it offline.
+    Audit(audit::AuditArgs),
     /// Print one field's value: clavitor read clavitor://ENTRY/FIELD
     Read(commands::ReadArgs),
     /// Run a command with secrets from the vault in its environment.
@@ -108,6 +111,10 @@ pub fn main() -> ExitCode {
         Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),
         Command::Run(a) => return commands::run(a),
+        Command::Audit(a) => match audit::audit(a) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Import(a) => import::import(a),
         Command::Export(a) => export::export(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),

@@ -79,7 +79,64 @@ pub struct ServeArgs {
     #[command(flatten)]
     token_out: TokenOut,
     #[command(flatten)]
+    audit: AuditFlags,
+    #[command(flatten)]
     edition: ServeFlags,
+}
+
+/// How the audit trail runs.
+#[derive(Debug, Args)]
+struct AuditFlags {
+    /// Answer a read only once its audit event is on disk (default: the event is committed
+    /// with the next group commit, within milliseconds, without the read waiting for it).
+    #[arg(long)]
+    audit_sync: bool,
+    /// Delete audit events older than this (e.g. 400d, 12h; units s, m, h, d). Default: keep
+    /// every event. The trail still verifies from the first event kept.
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    audit_retention: Option<std::time::Duration>,
+    /// Alert the operator when the data dir's filesystem has less than this many MiB free
+    /// (checked every minute): a full disk stops the audit trail, and with it every request.
+    #[arg(long, value_name = "MIB", default_value_t = crate::service::AuditOptions::default().disk_alert_below / (1024 * 1024))]
+    disk_alert_mib: u64,
+    /// Benchmark reference only: do not record reads.
+    #[arg(long, hide = true)]
+    audit_no_reads: bool,
+}
+
+impl AuditFlags {
+    fn options(&self) -> crate::service::AuditOptions {
+        crate::service::AuditOptions {
+            sync: self.audit_sync,
+            reads: !self.audit_no_reads,
+            retention: self.audit_retention,
+            disk_alert_below: self.disk_alert_mib.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+/// `90d`, `12h`, `30m`, `45s`: a whole number and a unit.
+fn parse_retention(text: &str) -> Result<std::time::Duration, String> {
+    let fix = "write a whole number and a unit: s, m, h or d (e.g. 400d)";
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{text:?}: {fix}"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: {fix}")),
+    };
+    if n == 0 {
+        return Err(format!(
+            "{text:?}: a retention of zero would delete every event; {fix}"
+        ));
+    }
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -178,6 +235,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         idle_timeout: a
             .idle_timeout_ms
             .map_or(defaults.idle_timeout, std::time::Duration::from_millis),
+        audit: a.audit.options(),
     };
     let data_dir = cfg.data_dir.clone();
     rt.block_on(async move {

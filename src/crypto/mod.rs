@@ -19,6 +19,8 @@
 //!   a hash yields no key.
 //! - an export file's key is derived from a passphrase by argon2id (`passphrase.rs`); it never
 //!   touches the vault's own keys.
+//! - `master.key` -> HKDF (its own label) -> the *audit key*, which MACs the audit trail's
+//!   chain head (HMAC-SHA256), so the head cannot be recomputed without the key.
 
 mod aad;
 mod keypair;
@@ -36,6 +38,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -112,6 +115,41 @@ impl MasterKey {
     /// The key that seals vault-tier fields and entry metadata.
     pub fn vault_sealer(&self) -> Sealer {
         Sealer::new(&derive(self.0.expose(), b"clavitor/v1/vault-key"))
+    }
+
+    /// The key that authenticates the audit trail's chain head.
+    pub fn audit_key(&self) -> AuditKey {
+        AuditKey(derive(self.0.expose(), b"clavitor/v1/audit-head-mac"))
+    }
+}
+
+/// HMAC-SHA256 over the audit trail's head. Cloned into the store's writer; wiped on drop.
+#[derive(Clone)]
+pub struct AuditKey(KeyBytes);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<redacted>)")
+    }
+}
+
+impl AuditKey {
+    fn hmac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.0.expose())
+            .expect("HMAC takes keys of any length")
+    }
+
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let mut m = self.hmac();
+        m.update(message);
+        m.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is this key's MAC of `message` (constant-time).
+    pub fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        let mut m = self.hmac();
+        m.update(message);
+        m.verify_slice(tag).is_ok()
     }
 }
 
@@ -313,6 +351,23 @@ mod tests {
         );
         assert!(!t.hash().ct_eq(&Token::generate().hash()));
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn audit_macs_bind_key_and_message() {
+        let master = MasterKey::generate();
+        let key = master.audit_key();
+        let tag = key.mac(b"head");
+        assert!(key.verify(b"head", &tag));
+        assert!(!key.verify(b"head2", &tag));
+        assert!(!key.verify(b"head", &tag[..31]));
+        assert!(!MasterKey::generate().audit_key().verify(b"head", &tag));
+        // Its own label: not the vault key's bytes.
+        assert_ne!(
+            derive(master.expose(), b"clavitor/v1/vault-key").expose(),
+            key.0.expose()
+        );
+        assert_eq!(format!("{key:?}"), "AuditKey(<redacted>)");
     }
 
     #[test]

@@ -77,13 +77,18 @@ impl Vault {
         row.public_key = Some(public.to_bytes());
         row.sealed_private_key = Some(private.seal(&token, &id)?);
         let caller_c = caller.clone();
+        let event = caller
+            .audit("agent.create")
+            .target(row.id.as_str())
+            .detail("name", row.name.as_str())
+            .detail("scopes", row.scopes.join(","));
         self.store
             .write(move |c| {
                 insert_agent(c, &row).map_err(from_store)?;
                 // Copies of the keys its scopes already have, from the creator's own; keys made
                 // later are wrapped to its public key when they are made.
                 KeyRing::new(&caller_c).grant_entitlements(c, std::slice::from_ref(&row.id))?;
-                crate::audit::record(c, &caller_c.audit("agent.create").target(row.id.clone()))?;
+                crate::audit::record(c, &event)?;
                 Ok::<_, Error>(())
             })
             .await?;
@@ -101,6 +106,7 @@ impl Vault {
         let all = caller.principal.is_admin();
         let me = caller.principal.id.to_string();
         let rows = self.store.read(list_agents).await?;
+        self.record_read(caller.audit("agent.list")).await?;
         Ok(rows
             .into_iter()
             .filter(|r| all || r.creator_id.as_deref() == Some(me.as_str()))

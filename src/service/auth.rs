@@ -3,6 +3,7 @@
 
 use super::Error;
 use super::entitlement::Directory;
+use crate::audit::{Denial, Trail};
 use crate::crypto::{PrivateKey, Token, TokenHash};
 use crate::store::AgentRow;
 use crate::vault::{AgentId, Role, Scope, ip_allowed, parse_net};
@@ -177,28 +178,51 @@ impl Principal {
 }
 
 /// An authenticated request's caller: the principal plus the token it presented, which
-/// credential-tier reads need to unwrap scope keys.
+/// credential-tier reads need to unwrap scope keys, and where the request came from (for the
+/// audit trail).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Arc<Principal>,
     pub token: Token,
+    pub ip: IpAddr,
+    /// The request's id (`x-request-id`), set by the API layer.
+    pub request_id: Option<Arc<str>>,
+    /// Where this caller's refusals are counted (set by `Vault::authenticate`).
+    pub(super) trail: Option<Arc<Trail>>,
 }
 
 impl Caller {
-    /// An audit event of `action` by this caller.
+    /// An audit event of `action` by this caller, from its address, with its request id.
     pub fn audit(&self, action: &'static str) -> crate::audit::Event {
         let kind = match self.principal.kind {
             Kind::Owner => crate::audit::ActorKind::Owner,
             Kind::User(_) => crate::audit::ActorKind::User,
             Kind::Agent => crate::audit::ActorKind::Agent,
         };
-        crate::audit::Event::new(
+        let mut e = crate::audit::Event::new(
             crate::audit::Actor {
                 kind,
                 id: Some(self.principal.id.to_string()),
             },
             action,
         )
+        .ip(self.ip);
+        if let Some(id) = &self.request_id {
+            e = e.request_id(id.as_ref());
+        }
+        e
+    }
+
+    /// Counts a refusal of this caller for the audit trail (one event per address and minute).
+    pub fn denied(&self, why: Denial) {
+        if let Some(t) = &self.trail {
+            t.denied(
+                self.ip,
+                why,
+                Some(self.principal.id.as_str()),
+                crate::store::now_ms(),
+            );
+        }
     }
 }
 
@@ -237,7 +261,19 @@ impl Principals {
             .cloned()
     }
 
+    #[cfg(test)]
     pub fn authenticate(&self, token: Token, ip: IpAddr, now_ms: i64) -> Result<Caller, Error> {
+        self.authenticate_as(token, ip, now_ms).map_err(|(e, _)| e)
+    }
+
+    /// Like `authenticate`; a refusal also names the principal whose token it was, once the
+    /// token is known (an expired, misplaced or rate-limited one), for the audit trail.
+    pub fn authenticate_as(
+        &self,
+        token: Token,
+        ip: IpAddr,
+        now_ms: i64,
+    ) -> Result<Caller, (Error, Option<AgentId>)> {
         let hash = token.hash();
         let found = self
             .by_hash
@@ -249,13 +285,14 @@ impl Principals {
         // token; the final comparison is constant-time all the same.
         let principal = match found {
             Some(p) if p.hash.ct_eq(&hash) => p,
-            _ => return Err(Error::InvalidToken),
+            _ => return Err((Error::InvalidToken, None)),
         };
+        let refuse = |e: Error| Err((e, Some(principal.id.clone())));
         if principal.expires_at.is_some_and(|t| now_ms >= t) {
-            return Err(Error::TokenExpired);
+            return refuse(Error::TokenExpired);
         }
         if !principal.ips.allows(ip) {
-            return Err(Error::IpNotAllowed(ip));
+            return refuse(Error::IpNotAllowed(ip));
         }
         if let Some(limiter) = &principal.limiter
             && let Err(not_until) = limiter.check()
@@ -263,11 +300,17 @@ impl Principals {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
-            return Err(Error::RateLimited {
+            return refuse(Error::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),
             });
         }
-        Ok(Caller { principal, token })
+        Ok(Caller {
+            principal,
+            token,
+            ip,
+            request_id: None,
+            trail: None,
+        })
     }
 }
 

@@ -122,6 +122,16 @@ fn not_found(owner: bool, id: &EntryId) -> Error {
     }
 }
 
+/// A draft's field names, for its audit event (names only, never values).
+fn field_names(draft: &EntryDraft) -> String {
+    draft
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn seal_meta(sealer: &Sealer, id: &str, d: &EntryDraft) -> Result<Vec<u8>, Error> {
     let meta = Zeroizing::new(
         serde_json::to_vec(&SealedMeta {
@@ -208,6 +218,10 @@ impl Vault {
         self.check_writable()?;
         let sealer = self.sealer.clone();
         let caller = caller.clone();
+        // One event per entry, also in a bulk write (with the request's size), so the trail of
+        // an entry does not depend on how it was created.
+        let event = caller.audit("entry.create");
+        let bulk = drafts.len();
         self.store
             .write(move |c| {
                 let mut keys = KeyRing::new(&caller);
@@ -217,6 +231,11 @@ impl Vault {
                     let meta = seal_meta(&sealer, id.as_str(), draft)?;
                     let fields = seal_fields(c, &sealer, &mut keys, id.as_str(), draft)?;
                     let written = rows::insert_entry(c, id.as_str(), &meta, &fields)?;
+                    let mut e = event.clone().target(id.as_str());
+                    if bulk > 1 {
+                        e = e.detail("bulk", bulk.to_string());
+                    }
+                    crate::audit::record(c, &e.detail("fields", field_names(draft)))?;
                     created.push((id, written));
                 }
                 Ok::<_, Error>(created)
@@ -237,6 +256,10 @@ impl Vault {
         self.check_writable()?;
         let sealer = self.sealer.clone();
         let caller = caller.clone();
+        let event = caller
+            .audit("entry.update")
+            .target(id.as_str())
+            .detail("fields", field_names(&draft));
         self.store
             .write(move |c| {
                 let p = &caller.principal;
@@ -262,10 +285,13 @@ impl Vault {
                 let mut keys = KeyRing::new(&caller);
                 let mut fields = seal_fields(c, &sealer, &mut keys, id.as_str(), &draft)?;
                 fields.extend(kept);
-                rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
-                    store::Error::NotFound => not_found(),
-                    e => e.into(),
-                })
+                let written =
+                    rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
+                        store::Error::NotFound => not_found(),
+                        e => e.into(),
+                    })?;
+                crate::audit::record(c, &event)?;
+                Ok(written)
             })
             .await
     }
@@ -275,6 +301,7 @@ impl Vault {
         self.may_create_entries(caller)?;
         self.check_writable()?;
         let caller = caller.clone();
+        let event = caller.audit("entry.delete").target(id.as_str());
         self.store
             .write(move |c| {
                 let p = &caller.principal;
@@ -294,10 +321,12 @@ impl Vault {
                         )));
                     }
                 }
-                rows::delete_entry(c, id.as_str()).map_err(|e| match e {
+                let written = rows::delete_entry(c, id.as_str()).map_err(|e| match e {
                     store::Error::NotFound => not_found(),
                     e => e.into(),
-                })
+                })?;
+                crate::audit::record(c, &event)?;
+                Ok(written)
             })
             .await
     }
@@ -307,11 +336,19 @@ impl Vault {
     pub async fn get_entry(&self, caller: &Caller, id: EntryId) -> Result<EntryView, Error> {
         let key = id.to_string();
         let row = self.store.lookup(move |c| rows::get_entry(c, &key)).await?;
-        let not_found = || not_found(caller.principal.is_owner, &id);
-        match row {
+        let not_found = || {
+            if !caller.principal.is_owner {
+                caller.denied(crate::audit::Denial::NotReadable);
+            }
+            not_found(caller.principal.is_owner, &id)
+        };
+        let found = match row {
             Some(row) => view(&self.sealer, row, caller)?.ok_or_else(not_found),
             None => Err(not_found()),
-        }
+        }?;
+        self.record_read(caller.audit("entry.read").target(id.as_str()))
+            .await?;
+        Ok(found)
     }
 
     pub async fn list_entries(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
@@ -322,6 +359,12 @@ impl Vault {
                 out.push(v);
             }
         }
+        self.record_read(
+            caller
+                .audit("entry.list")
+                .detail("count", out.len().to_string()),
+        )
+        .await?;
         Ok(out)
     }
 
@@ -343,7 +386,10 @@ impl Vault {
         };
         let row = match self.stored_field(&id, &name).await? {
             StoredField::Row(row) if p.may_read_scope(row.meta.scope.as_deref()) => row,
-            _ if !p.is_owner => return Err(not_readable(&id, name)),
+            _ if !p.is_owner => {
+                caller.denied(crate::audit::Denial::NotReadable);
+                return Err(not_readable(&id, name));
+            }
             StoredField::NoEntry => return Err(Error::EntryNotFound(id.to_string())),
             StoredField::NoField | StoredField::Row(_) => {
                 return Err(Error::FieldNotFound {
@@ -373,6 +419,15 @@ impl Vault {
         };
         let value = String::from_utf8(plain.to_vec())
             .map_err(|_| store::Error::Corrupt("field value is not UTF-8".into()))?;
+        // With --audit-sync, the value leaves only once this is on disk.
+        self.record_read(
+            caller
+                .audit("field.read")
+                .target(id.as_str())
+                .detail("field", name.as_str())
+                .detail("tier", tier.as_str()),
+        )
+        .await?;
         Ok(FieldView {
             name,
             value: Zeroizing::new(value),

@@ -6,6 +6,7 @@
 //! - Plaintext exists only between a request and the crypto call; nothing here logs values.
 
 mod agents;
+mod audit;
 mod auth;
 mod entitlement;
 mod entries;
@@ -18,6 +19,7 @@ mod replicated;
 mod users;
 
 pub use agents::{AgentCreated, AgentView};
+pub use audit::{AuditOptions, AuditPage, DiskAlert, MAX_PAGE as AUDIT_MAX_PAGE};
 pub use auth::{Caller, Kind, Principal};
 pub use entitlement::drop_unentitled;
 pub use entries::{EntryView, FieldView};
@@ -90,6 +92,12 @@ pub enum Error {
     Store(store::Error),
     #[error("stored data could not be decrypted: {0}")]
     Crypto(crypto::Error),
+    /// The audit trail cannot be written (e.g. the disk is full): nothing is served until it
+    /// can, so nothing happens unrecorded.
+    #[error(
+        "the audit trail cannot be written (e.g. the disk is full), so this vault refuses requests until it can; the operator has been alerted"
+    )]
+    AuditUnavailable,
 }
 
 impl From<Invalid> for Error {
@@ -120,6 +128,8 @@ pub struct Vault {
     rebuilding: tokio::sync::Mutex<()>,
     reads: ReadCache,
     writable: AtomicBool,
+    trail: Arc<crate::audit::Trail>,
+    audit_key: crypto::AuditKey,
 }
 
 impl std::fmt::Debug for Vault {
@@ -130,13 +140,17 @@ impl std::fmt::Debug for Vault {
 
 impl Vault {
     pub async fn open(store: Store, master: &MasterKey) -> Result<Arc<Self>, Error> {
+        let audit_key = master.audit_key();
+        store.set_audit_key(audit_key.clone());
         let vault = Arc::new(Self {
+            trail: Arc::new(crate::audit::Trail::new(store.clone())),
             store,
             sealer: master.vault_sealer(),
             principals: Principals::default(),
             rebuilding: tokio::sync::Mutex::new(()),
             reads: ReadCache::default(),
             writable: AtomicBool::new(true),
+            audit_key,
         });
         vault.reload_principals().await?;
         Ok(vault)
@@ -168,15 +182,43 @@ impl Vault {
         }
     }
 
-    /// Who is calling. A principal without a key pair (made before key pairs existed) gets
-    /// one on this, its first request since: its private key can only be sealed under its
-    /// token, which the server sees only now. Its copies of scope keys move to the new
-    /// format in the same write.
+    /// Who is calling. Refused outright while the audit trail cannot be written; a refusal is
+    /// counted for the trail (one event per address and minute).
+    ///
+    /// A principal without a key pair (made before key pairs existed) gets one on this, its
+    /// first request since: its private key can only be sealed under its token, which the
+    /// server sees only now. Its copies of scope keys move to the new format in the same write.
     pub async fn authenticate(&self, bearer: Option<&str>, ip: IpAddr) -> Result<Caller, Error> {
-        let token = bearer.ok_or(Error::MissingToken)?;
-        let caller = self
-            .principals
-            .authenticate(Token::from_text(token), ip, store::now_ms())?;
+        if !self.trail.available() {
+            return Err(Error::AuditUnavailable);
+        }
+        let now = store::now_ms();
+        let found = match bearer {
+            None => Err((Error::MissingToken, None)),
+            Some(token) => self
+                .principals
+                .authenticate_as(Token::from_text(token), ip, now),
+        };
+        let mut caller = match found {
+            Ok(caller) => caller,
+            Err((e, who)) => {
+                use crate::audit::Denial;
+                let why = match &e {
+                    Error::MissingToken => Some(Denial::MissingToken),
+                    Error::InvalidToken => Some(Denial::InvalidToken),
+                    Error::TokenExpired => Some(Denial::TokenExpired),
+                    Error::IpNotAllowed(_) => Some(Denial::IpNotAllowed),
+                    Error::RateLimited { .. } => Some(Denial::RateLimited),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    self.trail
+                        .denied(ip, why, who.as_ref().map(AgentId::as_str), now);
+                }
+                return Err(e);
+            }
+        };
+        caller.trail = Some(self.trail.clone());
         if caller.principal.has_key_pair() || !self.writable.load(Ordering::SeqCst) {
             // A backup cannot write; the old format still opens there with the token.
             return Ok(caller);
@@ -186,14 +228,11 @@ impl Vault {
             .write(move |c| keys::migrate_to_key_pair(c, &id, &token))
             .await?;
         self.reload_principals().await?;
-        let principal = self
+        caller.principal = self
             .principals
             .get(&caller.token.hash())
             .ok_or(Error::InvalidToken)?;
-        Ok(Caller {
-            principal,
-            token: caller.token,
-        })
+        Ok(caller)
     }
 
     /// Creates the owner row for a fresh vault (a primary's or a standalone's: a backup gets
@@ -233,6 +272,7 @@ fn require_owner(caller: &Caller) -> Result<(), Error> {
     if caller.principal.is_owner {
         Ok(())
     } else {
+        caller.denied(crate::audit::Denial::Forbidden);
         Err(Error::OwnerOnly)
     }
 }

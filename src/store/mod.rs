@@ -10,6 +10,7 @@
 //! - The store knows rows and SQL, not crypto or HTTP: it stores the ciphertext it is given.
 
 pub mod agents;
+pub mod audit;
 pub mod entries;
 pub mod groups;
 mod schema;
@@ -24,11 +25,11 @@ use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
-use writer::{Completion, Job, Msg};
+use writer::{AuditMsg, Completion, Job, Msg, Shared};
 
 const READERS: usize = 4;
 const QUEUE: usize = 4096;
@@ -92,9 +93,8 @@ struct Inner {
     /// One permit per pooled connection: holding one guarantees `readers` is not empty.
     reader_slots: Arc<Semaphore>,
     commits: watch::Sender<u64>,
-    /// Commits so far, bumped before any writer of the commit is answered: a reader that sees
-    /// the same number before and after reading knows nothing changed in between.
-    generation: Arc<AtomicU64>,
+    /// The commit generation, the audit trail's state and key, shared with the writer.
+    shared: Arc<Shared>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -152,13 +152,11 @@ impl Store {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (commits, _) = watch::channel(0u64);
         let commits_for_writer = commits.clone();
-        let generation = Arc::new(AtomicU64::new(0));
-        let generation_for_writer = generation.clone();
+        let shared = Arc::new(Shared::new());
+        let shared_for_writer = shared.clone();
         let handle = std::thread::Builder::new()
             .name("clavitor-writer".into())
-            .spawn(move || {
-                writer::writer_loop(writer, rx, commits_for_writer, &generation_for_writer)
-            })
+            .spawn(move || writer::writer_loop(writer, rx, commits_for_writer, &shared_for_writer))
             .map_err(|e| Error::Rejected(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -167,7 +165,7 @@ impl Store {
                 readers: Mutex::new(readers),
                 reader_slots: Arc::new(Semaphore::new(READERS)),
                 commits,
-                generation,
+                shared,
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -236,9 +234,42 @@ impl Store {
         }
     }
 
-    /// The number of commits so far; see [`crate::service`]'s read cache.
+    /// The number of commits that changed data so far; see [`crate::service`]'s read cache.
     pub fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Acquire)
+        self.inner.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// Gives the writer the key that signs the audit trail's head. Must come before the first
+    /// event (a commit holding events without it fails); later calls change nothing.
+    pub fn set_audit_key(&self, key: crate::crypto::AuditKey) {
+        let _ = self.inner.shared.audit_key.set(key);
+    }
+
+    /// Whether the audit trail can be written: false from a failed append (or a failed commit
+    /// holding events) until a commit holding events succeeds.
+    pub fn audit_available(&self) -> bool {
+        self.inner.shared.trail_ok.load(Ordering::Acquire)
+    }
+
+    /// Hands an event that describes no change (a read, a denial) to the writer, for the next
+    /// group commit. With `wait`, resolves once that commit is durable; without, once the
+    /// writer has it queued (a full queue makes this wait for room, never drops the event).
+    pub async fn audit(&self, event: audit::EventData, wait: bool) -> Result<(), Error> {
+        let (tx, rx) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.inner
+            .jobs
+            .send(Msg::Audit(AuditMsg { event, done: tx }))
+            .await
+            .map_err(|_| Error::Closed)?;
+        match rx {
+            Some(rx) => rx.await.map_err(|_| Error::Closed)?,
+            None => Ok(()),
+        }
     }
 
     /// A counter bumped after every commit; replication waits on it instead of polling.

@@ -119,6 +119,37 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX group_members_user ON group_members (user_id);
     "#,
+    // 4: the audit trail (this POP's own chain) and its signed head. Append only: rows are
+    // never updated; retention deletes from the oldest end and moves the head's anchor.
+    r#"
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY,   -- 1, 2, 3, ... without gaps
+        time       INTEGER NOT NULL,      -- ms since the Unix epoch
+        actor_kind TEXT NOT NULL,
+        actor_id   TEXT,
+        action     TEXT NOT NULL,
+        target     TEXT,
+        outcome    TEXT NOT NULL,
+        ip         TEXT,
+        request_id TEXT,
+        details    TEXT NOT NULL,         -- JSON object of strings, keys sorted
+        prev_hash  BLOB NOT NULL,
+        hash       BLOB NOT NULL          -- SHA-256(prev_hash || canonical bytes)
+    ) STRICT;
+    CREATE INDEX audit_time ON audit (time);
+
+    -- One row: the chain's first kept event (anchor) and last event, MAC'd with a key
+    -- derived from master.key.
+    CREATE TABLE audit_head (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        anchor_seq  INTEGER NOT NULL,
+        anchor_prev BLOB NOT NULL,
+        seq         INTEGER NOT NULL,
+        hash        BLOB NOT NULL,
+        time        INTEGER NOT NULL,
+        mac         BLOB NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {

@@ -241,7 +241,7 @@ fn a_failed_commit_counts_no_write_as_committed() {
     let mut conn = open_conn(&path, OpenFlags::default()).unwrap();
     schema::migrate(&mut conn, &path).unwrap();
     writer::prepare(&conn).unwrap();
-    let generation = AtomicU64::new(0);
+    let shared = writer::Shared::new();
 
     let (ok, _r1) = job(|c: &Connection| insert(c, "a"));
     let (bad, _r2) = job(|c: &Connection| {
@@ -254,28 +254,30 @@ fn a_failed_commit_counts_no_write_as_committed() {
         Ok::<_, Error>(())
     });
     let mut batch = std::collections::VecDeque::from([ok, bad]);
-    let out = writer::run_batch(&conn, &mut batch, &generation);
+    let out = writer::run_batch(&conn, &mut batch, &mut Vec::new(), &shared);
     assert_eq!(
         out,
         writer::Outcome {
             ran: 2,
             committed: 0,
             failed: true,
-            forgot: false
+            forgot: false,
+            audited: 0
         }
     );
 
     let (ok, _r3) = job(|c: &Connection| insert(c, "b"));
     let (refused, _r4) = job(|_: &Connection| Err::<(), _>(Error::Rejected("no".into())));
     let mut batch = std::collections::VecDeque::from([ok, refused]);
-    let out = writer::run_batch(&conn, &mut batch, &generation);
+    let out = writer::run_batch(&conn, &mut batch, &mut Vec::new(), &shared);
     assert_eq!(
         out,
         writer::Outcome {
             ran: 2,
             committed: 1,
             failed: false,
-            forgot: false
+            forgot: false,
+            audited: 0
         }
     );
 }
@@ -483,4 +485,165 @@ fn entry_reads_see_metadata_and_fields_from_one_commit() {
         .unwrap();
     assert!(writes >= 2, "the interloper wrote {writes} times");
     INTERLOPER.with(|i| i.borrow_mut().take());
+}
+
+// The audit trail's chain as the writer keeps it.
+
+fn audited_open() -> (TempDir, Store, crate::crypto::AuditKey) {
+    let (dir, store) = open();
+    let key = crate::crypto::MasterKey::generate().audit_key();
+    store.set_audit_key(key.clone());
+    (dir, store, key)
+}
+
+fn event(action: &'static str, target: &str) -> audit::EventData {
+    audit::EventData {
+        actor_kind: "owner".into(),
+        actor_id: Some("o".into()),
+        action: action.into(),
+        target: Some(target.into()),
+        outcome: "ok".into(),
+        ip: None,
+        request_id: None,
+        details: vec![],
+    }
+}
+
+/// Inserts entry `id` and its event, in one write.
+fn insert_audited(c: &Connection, id: &str) -> Result<(), Error> {
+    insert(c, id)?;
+    audit::append(c, &event("entry.create", id)).map(drop)
+}
+
+/// `(seq, target)` of every stored event, and whether the chain verifies.
+fn trail(dir: &TempDir, key: &crate::crypto::AuditKey) -> (Vec<(i64, String)>, bool) {
+    let conn = Connection::open(dir.path().join("vault.db")).unwrap();
+    let mut events = Vec::new();
+    audit::for_each(&conn, |e| {
+        events.push((e.seq, e.data.target.unwrap_or_default()));
+        Ok(())
+    })
+    .unwrap();
+    let ok = crate::audit::verify_all(&conn, key, None).is_ok();
+    (events, ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_write_leaves_no_gap_and_no_orphan_event() {
+    let (dir, store, key) = audited_open();
+    let (answers, _) = one_batch(
+        &store,
+        vec![
+            Box::new(|c| insert_audited(c, "a")),
+            // Its event is appended, then the write fails: the event goes with it.
+            Box::new(|c| {
+                insert_audited(c, "b")?;
+                Err(Error::Rejected("refused after its event".into()))
+            }),
+            Box::new(|c| insert_audited(c, "c")),
+        ],
+    )
+    .await;
+    assert!(answers[0].is_ok() && answers[1].is_err() && answers[2].is_ok());
+    assert_eq!(ids(&store).await, ["a", "c"]);
+    let (events, verified) = trail(&dir, &key);
+    assert_eq!(events, [(1, "a".to_owned()), (2, "c".to_owned())]);
+    assert!(verified, "the chain and its signed head verify");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_keeps_no_event_and_the_chain_goes_on_from_disk() {
+    let (dir, store, key) = audited_open();
+    store.write(|c| insert_audited(c, "first")).await.unwrap();
+    let (answers, _) = one_batch(
+        &store,
+        vec![
+            Box::new(|c| insert_audited(c, "a")),
+            Box::new(|c| {
+                c.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+                insert_audited(c, "b")?;
+                c.execute(
+                    "INSERT INTO fields (entry_id, position, name, tier, ciphertext)
+                     VALUES ('no such entry', 0, 'x', 'vault', x'00')",
+                    [],
+                )?;
+                Ok(())
+            }),
+        ],
+    )
+    .await;
+    assert!(answers.iter().all(Result::is_err));
+    assert!(
+        !store.audit_available(),
+        "a commit holding events failed: the trail is down"
+    );
+    // The head in memory had events 2 and 3; the next write starts again after event 1.
+    store.write(|c| insert_audited(c, "after")).await.unwrap();
+    assert!(store.audit_available(), "a commit holding events succeeded");
+    let (events, verified) = trail(&dir, &key);
+    assert_eq!(events, [(1, "first".to_owned()), (2, "after".to_owned())]);
+    assert!(verified);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_free_events_commit_without_bumping_the_generation() {
+    let (dir, store, key) = audited_open();
+    store.write(|c| insert_audited(c, "a")).await.unwrap();
+    let before = store.generation();
+    store.audit(event("field.read", "a"), true).await.unwrap();
+    store.audit(event("field.read", "a"), false).await.unwrap();
+    store.audit(event("entry.list", "-"), true).await.unwrap();
+    assert_eq!(store.generation(), before, "the read cache stays valid");
+    store.write(|c| insert_audited(c, "b")).await.unwrap();
+    assert_eq!(store.generation(), before + 1);
+    let (events, verified) = trail(&dir, &key);
+    assert_eq!(
+        events.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(verified);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_takes_the_trail_down_until_an_event_commits_again() {
+    let (dir, store, key) = audited_open();
+    store.write(|c| insert_audited(c, "a")).await.unwrap();
+    // No page may be added from now on (a full disk, as SQLite sees it).
+    store
+        .write(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    let mut big = event("field.read", "a");
+    big.details = vec![("pad".into(), "x".repeat(3000))];
+    let mut failed = false;
+    for _ in 0..200 {
+        if store.audit(big.clone(), true).await.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the database never filled up");
+    assert!(!store.audit_available());
+    store
+        .write(|c| {
+            c.query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    assert!(
+        !store.audit_available(),
+        "a write without events says nothing about the trail"
+    );
+    store
+        .audit(event("audit.resumed", "-"), true)
+        .await
+        .unwrap();
+    assert!(store.audit_available());
+    let (_, verified) = trail(&dir, &key);
+    assert!(verified, "nothing of the failed appends is in the chain");
 }

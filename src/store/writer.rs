@@ -10,18 +10,31 @@
 //!   checkpoint: `secure_delete` zeroes them in the newest copy of each page, and a TRUNCATE
 //!   checkpoint moves those pages into `vault.db` and empties the WAL, whose older frames
 //!   still hold them.
+//! - The audit trail's chain has no gap and no orphan: events are appended in the transaction
+//!   of the change they describe (a job's own savepoint), the chain head is snapshotted before
+//!   each savepoint and restored if it rolls back, and forgotten (reloaded from the database)
+//!   after a failed commit. The signed head row is written once, just before COMMIT.
+//! - Events that describe no change (reads, denials) arrive as [`Msg::Audit`] and are appended
+//!   together under one savepoint; a commit holding only those does not bump the commit
+//!   generation, so it leaves the read cache alone.
+//! - The trail's state is known: `Shared::trail_ok` turns false when an append or a commit
+//!   holding events fails, and true again only when a commit holding events succeeds.
 
+use super::audit::{self, EventData};
 use super::{BATCH_VERSION, Error, committed_version};
+use crate::crypto::AuditKey;
 use rusqlite::Connection;
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most writes one transaction takes; bounds the latency a batch adds to its last member.
 pub(super) const MAX_BATCH: usize = 512;
+/// Most change-free audit events one transaction takes (each is one small insert).
+pub(super) const MAX_AUDIT: usize = 4096;
 
 /// How long a checkpoint waits for readers still using the WAL before it gives up and is
 /// retried; short, because writes queue behind it.
@@ -39,6 +52,10 @@ const OPEN: &str = concat!("SAVEPOINT ", savepoint!());
 /// Also used by a test, to take a write's savepoint away from under it.
 pub(super) const RELEASE: &str = concat!("RELEASE ", savepoint!());
 const ROLLBACK_TO: &str = concat!("ROLLBACK TO ", savepoint!());
+/// The savepoint of a transaction's change-free audit events.
+const AUDIT_OPEN: &str = "SAVEPOINT clavitor_audit";
+const AUDIT_RELEASE: &str = "RELEASE clavitor_audit";
+const AUDIT_ROLLBACK_TO: &str = "ROLLBACK TO clavitor_audit";
 
 /// Answers a job's caller with the fate of its transaction.
 pub(super) type Completion = Box<dyn FnOnce(Result<(), Error>) + Send>;
@@ -46,9 +63,42 @@ pub(super) type Completion = Box<dyn FnOnce(Result<(), Error>) + Send>;
 /// succeeded and how to answer its caller. `Err` means the write cannot run, and says why.
 pub(super) type Job = Box<dyn FnOnce(Result<&Connection, Error>) -> (bool, Completion) + Send>;
 
+/// An audit event that changes nothing else (a read, a denial), and whoever waits for its
+/// commit (`serve --audit-sync`).
+pub(super) struct AuditMsg {
+    pub event: EventData,
+    pub done: Option<oneshot::Sender<Result<(), Error>>>,
+}
+
+/// A change-free event's waiter, and the error of its own append if it failed.
+type Waiter = (oneshot::Sender<Result<(), Error>>, Option<Error>);
+
 pub(super) enum Msg {
     Job(Job),
+    Audit(AuditMsg),
     Shutdown,
+}
+
+/// What the writer thread shares with the store's handles.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// Commits that changed data so far, bumped before any writer of the commit is answered:
+    /// a reader that sees the same number before and after reading knows nothing changed.
+    pub generation: AtomicU64,
+    /// False from a failed audit append or a failed commit holding events, until a commit
+    /// holding events succeeds.
+    pub trail_ok: AtomicBool,
+    /// Signs the chain head; set once the vault's key is known, before any event.
+    pub audit_key: OnceLock<AuditKey>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Self {
+            trail_ok: AtomicBool::new(true),
+            ..Self::default()
+        }
+    }
 }
 
 /// Readies the writer connection: deleted content is overwritten with zeros, and any
@@ -88,6 +138,8 @@ pub(super) struct Outcome {
     pub failed: bool,
     /// A committed write deleted or overwrote stored values or keys.
     pub forgot: bool,
+    /// Change-free audit events committed.
+    pub audited: usize,
 }
 
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -98,14 +150,15 @@ pub(super) fn writer_loop(
     conn: Connection,
     mut rx: mpsc::Receiver<Msg>,
     commits: watch::Sender<u64>,
-    generation: &AtomicU64,
+    shared: &Shared,
 ) {
     let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
+    let mut audits: Vec<AuditMsg> = Vec::new();
     // When a committed write first forgot something that is not yet checkpointed away.
     let mut owed: Option<Instant> = None;
     let mut stopping = false;
     loop {
-        if batch.is_empty() {
+        if batch.is_empty() && audits.is_empty() {
             if stopping {
                 break;
             }
@@ -129,13 +182,15 @@ pub(super) fn writer_loop(
             };
             match msg {
                 Some(Msg::Job(j)) => batch.push_back(j),
+                Some(Msg::Audit(a)) => audits.push(a),
                 Some(Msg::Shutdown) | None => break,
             }
         }
         // Everything that queued up while the last fsync ran shares this transaction.
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && audits.len() < MAX_AUDIT {
             match rx.try_recv() {
                 Ok(Msg::Job(j)) => batch.push_back(j),
+                Ok(Msg::Audit(a)) => audits.push(a),
                 Ok(Msg::Shutdown) => {
                     stopping = true;
                     break;
@@ -147,7 +202,7 @@ pub(super) fn writer_loop(
         if owed.is_some_and(|since| since.elapsed() >= FORGET_WITHIN) && checkpoint(&conn) {
             owed = None;
         }
-        let out = run_batch(&conn, &mut batch, generation);
+        let out = run_batch(&conn, &mut batch, &mut audits, shared);
         if out.failed {
             crate::metrics::record_failed_commit();
         } else if out.ran > 0 {
@@ -164,6 +219,11 @@ pub(super) fn writer_loop(
     rx.close();
     while let Ok(msg) = rx.try_recv() {
         drop(msg);
+    }
+    for a in audits {
+        if let Some(done) = a.done {
+            let _ = done.send(Err(Error::Closed));
+        }
     }
     let mode = if owed.is_some() {
         "TRUNCATE"
@@ -193,14 +253,17 @@ fn checkpoint(conn: &Connection) -> bool {
     }
 }
 
-/// Runs one group commit over the jobs at the front of `batch`. Jobs left in `batch` did not
-/// run (the transaction was abandoned before them) and go into the next one.
+/// Runs one group commit over the jobs at the front of `batch`, then the change-free audit
+/// events in `audits`. Jobs left in `batch` did not run (the transaction was abandoned before
+/// them) and go into the next one, as do the events then.
 pub(super) fn run_batch(
     conn: &Connection,
     batch: &mut VecDeque<Job>,
-    generation: &AtomicU64,
+    audits: &mut Vec<AuditMsg>,
+    shared: &Shared,
 ) -> Outcome {
     let mut out = Outcome::default();
+    audit::take_append_failed();
     // A transaction left open by an earlier failure would make every BEGIN fail from now on.
     if !conn.is_autocommit()
         && let Err(e) = exec(conn, "ROLLBACK")
@@ -208,12 +271,20 @@ pub(super) fn run_batch(
         tracing::error!(error = %e, "cannot roll back a transaction left open");
     }
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction; its writes were refused");
-        let shared = Arc::new(Error::Sqlite(e));
+        tracing::error!(error = %e, jobs = batch.len(), events = audits.len(), "cannot begin a write transaction; its writes were refused");
+        let shared_error = Arc::new(Error::Sqlite(e));
         for job in batch.drain(..) {
             out.ran += 1;
-            let (_, done) = job(Err(Error::TransactionFailed(shared.clone())));
-            done(Err(Error::TransactionFailed(shared.clone())));
+            let (_, done) = job(Err(Error::TransactionFailed(shared_error.clone())));
+            done(Err(Error::TransactionFailed(shared_error.clone())));
+        }
+        if !audits.is_empty() {
+            trail_down(shared, "the transaction for audit events could not begin");
+        }
+        for a in audits.drain(..) {
+            if let Some(done) = a.done {
+                let _ = done.send(Err(Error::TransactionFailed(shared_error.clone())));
+            }
         }
         out.failed = true;
         return out;
@@ -230,6 +301,7 @@ pub(super) fn run_batch(
             answers.push((done, None));
             continue;
         }
+        let chain = audit::snapshot();
         let (ok, done) = job(Ok(conn));
         let mut own_error = None;
         let kept = ok
@@ -242,6 +314,8 @@ pub(super) fn run_batch(
                 }
             };
         if !kept {
+            // Its events went with its change.
+            audit::restore(chain);
             match exec(conn, ROLLBACK_TO) {
                 // If the now empty savepoint cannot be popped (a statement still running),
                 // it stays on the stack, harmless: COMMIT ends it with the transaction.
@@ -262,22 +336,52 @@ pub(super) fn run_batch(
             break;
         }
     }
+    // Change-free events: left for the next transaction if this one was abandoned.
+    let mut waiting: Vec<Waiter> = Vec::new();
+    if abandoned.is_none() && !audits.is_empty() {
+        let own = append_change_free(conn, audits);
+        let n = audits.len();
+        for a in audits.drain(..) {
+            if let Some(done) = a.done {
+                let mine = own.as_ref().err().map(|e| Error::Rejected(e.to_string()));
+                waiting.push((done, mine));
+            }
+        }
+        match own {
+            Ok(()) => out.audited = n,
+            Err(e) => {
+                tracing::error!(error = %e, events = n, "audit events could not be appended; the trail is unavailable");
+            }
+        }
+    }
     let last = BATCH_VERSION.take();
+    let appended = audit::dirty_head().is_some();
     let committed = match abandoned {
         Some(why) => Err(Error::Rejected(format!(
             "the transaction was abandoned: {why}"
         ))),
-        None => commit(conn, start, last, &mut out.forgot).map_err(Error::Sqlite),
+        None => commit(conn, start, last, &mut out.forgot, shared),
     };
+    let append_failed = audit::take_append_failed();
     match committed {
         Ok(()) => {
+            audit::mark_clean();
             // Before the answers: a caller that got its answer must not then be served an
-            // older cached row. Nothing changed if no write was kept.
+            // older cached row. Nothing changed if no write was kept; audit events alone
+            // change nothing the read cache holds.
             if out.committed > 0 {
-                generation.fetch_add(1, Ordering::AcqRel);
+                shared.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            if append_failed {
+                trail_down(shared, "an audit event could not be appended");
+            } else if appended {
+                trail_up(shared);
             }
             for (done, own_error) in answers {
                 done(own_error.map_or(Ok(()), Err));
+            }
+            for (done, own_error) in waiting {
+                let _ = done.send(own_error.map_or(Ok(()), Err));
             }
         }
         Err(e) => {
@@ -286,39 +390,97 @@ pub(super) fn run_batch(
             {
                 tracing::error!(error = %e, "cannot roll back a failed write transaction");
             }
+            // The chain head in memory may hold events that are not on disk.
+            audit::forget();
             tracing::error!(error = %e, jobs = answers.len(), "group commit failed; every write in it was refused");
+            if appended || append_failed || !waiting.is_empty() {
+                trail_down(shared, "a commit holding audit events failed");
+            }
             // A COMMIT that failed on I/O may have left the database changed after all;
             // cached rows are dropped rather than trusted.
-            generation.fetch_add(1, Ordering::AcqRel);
-            let shared = Arc::new(e);
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            let shared_error = Arc::new(e);
             for (done, own_error) in answers {
                 // A write that failed on its own says so; the others, that the whole failed.
-                done(Err(
-                    own_error.unwrap_or_else(|| Error::TransactionFailed(shared.clone()))
-                ));
+                done(Err(own_error.unwrap_or_else(|| {
+                    Error::TransactionFailed(shared_error.clone())
+                })));
+            }
+            for (done, _) in waiting {
+                let _ = done.send(Err(Error::TransactionFailed(shared_error.clone())));
             }
             out.committed = 0;
+            out.audited = 0;
             out.forgot = false;
             out.failed = true;
         }
     }
+    if append_failed {
+        // Whatever made an append fail may have left the head in memory wrong; the next
+        // transaction reads it from the database.
+        audit::forget();
+    }
     out
 }
 
-/// Writes the sequence row and commits. `forgot` says whether the transaction deleted or
-/// overwrote anything secret (read, and reset, in the same transaction).
+/// Appends change-free events under their own savepoint: all of them or none.
+fn append_change_free(conn: &Connection, audits: &[AuditMsg]) -> Result<(), Error> {
+    exec(conn, AUDIT_OPEN)?;
+    let chain = audit::snapshot();
+    let appended = audits
+        .iter()
+        .try_for_each(|a| audit::append(conn, &a.event).map(drop))
+        .and_then(|()| exec(conn, AUDIT_RELEASE).map_err(Error::Sqlite));
+    if let Err(e) = appended {
+        audit::restore(chain);
+        if exec(conn, AUDIT_ROLLBACK_TO).is_ok() {
+            drop(exec(conn, AUDIT_RELEASE));
+        }
+        // Counts as a failed append even when the failure was the savepoint's.
+        audit::note_append_failed();
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn trail_down(shared: &Shared, why: &str) {
+    if shared.trail_ok.swap(false, Ordering::AcqRel) {
+        tracing::error!(
+            "{why}: the audit trail cannot be written; requests are refused (503 audit_unavailable) until it can"
+        );
+    }
+}
+
+fn trail_up(shared: &Shared) {
+    if !shared.trail_ok.swap(true, Ordering::AcqRel) {
+        tracing::warn!("the audit trail is written again; requests are served");
+    }
+}
+
+/// Writes the sequence row and the signed audit head, and commits. `forgot` says whether the
+/// transaction deleted or overwrote anything secret (read, and reset, in the same
+/// transaction).
 fn commit(
     conn: &Connection,
     start: Option<i64>,
     last: Option<i64>,
     forgot: &mut bool,
-) -> rusqlite::Result<()> {
+    shared: &Shared,
+) -> Result<(), Error> {
     // Versions handed out must never be handed out again: without the sequence row, no commit.
     if let (Some(first), Some(last)) = (start, last)
         && last > first
     {
         conn.prepare_cached("UPDATE sequence SET value = max(value, ?1) WHERE name = 'version'")?
             .execute([last])?;
+    }
+    // Events without a signed head would be indistinguishable from forged ones: none commit
+    // without it.
+    if let Some(head) = audit::dirty_head() {
+        let key = shared.audit_key.get().ok_or_else(|| {
+            Error::Rejected("audit events were written before the audit key was set".into())
+        })?;
+        audit::write_head(conn, &head, &key.mac(&head.mac_message()))?;
     }
     let n: i64 = conn
         .prepare_cached("SELECT n FROM temp.forgotten")?

@@ -7,6 +7,7 @@
 //! primary POP over HTTPS with full mTLS config), and `edition.rs` holds what differs.
 
 mod agents;
+mod audit;
 mod bad_input;
 mod bulk;
 // Shared with the process-spawning suites; this one uses only the Commercial POP files.

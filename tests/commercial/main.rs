@@ -2,6 +2,7 @@
 //! real certificates (rcgen), a real control-plane stand-in.
 
 // Shared with the other suites, which use parts this one does not.
+mod audit;
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;

@@ -3,6 +3,7 @@
 //! Both editions run every test: `serve` children are this build's edition (Commercial: a
 //! primary POP over HTTPS with full mTLS config), and `edition.rs` holds what differs.
 
+mod audit;
 mod cli;
 mod client_transport;
 mod connections;

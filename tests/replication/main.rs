@@ -2,6 +2,7 @@
 //! state, outages (backup down, primary SIGKILLed, partitions, lost acknowledgements), the
 //! wire (duplicates, reordering, tombstones, batch size), POP authentication, and failover.
 
+mod audit;
 mod auth;
 mod batches;
 // Shared with the other suites, which use parts this one does not.

@@ -55,6 +55,10 @@ struct Cli {
     /// Print one JSON object with all figures instead of the table.
     #[arg(long)]
     json: bool,
+    /// Another `clavitor` build of the same edition (e.g. before the audit trail, built with
+    /// `--target-dir`) to measure beside this one in the reads and writes scenarios.
+    #[arg(long, value_name = "PATH")]
+    reference_clavitor: Option<std::path::PathBuf>,
     /// Internal: serve the bare-axum reference handler (the bench starts this itself).
     #[arg(long, hide = true)]
     bare_server: bool,
@@ -138,6 +142,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(feature = "commercial")]
         pop: pop::Kit::new(cli.pop, &clavitor, scratch.path())?,
         clavitor: clavitor.clone(),
+        reference: cli.reference_clavitor.clone(),
         scratch,
         populated_vault: None,
     };

@@ -269,21 +269,41 @@ pub async fn start(
         status,
         wake,
         shutdown: shutdown.clone(),
+        last_audit: Default::default(),
     });
     spawn_reloader(edition.clone(), shutdown);
     Ok(edition)
 }
 
 fn spawn_reloader(edition: Arc<Commercial>, shutdown: CancellationToken) {
-    crate::shutdown::on_hangup(shutdown, move || match edition.reload() {
-        Ok(line) => {
-            tracing::info!(config = %edition.path.display(), "configuration reloaded: {line}")
-        }
-        Err(e) => edition.alert_operator(
-            "config_reload_failed",
-            &format!("SIGHUP reload rejected; the previous configuration stays in force: {e}"),
-            serde_json::json!({ "path": edition.path.display().to_string() }),
-        ),
+    crate::shutdown::on_hangup(shutdown, move || {
+        let outcome = match edition.reload() {
+            Ok(line) => {
+                tracing::info!(config = %edition.path.display(), "configuration reloaded: {line}");
+                crate::audit::Outcome::Ok
+            }
+            Err(e) => {
+                edition.alert_operator(
+                    "config_reload_failed",
+                    &format!(
+                        "SIGHUP reload rejected; the previous configuration stays in force: {e}"
+                    ),
+                    serde_json::json!({ "path": edition.path.display().to_string() }),
+                );
+                crate::audit::Outcome::Error
+            }
+        };
+        // The path and the outcome only: a rejected file's text could hold anything.
+        let event = crate::audit::Event::new(crate::audit::Actor::system(), "config.reload")
+            .outcome(outcome)
+            .detail("path", edition.path.display().to_string())
+            .detail("role", edition.snapshot().config.role_name());
+        let edition = edition.clone();
+        tokio::spawn(async move {
+            if let Err(e) = edition.vault.record_system(event).await {
+                tracing::error!(error = %e, "the configuration reload could not be recorded in the audit trail");
+            }
+        });
     });
 }
 

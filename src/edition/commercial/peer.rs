@@ -162,6 +162,12 @@ async fn batch(State(s): State<PeerState>, body: Bytes) -> Result<Json<Ack>, Api
         ));
     }
     let batch = validate::decode(&body).map_err(|e: Refusal| s.refuse(&e.to_string()))?;
+    super::replication::audit::check(
+        &batch.audit,
+        batch.audit_head.as_deref(),
+        s.vault.audit_key(),
+    )
+    .map_err(|e| s.refuse(&e.to_string()))?;
     // Opening every sealed value of a large batch takes a while: off the async workers.
     let vault = s.vault.clone();
     let (batch, sealed) = tokio::task::spawn_blocking(move || {
@@ -172,12 +178,31 @@ async fn batch(State(s): State<PeerState>, body: Bytes) -> Result<Json<Ack>, Api
     .map_err(|_| ApiError::from(service::Error::from(store::Error::Panicked)))?;
     sealed.map_err(|e| s.refuse(&e.to_string()))?;
     let local = live.config.pop_id.clone();
+    let origin = batch.origin.clone();
     let items = batch.items;
     let watermark = batch.watermark;
-    let applied = s
+    let (audit, audit_head) = (batch.audit, batch.audit_head);
+    let (applied, audit_seq) = s
         .vault
         .store()
-        .write(move |c| rows::apply(c, &local, &items, watermark))
+        .write(move |c| {
+            let applied = rows::apply(c, &local, &items, watermark)?;
+            let audit_seq =
+                super::replication::audit::apply(c, &origin, &audit, audit_head.as_deref())?;
+            // This POP's own trail says what it took from whom, with the change itself.
+            crate::audit::record(
+                c,
+                &crate::audit::Event::new(
+                    crate::audit::Actor::pop(origin.as_str()),
+                    "replication.apply",
+                )
+                .detail("applied", applied.applied.to_string())
+                .detail("skipped", applied.skipped.to_string())
+                .detail("watermark", applied.watermark.to_string())
+                .detail("audit_events", audit.len().to_string()),
+            )?;
+            Ok::<_, ApplyError>((applied, audit_seq))
+        })
         .await
         .map_err(|e| match e {
             ApplyError::Refused(why) => s.refuse(&why),
@@ -194,5 +219,6 @@ async fn batch(State(s): State<PeerState>, body: Bytes) -> Result<Json<Ack>, Api
         skipped: applied.skipped,
         acked_version: applied.max_version,
         applied_watermark: Some(applied.watermark),
+        audit_seq: Some(audit_seq),
     }))
 }

@@ -87,6 +87,7 @@ pub async fn ensure(store: &Store) -> Result<(), store::Error> {
                      value INTEGER NOT NULL
                  ) STRICT;"
             ))?;
+            c.execute_batch(super::replication::audit::SCHEMA)?;
             Ok::<_, store::Error>(())
         })
         .await

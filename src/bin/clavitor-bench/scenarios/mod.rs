@@ -72,6 +72,8 @@ pub struct Ctx {
     /// Runs the load generator (deliberately small: it shares the CPUs with the server).
     pub rt: tokio::runtime::Runtime,
     pub clavitor: PathBuf,
+    /// `--reference-clavitor`: another build measured beside `clavitor` (reads, writes).
+    pub reference: Option<PathBuf>,
     pub scratch: TempDir,
     /// A data dir with real content left by an earlier scenario, for the ones that want one.
     pub populated_vault: Option<PathBuf>,
@@ -114,8 +116,19 @@ impl Ctx {
 
     /// [`Ctx::start_clavitor`] with extra `serve` arguments.
     pub fn start_clavitor_with(&self, data_dir: &Path, args: &[&str]) -> Result<ServerProcess> {
-        let mut cmd = proc::serve_command(&self.clavitor, data_dir, "127.0.0.1:0");
-        cmd.args(args);
+        self.start_build(&self.clavitor.clone(), data_dir, args)
+    }
+
+    /// [`Ctx::start_clavitor`] with another binary (the reference build) and extra `serve`
+    /// flags (e.g. `--audit-sync`).
+    pub fn start_build(
+        &self,
+        clavitor: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<ServerProcess> {
+        let mut cmd = proc::serve_command(clavitor, data_dir, "127.0.0.1:0");
+        cmd.args(extra);
         #[cfg(feature = "commercial")]
         cmd.arg("--replication-config")
             .arg(&self.pop.standalone_config);

@@ -78,6 +78,34 @@ impl Scenario for Writes {
         api.require_success("entry creates")?;
         let after = commit_counters(ctx, addr)?;
         server.stop()?;
+        // The same load on the reference build (e.g. one without the audit trail).
+        let reference = match ctx.reference.clone() {
+            Some(bin) => {
+                let dir = ctx.dir("writes-reference")?;
+                let server = ctx.start_build(&bin, &dir, &[])?;
+                let addr = server.addr;
+                let owner = owner_token(&dir)?;
+                ctx.progress(
+                    self.name(),
+                    &format!("reference build's entry creates, {n} connections, {secs} s"),
+                );
+                let r = ctx.load(LoadSpec {
+                    addr,
+                    connections: n,
+                    warmup: s.warmup,
+                    duration: s.duration,
+                    expect: 201,
+                    make: create_entries(addr, owner),
+                    connector: ctx.vault_connector(),
+                    pace: None,
+                    on_response: None,
+                })?;
+                r.require_success("reference build's entry creates")?;
+                server.stop()?;
+                Some(r)
+            }
+            None => None,
+        };
         // Over warm-up and window alike: the mean batch is a ratio, so that is fine.
         let commits = after.0 - before.0;
         let batch = if commits > 0.0 {
@@ -138,6 +166,23 @@ impl Scenario for Writes {
             )
             .reference("raw batch", n as f64)
             .detail("commits", commits),
-        ])
+        ]
+        .into_iter()
+        .chain(reference.map(|r| {
+            counts(
+                Figure::new(
+                    "writes_per_second_vs_reference_build",
+                    format!("Writes/s vs the reference build, {n} conns"),
+                    api.per_second(),
+                    Unit::PerSecond,
+                )
+                .reference("reference build", r.per_second())
+                .goal(Goal {
+                    ratio_at_least: Some(0.80),
+                    ..Goal::default()
+                }),
+            )
+        }))
+        .collect())
     }
 }

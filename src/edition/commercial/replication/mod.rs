@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: the primary never decrypts to replicate; rows travel as stored.
 
+pub mod audit;
 pub mod rows;
 #[cfg(test)]
 mod tests;

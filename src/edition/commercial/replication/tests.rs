@@ -369,6 +369,8 @@ fn run_schedule(ops: &[Op]) {
             origin: "calgary-01".into(),
             items: f.items,
             watermark: Some(f.watermark),
+            audit: Vec::new(),
+            audit_head: None,
         };
         apply_on_backup(&b, &batch);
         if !lose_ack {

@@ -53,6 +53,33 @@ pub struct Batch {
     /// senders (the backup then learns nothing about its recovery point from the batch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<i64>,
+    /// The sender's own audit events, in order (a field, not an item kind, so an older backup
+    /// ignores them rather than refusing the batch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuditItem>,
+    /// The sender's signed audit head, when `audit` ends with the event it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<String>,
+}
+
+/// One event of the sender's audit trail, as stored there (hashes included).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditItem {
+    pub seq: i64,
+    pub time: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    /// Sorted by key.
+    pub details: Vec<(String, String)>,
+    #[serde(with = "b64")]
+    pub prev_hash: Vec<u8>,
+    #[serde(with = "b64")]
+    pub hash: Vec<u8>,
 }
 
 /// Which copy of a row is newer: `(version, updated_at, origin)`, compared in that order.
@@ -202,4 +229,7 @@ pub struct Ack {
     /// The backup's recovery point after this batch (absent from older backups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_watermark: Option<i64>,
+    /// The last of the sender's audit events the backup holds (absent from older backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<i64>,
 }

@@ -3,8 +3,8 @@
 use super::super::Live;
 use super::super::config::PopRole;
 use super::Status;
-use super::rows;
 use super::wire::{Ack, Batch, Item};
+use super::{audit, rows};
 use crate::edition::Edition;
 use crate::store::{self, Store, now_ms};
 use futures_util::StreamExt;
@@ -21,6 +21,9 @@ pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 const IN_FLIGHT: usize = 4;
 const SLOW_RETRY_MIN: Duration = Duration::from_secs(1);
 const SLOW_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Audit events are sent at least this often (reads commit no data, so wake nothing).
+const AUDIT_EVERY: Duration = Duration::from_secs(1);
+const AUDIT_BATCHES_PER_DRAIN: usize = 8;
 
 pub struct Worker {
     pub edition: Arc<dyn Edition>,
@@ -30,6 +33,9 @@ pub struct Worker {
     /// Poked on SIGHUP, so a POP promoted to primary starts pushing at once.
     pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
+    /// When audit events were last sent: under read load there are always new ones, and
+    /// each send's bookkeeping commit wakes the loop again.
+    pub last_audit: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 pub fn spawn(w: Worker) {
@@ -50,6 +56,11 @@ async fn run(w: Worker) {
                         alerted = false;
                     }
                     slow_retry = None;
+                    // The trail follows the data, and never holds it back: a failure here is
+                    // retried with the next round.
+                    if let Err(e) = push_audit(&w, &live).await {
+                        tracing::warn!(error = %e, "audit events not sent to the backup; retried");
+                    }
                 }
                 Err(e) => {
                     w.status.failed(now_ms(), e.clone());
@@ -72,6 +83,7 @@ async fn run(w: Worker) {
             r = commits.changed() => if r.is_err() { return },
             () = w.wake.notified() => {}
             () = tokio::time::sleep(retry), if slow_retry.is_some() => {}
+            () = tokio::time::sleep(AUDIT_EVERY), if slow_retry.is_none() => {}
             () = w.shutdown.cancelled() => return,
         }
     }
@@ -122,6 +134,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                     origin: live.config.pop_id.clone(),
                     items: collected.items,
                     watermark: Some(collected.watermark),
+                    audit: Vec::new(),
+                    audit_head: None,
                 };
                 outstanding.push(push(
                     w,
@@ -145,6 +159,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                         origin: live.config.pop_id.clone(),
                         items: Vec::new(),
                         watermark: Some(collected.watermark),
+                        audit: Vec::new(),
+                        audit_head: None,
                     };
                     let ack = send(
                         client,
@@ -173,6 +189,76 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
             None => barrier = false,
         }
     }
+}
+
+/// Sends this POP's audit events the backup does not hold yet, in order, after a drain that
+/// got the data across (see `audit`). Bounded per round, so a long trail does not hold data
+/// back.
+async fn push_audit(w: &Worker, live: &Live) -> Result<(), String> {
+    let PopRole::Primary { backup } = &live.config.role else {
+        return Ok(());
+    };
+    let Some(client) = live.backup_client.as_ref() else {
+        return Err("no client for the backup".into());
+    };
+    let url = format!(
+        "{}/v1/replication/batch",
+        backup.url.as_str().trim_end_matches('/')
+    );
+    let token = backup.token.expose();
+    {
+        let mut last = w.last_audit.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < AUDIT_EVERY) {
+            return Ok(());
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    for _ in 0..AUDIT_BATCHES_PER_DRAIN {
+        let (items, head) = w
+            .store
+            .read(|c| {
+                let after = audit::acked(c)?;
+                audit::collect(c, after)
+            })
+            .await
+            .map_err(|e: store::Error| e.to_string())?;
+        let (Some(first), Some(last)) = (items.first().map(|i| i.seq), items.last().map(|i| i.seq))
+        else {
+            return Ok(());
+        };
+        let full = items.len() >= audit::BATCH_EVENTS;
+        let batch = Batch {
+            origin: live.config.pop_id.clone(),
+            items: Vec::new(),
+            watermark: None,
+            audit: items,
+            audit_head: head,
+        };
+        let ack = send(
+            client,
+            &url,
+            token,
+            &batch,
+            live.config.max_retries,
+            &w.shutdown,
+        )
+        .await?;
+        // An older backup ignores the events: take them as delivered rather than resend forever.
+        let held = ack.audit_seq.unwrap_or(last);
+        if held + 1 < first {
+            return Err(format!(
+                "the backup holds this POP's audit events up to {held}, and the oldest one kept here is {first}: the events between were deleted by retention before the backup had them"
+            ));
+        }
+        w.store
+            .write(move |c| audit::set_acked(c, held))
+            .await
+            .map_err(|e: store::Error| e.to_string())?;
+        if !full || held < last {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn entry_id(item: &Item) -> Option<String> {
