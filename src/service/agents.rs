@@ -35,9 +35,7 @@ fn require_person(caller: &Caller) -> Result<(), Error> {
     if p.is_owner || p.is_user() {
         Ok(())
     } else {
-        Err(Error::NotAllowed(
-            "agents cannot manage agents; only the owner and users may".into(),
-        ))
+        Err(caller.forbidden("agents cannot manage agents; only the owner and users may"))
     }
 }
 
@@ -56,7 +54,7 @@ impl Vault {
             .map(|s| s.as_str())
             .collect();
         if !outside.is_empty() {
-            return Err(Error::NotAllowed(format!(
+            return Err(caller.forbidden(format!(
                 "an agent's scopes must be a subset of its creator's; this token does not hold {outside:?}"
             )));
         }

@@ -213,6 +213,12 @@ impl Caller {
         e
     }
 
+    /// A role rule refused this caller: the 403 `forbidden` error, counted for the audit trail.
+    pub fn forbidden(&self, message: impl Into<String>) -> Error {
+        self.denied(Denial::Forbidden);
+        Error::NotAllowed(message.into())
+    }
+
     /// Counts a refusal of this caller for the audit trail (one event per address and minute).
     pub fn denied(&self, why: Denial) {
         if let Some(t) = &self.trail {

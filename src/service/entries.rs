@@ -98,7 +98,7 @@ fn check_writable_fields(caller: &Caller, draft: &EntryDraft) -> Result<(), Erro
     for f in &draft.fields {
         let scope = f.scope.as_ref().map(|s| s.as_str());
         if !caller.principal.may_read_scope(scope) {
-            return Err(Error::NotAllowed(match scope {
+            return Err(caller.forbidden(match scope {
                 Some(s) => format!(
                     "field {:?} is in scope {s:?}, which this token does not hold; a write may only touch fields of its caller's scopes",
                     f.name
@@ -188,9 +188,7 @@ impl Vault {
         if p.is_owner || p.is_user() {
             Ok(())
         } else {
-            Err(Error::NotAllowed(
-                "agents read entries; only the owner and users write them".into(),
-            ))
+            Err(caller.forbidden("agents read entries; only the owner and users write them"))
         }
     }
 
@@ -316,7 +314,7 @@ impl Vault {
                         return Err(not_found());
                     }
                     if visible < existing.len() {
-                        return Err(Error::NotAllowed(format!(
+                        return Err(caller.forbidden(format!(
                             "entry {id} has fields outside this token's scopes; only a caller who sees every field (the owner does) may delete it"
                         )));
                     }

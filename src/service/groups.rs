@@ -68,9 +68,7 @@ impl Vault {
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, Error> {
         let p = &caller.principal;
         if !(p.is_admin() || p.is_user()) {
-            return Err(Error::NotAllowed(
-                "only the owner and users may list groups".into(),
-            ));
+            return Err(caller.forbidden("only the owner and users may list groups"));
         }
         let (groups, members) = self
             .store

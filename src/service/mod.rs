@@ -282,9 +282,7 @@ fn require_admin(caller: &Caller) -> Result<(), Error> {
     if caller.principal.is_admin() {
         Ok(())
     } else {
-        Err(Error::NotAllowed(
-            "only the owner or an admin may do this".into(),
-        ))
+        Err(caller.forbidden("only the owner or an admin may do this"))
     }
 }
 

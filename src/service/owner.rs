@@ -127,8 +127,8 @@ impl Vault {
     ) -> Result<Token, Error> {
         let p = &caller.principal;
         if !(p.is_owner || p.is_user()) {
-            return Err(Error::NotAllowed(
-                "only the owner and users rotate their own token; an agent gets a new token by being created again".into(),
+            return Err(caller.forbidden(
+                "only the owner and users rotate their own token; an agent gets a new token by being created again",
             ));
         }
         let action = if p.is_owner {
