@@ -3,10 +3,12 @@
 
 mod client;
 mod commands;
+mod completions;
 mod endpoint;
 mod export;
 mod http;
 mod import;
+mod man;
 mod output;
 mod owner;
 #[cfg(test)]
@@ -48,6 +50,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Write every entry and value to a file, encrypted with a passphrase by default.
     Export(export::ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page clavitor(1) in roff, or write a page per command.
+    Man(man::ManArgs),
     #[command(flatten)]
     Edition(edition::Commands),
 }
@@ -92,6 +98,8 @@ pub fn main() -> ExitCode {
         Command::Run(a) => return commands::run(a),
         Command::Import(a) => import::import(a),
         Command::Export(a) => export::export(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => man::man(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),
     };
     match result {

@@ -7,6 +7,7 @@
 //! - [`poll`]: bounded waiting.
 //! - [`http`]: JSON calls with a bearer token, `/healthz`.
 //! - [`files`]: files with exact modes, paths as YAML scalars.
+//! - [`metrics`]: `/metrics` parsed as OpenMetrics; the families the sample dashboard charts.
 //! - [`pki`]: an rcgen CA, leaf certificates, the TLS files a server or POP config names, TLS
 //!   clients, POP tokens.
 //! - `primary` (Commercial suites only): a primary POP's files with full mTLS, for suites that
@@ -14,6 +15,7 @@
 
 pub mod files;
 pub mod http;
+pub mod metrics;
 pub mod pki;
 pub mod poll;
 #[cfg(feature = "commercial")]

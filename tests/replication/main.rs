@@ -4,6 +4,7 @@
 
 mod auth;
 mod batches;
+mod contrib;
 // Shared with the other suites, which use parts this one does not.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
