@@ -121,7 +121,7 @@ pub fn route(matched: Option<&str>) -> &'static RouteStats {
 }
 
 /// Every route with its counters, in label order; the fixed ones only once they counted.
-fn each(mut f: impl FnMut(&RouteStats) -> std::fmt::Result) -> std::fmt::Result {
+fn each(f: impl FnMut(&RouteStats) -> std::fmt::Result) -> std::fmt::Result {
     let routes: Vec<&'static RouteStats> = ROUTES
         .read()
         .unwrap_or_else(|p| p.into_inner())
@@ -131,7 +131,7 @@ fn each(mut f: impl FnMut(&RouteStats) -> std::fmt::Result) -> std::fmt::Result 
     let fixed = [&OVERFLOW_STATS, &UNMATCHED_STATS]
         .into_iter()
         .filter(|s| s.count() > 0);
-    routes.into_iter().chain(fixed).try_for_each(|s| f(s))
+    routes.into_iter().chain(fixed).try_for_each(f)
 }
 
 /// `[1xx, 2xx, 3xx, 4xx, 5xx]` answered since start.

@@ -58,6 +58,9 @@ mod imp {
     /// Text the binary must contain.
     pub const BINARY_HOLDS: &[&str] = &["Community Edition", "(community)"];
 
+    /// What `serve` logs on SIGHUP: there is nothing to reload.
+    pub const SIGHUP_LINE: &str = "SIGHUP received";
+
     /// Community has no gauges of an edition of its own.
     pub async fn assert_edition_metrics(c: &reqwest::Client, base: &str, _text: &str) {
         let families = crate::metrics::families(c, base).await;
@@ -141,6 +144,9 @@ mod imp {
 
     pub const BINARY_LACKS: &[&str] = &[];
     pub const BINARY_HOLDS: &[&str] = &["Commercial Edition", "(commercial)"];
+
+    /// What `serve` logs on SIGHUP: replication.yaml re-read.
+    pub const SIGHUP_LINE: &str = "configuration reloaded";
 
     /// The POP's gauges: its role, replication (the backup this primary names never runs, so
     /// the entry written stays owed and pushes fail), and the tarpit holding the one unknown

@@ -3,6 +3,7 @@
 //! the manual page, each naming every subcommand this build has.
 
 use crate::common::process::bin;
+use crate::edition;
 use crate::helpers::{Scratch, clavitor, runtime, serve};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,7 +45,7 @@ fn sighup_as_the_units_exec_reload_sends_it_leaves_the_server_serving() {
     assert!(UNIT.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     server.sighup();
     assert!(
-        server.wait_stderr("SIGHUP", Duration::from_secs(5)),
+        server.wait_stderr(edition::SIGHUP_LINE, Duration::from_secs(5)),
         "a line says what the SIGHUP did: {}",
         server.stderr()
     );
