@@ -155,6 +155,7 @@ impl From<PathRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        crate::metrics::record_error(self.status.as_u16(), self.code);
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut res = (self.status, body).into_response();
         if let Some(s) = self.retry_after

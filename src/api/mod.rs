@@ -118,7 +118,7 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(entries),
+        crate::metrics::render_with(entries, s.edition.metrics().await.as_ref()),
     )
         .into_response())
 }

@@ -1,17 +1,19 @@
 //! What every request gets on the way in and out, in one layer: a request id (the client's
 //! `x-request-id` if it sent a sane one), a `tracing` span carrying it for every log line the
-//! request causes, the id echoed on the response, and the status counted for `/metrics`.
+//! request causes, the id echoed on the response, and the request counted for `/metrics` by
+//! route template and status, with its latency.
 //!
 //! One hand-written layer rather than four stacked tower-http ones: on the field-read path the
 //! stack of layers, a random UUID per request and a formatted span were a tenth of the server's
 //! CPU (see BENCHMARKS.md).
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use tracing::Instrument;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,6 +43,13 @@ fn client_id(req: &Request) -> Option<HeaderValue> {
 }
 
 pub async fn layer(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // The template (`/v1/entries/{id}`), never the path: ids must not become labels.
+    let route = crate::metrics::route(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     let id = client_id(&req).unwrap_or_else(new_id);
     req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
     // Method, path and id only; never headers, so never a token.
@@ -51,7 +60,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         request_id = id.to_str().unwrap_or("-"),
     );
     let mut res = next.run(req).instrument(span.clone()).await;
-    crate::metrics::record_request(res.status().as_u16());
+    route.record(res.status().as_u16(), started.elapsed());
     span.in_scope(|| tracing::debug!(status = res.status().as_u16(), "answered"));
     res.headers_mut().insert(REQUEST_ID.clone(), id);
     res

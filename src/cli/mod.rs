@@ -4,12 +4,14 @@
 mod audit;
 mod client;
 mod commands;
+mod completions;
 mod endpoint;
 mod export;
 mod group;
 mod http;
 mod import;
 mod login;
+mod man;
 mod output;
 mod owner;
 #[cfg(test)]
@@ -65,6 +67,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Write every entry and value to a file, encrypted with a passphrase by default.
     Export(export::ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page clavitor(1) in roff, or write a page per command.
+    Man(man::ManArgs),
     #[command(flatten)]
     Edition(edition::Commands),
 }
@@ -117,6 +123,8 @@ pub fn main() -> ExitCode {
         },
         Command::Import(a) => import::import(a),
         Command::Export(a) => export::export(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => man::man(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),
     };
     match result {

@@ -46,9 +46,34 @@ pub fn configure(_flags: &ServeFlags) -> Result<Configured, StartError> {
 pub async fn start(
     _configured: Configured,
     _vault: Arc<Vault>,
-    _shutdown: CancellationToken,
+    shutdown: CancellationToken,
 ) -> Result<Arc<dyn Edition>, StartError> {
+    answer_hangups(shutdown);
     Ok(Arc::new(Community))
+}
+
+/// A SIGHUP (`systemctl reload`, the unit's `ExecReload`) would otherwise end the process,
+/// since its default action is to terminate. There is nothing to re-read: say so and go on.
+fn answer_hangups(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; a SIGHUP would stop the server");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                () = shutdown.cancelled() => return,
+            }
+            tracing::info!(
+                "SIGHUP received: the Community edition has no configuration file to re-read; nothing changed"
+            );
+        }
+    });
 }
 
 impl Edition for Community {

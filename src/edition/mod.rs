@@ -53,6 +53,11 @@ impl Role {
 pub type HealthDetails<'a> =
     Pin<Box<dyn Future<Output = Option<(&'static str, serde_json::Value)>> + Send + 'a>>;
 
+/// The edition's own metrics for one scrape of `/metrics`, made fresh (Commercial: replication
+/// and tarpit gauges); `None` when it has none.
+pub type EditionMetrics<'a> =
+    Pin<Box<dyn Future<Output = Option<prometheus_client::registry::Registry>> + Send + 'a>>;
+
 /// What the rest of the server may ask of the edition.
 pub trait Edition: Send + Sync + 'static {
     /// `community` or `commercial`.
@@ -77,6 +82,12 @@ pub trait Edition: Send + Sync + 'static {
 
     /// An extra section for `/healthz` (Commercial: `replication`), as `(key, value)`.
     fn health_details(&self) -> HealthDetails<'_> {
+        Box::pin(async { None })
+    }
+
+    /// Metrics of the edition's own, appended to `/metrics` (Commercial: replication backlog,
+    /// lag and watermarks; tarpit held and saturated).
+    fn metrics(&self) -> EditionMetrics<'_> {
         Box::pin(async { None })
     }
 

@@ -10,6 +10,7 @@
 //! the cache, and the store bumps the generation before it answers the writer, so nobody is
 //! served a row older than a write they saw acknowledged.
 
+use crate::metrics::{self, Cached};
 use crate::store::FieldRow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -69,21 +70,29 @@ impl ReadCache {
     }
 
     pub fn field(&self, generation: u64, entry: &str, name: &str) -> Option<StoredField> {
-        let mut c = self.lock();
-        if !c.at(generation) {
-            return None;
-        }
-        c.fields.get(&(entry.to_owned(), name.to_owned())).cloned()
+        let found = {
+            let mut c = self.lock();
+            c.at(generation)
+                .then(|| c.fields.get(&(entry.to_owned(), name.to_owned())).cloned())
+                .flatten()
+        };
+        metrics::record_cache_lookup(Cached::Field, found.is_some());
+        found
     }
 
     pub fn scope_key(&self, generation: u64, scope: &str, agent: &str) -> Option<Arc<Vec<u8>>> {
-        let mut c = self.lock();
-        if !c.at(generation) {
-            return None;
-        }
-        c.scope_keys
-            .get(&(scope.to_owned(), agent.to_owned()))
-            .cloned()
+        let found = {
+            let mut c = self.lock();
+            c.at(generation)
+                .then(|| {
+                    c.scope_keys
+                        .get(&(scope.to_owned(), agent.to_owned()))
+                        .cloned()
+                })
+                .flatten()
+        };
+        metrics::record_cache_lookup(Cached::ScopeKey, found.is_some());
+        found
     }
 
     /// `generation` is the one read *before* the row was fetched: if the store committed

@@ -53,7 +53,7 @@ async fn metrics_is_prometheus_text_counting_requests() {
     );
     let ok_line = text
         .lines()
-        .find(|l| l.starts_with("clavitor_http_requests_total{status=\"200\"}"))
+        .find(|l| l.starts_with("clavitor_http_requests_total{route=\"/healthz\",status=\"200\"}"))
         .unwrap_or_else(|| panic!("no counter for status 200 in:\n{text}"));
     let n: f64 = ok_line
         .rsplit(' ')

@@ -7,6 +7,7 @@
 //! - [`poll`]: bounded waiting.
 //! - [`http`]: JSON calls with a bearer token, `/healthz`.
 //! - [`files`]: files with exact modes, paths as YAML scalars.
+//! - [`metrics`]: `/metrics` parsed as OpenMetrics; the families the sample dashboard charts.
 //! - [`pki`]: an rcgen CA, leaf certificates, the TLS files a server or POP config names, TLS
 //!   clients, POP tokens.
 //! - [`raw`]: raw bytes to a server, over plain TCP or TLS (async and blocking).
@@ -15,6 +16,7 @@
 
 pub mod files;
 pub mod http;
+pub mod metrics;
 pub mod pki;
 pub mod poll;
 #[cfg(feature = "commercial")]

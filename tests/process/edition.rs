@@ -95,6 +95,20 @@ mod imp {
     /// Text the binary must contain.
     pub const BINARY_HOLDS: &[&str] = &["Community Edition", "(community)"];
 
+    /// What `serve` logs on SIGHUP: there is nothing to reload.
+    pub const SIGHUP_LINE: &str = "SIGHUP received";
+
+    /// Community has no gauges of an edition of its own.
+    pub async fn assert_edition_metrics(c: &reqwest::Client, base: &str, _text: &str) {
+        let families = crate::metrics::families(c, base).await;
+        for name in families.keys() {
+            assert!(
+                !name.contains("replication") && !name.contains("tarpit") && !name.contains("pop"),
+                "{name} in Community"
+            );
+        }
+    }
+
     /// Community answers an unknown path with a plain, immediate 404.
     pub async fn assert_unknown_path_answer(res: Response, path: &str, sent: Instant) {
         assert_eq!(res.status().as_u16(), 404, "{path}");
@@ -253,6 +267,45 @@ mod imp {
 
     pub const BINARY_LACKS: &[&str] = &[];
     pub const BINARY_HOLDS: &[&str] = &["Commercial Edition", "(commercial)"];
+
+    /// What `serve` logs on SIGHUP: replication.yaml re-read.
+    pub const SIGHUP_LINE: &str = "configuration reloaded";
+
+    /// The POP's gauges: its role, replication (the backup this primary names never runs, so
+    /// the entry written stays owed and pushes fail), and the tarpit holding the one unknown
+    /// path the caller still holds.
+    pub async fn assert_edition_metrics(c: &reqwest::Client, base: &str, text: &str) {
+        use crate::common::metrics::{gauge, parse};
+        use crate::metrics::families;
+        let m = parse(text);
+        let pop = m.get("clavitor_pop").expect("clavitor_pop info");
+        let labels = pop
+            .iter_samples()
+            .next()
+            .expect("one sample")
+            .get_labelset()
+            .expect("labels");
+        assert_eq!(labels.get_label_value("role"), Some("primary"));
+        assert_eq!(
+            labels.get_label_value("pop_id"),
+            Some(crate::common::primary::POP_ID)
+        );
+        assert!(gauge(&m, "clavitor_replication_backlog").expect("backlog") >= 1.0);
+        let committed = gauge(&m, "clavitor_replication_committed_version").expect("committed");
+        let acked = gauge(&m, "clavitor_replication_acked_watermark").expect("watermark");
+        assert!(acked < committed, "acked {acked}, committed {committed}");
+        assert!(gauge(&m, "clavitor_replication_applied_watermark").is_none());
+        assert_eq!(gauge(&m, "clavitor_tarpit_held"), Some(1.0));
+        assert_eq!(gauge(&m, "clavitor_tarpit_capacity"), Some(1000.0));
+        assert_eq!(gauge(&m, "clavitor_tarpit_saturated"), Some(0.0));
+        // Pushes to the absent backup fail from the first attempt.
+        crate::common::poll::wait_for(Duration::from_secs(10), "replication_failing 1", || async {
+            let m = families(c, base).await;
+            let failing = gauge(&m, "clavitor_replication_failing");
+            (failing == Some(1.0)).then_some(()).ok_or(failing)
+        })
+        .await;
+    }
 
     /// Commercial holds an unknown path in the tarpit: a 404 whose body drips a byte a second.
     pub async fn assert_unknown_path_answer(res: Response, path: &str, _sent: Instant) {

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod batches;
+mod contrib;
 // Shared with the other suites, which use parts this one does not.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]

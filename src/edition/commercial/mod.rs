@@ -4,6 +4,7 @@
 
 mod config;
 mod control_plane;
+mod metrics;
 mod peer;
 mod replication;
 mod schema;
@@ -324,12 +325,10 @@ impl Commercial {
         self.tarpit.held()
     }
 
-    /// Replication state for `/healthz` and heartbeats: backlog, versions, last success, lag.
-    async fn replication_report(&self) -> serde_json::Value {
-        let role = self.snapshot().config.role_name();
-        let primary = role == "primary";
-        let (backlog, committed, watermark) = self
-            .vault
+    /// `(backlog, committed version, watermark)` from the database: the acknowledged
+    /// watermark on a primary, the applied one on a backup.
+    async fn replication_numbers(&self, primary: bool) -> Result<(i64, i64, i64), store::Error> {
+        self.vault
             .store()
             .read(move |c| {
                 let watermark = if primary {
@@ -343,6 +342,14 @@ impl Commercial {
                     watermark,
                 ))
             })
+            .await
+    }
+
+    /// Replication state for `/healthz` and heartbeats: backlog, versions, last success, lag.
+    async fn replication_report(&self) -> serde_json::Value {
+        let role = self.snapshot().config.role_name();
+        let (backlog, committed, watermark) = self
+            .replication_numbers(role == "primary")
             .await
             .unwrap_or((-1, -1, -1));
         self.status.report(role, backlog, committed, watermark)
@@ -431,6 +438,24 @@ impl Edition for Commercial {
                 let t = self.tarpit.clone();
                 move |req: Request| async move { t.respond(req.extensions().get::<ConnectionSlot>()) }
             })
+    }
+
+    fn metrics(&self) -> super::EditionMetrics<'_> {
+        Box::pin(async {
+            let live = self.snapshot();
+            let role = live.config.role_name();
+            let replication = self.replication_numbers(role == "primary").await.ok();
+            Some(metrics::registry(metrics::Snapshot {
+                pop_id: live.config.pop_id.clone(),
+                role,
+                replication,
+                lag_ms: self.status.lag(),
+                failing: self.status.failing(),
+                tarpit_held: self.tarpit.held(),
+                tarpit_cap: self.tarpit.cap(),
+                tarpit_saturated: self.tarpit.saturated(),
+            }))
+        })
     }
 
     fn tls(&self) -> Option<TlsSource> {

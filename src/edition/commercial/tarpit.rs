@@ -59,6 +59,15 @@ impl Tarpit {
         self.held.load(Ordering::Acquire)
     }
 
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Whether the cap was hit and load has not yet fallen back to half of it.
+    pub fn saturated(&self) -> bool {
+        self.saturated.load(Ordering::Acquire)
+    }
+
     fn try_hold(self: &Arc<Self>) -> Option<Slot> {
         let mut n = self.held.load(Ordering::Acquire);
         loop {

@@ -96,6 +96,11 @@ impl Status {
         s.applied_version = s.applied_version.max(version);
     }
 
+    /// Whether the last push failed (and none succeeded since).
+    pub fn failing(&self) -> bool {
+        self.lock().failing_since_ms.is_some()
+    }
+
     /// `(p50, p99)` of recent commit -> ack lag.
     pub fn lag(&self) -> (Option<i64>, Option<i64>) {
         let mut v: Vec<i64> = self.lock().lag_ms.iter().copied().collect();
