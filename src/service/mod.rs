@@ -17,6 +17,7 @@ pub use agents::{AgentCreated, AgentView};
 pub use auth::{Caller, Principal};
 pub use entries::{EntryView, FieldView};
 pub use key_check::{check_master_key, seal_key_check};
+pub use replicated::ReplicatedField;
 
 use crate::crypto::{self, MasterKey, Sealer, Token};
 use crate::store::{self, Store};
@@ -58,6 +59,12 @@ pub enum Error {
         "no field {field:?} in entry {entry} that this token may read: it does not exist, or it is not in this token's scopes"
     )]
     FieldNotReadable { entry: String, field: String },
+    /// A `use` field an agent asked to read: it exists and is in its scopes, but only the proxy
+    /// may use it.
+    #[error(
+        "field {field:?} of entry {entry} is use-only for agents: its value is never returned to an agent; send the request that needs it through POST /v1/proxy with a {{{{clavitor://ENTRY/FIELD}}}} placeholder"
+    )]
+    UseOnly { entry: String, field: String },
     #[error("no active agent with id {0}")]
     AgentNotFound(String),
     #[error("{0}")]

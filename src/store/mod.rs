@@ -16,7 +16,7 @@ pub mod settings;
 mod writer;
 
 pub use agents::{AgentRow, ScopeKeyRow};
-pub use entries::{EntryRow, FieldMeta, FieldRow};
+pub use entries::{EntryRow, FieldMeta, FieldRow, StoredPolicy};
 
 use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;

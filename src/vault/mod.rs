@@ -1,9 +1,11 @@
 //! Domain types and their rules. No IO, no serde: values here are only built through
 //! `parse`, so anything holding an `EntryDraft` or `AgentSpec` has already been validated.
 
+mod access;
 mod agent;
 mod entry;
 
+pub use access::{AgentAccess, HostPattern, MAX_ALLOWED_HOSTS, parse_allowed_hosts};
 pub use agent::{
     AgentSpec, DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE, check_agent_name, ip_allowed,
     parse_net,

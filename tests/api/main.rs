@@ -6,6 +6,7 @@
 //! Both editions run every test: `spawn_app()` starts this build's edition (Commercial: a
 //! primary POP over HTTPS with full mTLS config), and `edition.rs` holds what differs.
 
+mod agent_access;
 mod agents;
 mod bad_input;
 mod bulk;

@@ -80,6 +80,7 @@ fn field() -> FieldRow {
             name: "password".into(),
             tier: "vault".into(),
             scope: None,
+            policy: Default::default(),
         },
         ciphertext: sealed(40),
     }
