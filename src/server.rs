@@ -33,6 +33,16 @@ pub struct ServeConfig {
     pub max_connections: Option<usize>,
     /// How long a connection may have no request in flight (tests shorten it).
     pub idle_timeout: Duration,
+    /// `--enable-proxy`: serve `POST /v1/proxy` (the server's only outbound connections).
+    pub proxy: ProxySettings,
+}
+
+/// The proxy's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    pub enabled: bool,
+    /// Trust only this CA for upstreams (tests); default: the system's CAs.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -45,6 +55,7 @@ impl Default for ServeConfig {
             tls: None,
             max_connections: None,
             idle_timeout: transport::DEFAULT_IDLE_TIMEOUT,
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -61,6 +72,8 @@ pub enum Error {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Limits(#[from] LimitError),
+    #[error("cannot set up the proxy: {0}")]
+    Egress(#[from] crate::egress::Error),
     #[error(
         "--tls-cert/--tls-key do not apply to this edition: it serves TLS with the certificate in {settings}. Fix: remove --tls-cert and --tls-key"
     )]
@@ -83,6 +96,7 @@ pub struct Server {
     lock: DirLock,
     limits: Limits,
     tls: Option<TlsSource>,
+    egress: Option<Arc<crate::egress::Egress>>,
     /// Set when this start created the vault: the owner token, to show once...
     pub new_owner_token: Option<Token>,
     /// ...and the file it was saved to.
@@ -102,6 +116,12 @@ impl Server {
             (None, _) => None,
         };
         let limits = Limits::resolve(cfg.max_connections, cfg.idle_timeout)?;
+        let egress = match cfg.proxy.enabled {
+            true => Some(Arc::new(crate::egress::Egress::new(
+                cfg.proxy.ca_file.as_deref(),
+            )?)),
+            false => None,
+        };
         let opened = DataDir::new(&cfg.data_dir)
             .open_or_init(cfg.owner_token_out.as_deref())
             .await?;
@@ -126,6 +146,7 @@ impl Server {
             lock: opened.lock,
             limits,
             tls,
+            egress,
             new_owner_token,
             owner_token_file,
             notices: opened.notices,
@@ -163,11 +184,13 @@ impl Server {
             lock,
             limits,
             tls,
+            egress,
             ..
         } = self;
         let app = api::router(AppState {
             vault: vault.clone(),
             edition: edition.clone(),
+            egress,
         });
         let trigger = shutdown.clone();
         tokio::spawn(async move {

@@ -10,6 +10,7 @@ mod entries;
 mod error;
 mod extract;
 mod owner;
+mod proxy;
 mod request_context;
 
 pub use bulk::{BULK_BODY_LIMIT, MAX_BULK_ENTRIES};
@@ -55,6 +56,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub vault: Arc<Vault>,
     pub edition: Arc<dyn Edition>,
+    /// The proxy's outbound client; `None` unless the server runs with `--enable-proxy`.
+    pub egress: Option<Arc<crate::egress::Egress>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bulk::routes())
         .merge(agents::routes())
         .merge(owner::routes())
+        .merge(proxy::routes())
         .with_state(state);
     // After the edition's routes: a route keeps an answer to wrong methods the edition set
     // (Commercial: the tarpit); the rest get the JSON 405.

@@ -10,6 +10,7 @@ mod auth;
 mod entries;
 mod key_check;
 mod owner;
+pub mod proxy;
 mod read_cache;
 mod replicated;
 

@@ -4,6 +4,7 @@
 mod access;
 mod agent;
 mod entry;
+pub mod reference;
 
 pub use access::{AgentAccess, HostPattern, MAX_ALLOWED_HOSTS, parse_allowed_hosts};
 pub use agent::{

@@ -24,6 +24,7 @@ mod health;
 mod helpers;
 mod http_edge;
 mod owner;
+mod proxy;
 mod read_cache;
 mod request_id;
 mod stolen_db;

@@ -19,3 +19,4 @@ pub mod poll;
 #[cfg(feature = "commercial")]
 pub mod primary;
 pub mod process;
+pub mod upstream;
