@@ -80,7 +80,9 @@ impl Masker {
     pub fn mask(&self, data: &[u8]) -> Vec<u8> {
         match &self.inner {
             None => data.to_vec(),
-            Some(i) => i.finder.replace_all_bytes(data, &vec![MARKER.as_bytes(); i.patterns.len()]),
+            Some(i) => i
+                .finder
+                .replace_all_bytes(data, &vec![MARKER.as_bytes(); i.patterns.len()]),
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod agents;
 mod bulk;
+mod changes;
 mod dto;
 mod entries;
 mod error;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(owner::routes())
         .merge(proxy::routes())
+        .merge(changes::routes())
         .with_state(state);
     // After the edition's routes: a route keeps an answer to wrong methods the edition set
     // (Commercial: the tarpit); the rest get the JSON 405.

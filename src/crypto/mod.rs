@@ -270,7 +270,10 @@ mod tests {
             field_aad("e1", "k")
         );
         let ct = s
-            .seal(&field_policy_aad("e1", "k", "use", &["api.example.com"]), b"v")
+            .seal(
+                &field_policy_aad("e1", "k", "use", &["api.example.com"]),
+                b"v",
+            )
             .unwrap();
         for (access, hosts) in [
             ("read", vec!["api.example.com"]),
@@ -284,8 +287,11 @@ mod tests {
             );
         }
         assert!(
-            s.open(&field_policy_aad("e1", "k", "use", &["api.example.com"]), &ct)
-                .is_ok()
+            s.open(
+                &field_policy_aad("e1", "k", "use", &["api.example.com"]),
+                &ct
+            )
+            .is_ok()
         );
     }
 

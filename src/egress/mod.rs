@@ -41,7 +41,10 @@ pub enum Error {
     #[error(
         "{host} resolves to {addr}, a loopback, private, link-local or otherwise non-public address; the proxy connects by name only to public addresses (an owner may list a literal address in allowed_hosts and use it in the URL)"
     )]
-    AddressRefused { host: String, addr: std::net::IpAddr },
+    AddressRefused {
+        host: String,
+        addr: std::net::IpAddr,
+    },
     #[error("cannot resolve {0}")]
     Unresolved(String),
     #[error("the upstream did not answer within {}s", CALL_TIMEOUT.as_secs())]
@@ -125,10 +128,7 @@ impl Egress {
             reqwest::header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        let mut builder = self
-            .client
-            .request(req.method, req.url)
-            .headers(headers);
+        let mut builder = self.client.request(req.method, req.url).headers(headers);
         if let Some(body) = req.body {
             builder = builder.body(body);
         }
@@ -136,7 +136,11 @@ impl Egress {
         if let Some(coding) = res
             .headers()
             .get(reqwest::header::CONTENT_ENCODING)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase())
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .filter(|c| !c.is_empty() && c != "identity")
         {
             return Err(Error::Encoded(coding.chars().take(40).collect()));
@@ -151,7 +155,9 @@ impl Egress {
         let headers = res
             .headers()
             .iter()
-            .map(|(n, v): (&HeaderName, &HeaderValue)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .map(|(n, v): (&HeaderName, &HeaderValue)| {
+                (n.as_str().to_owned(), v.as_bytes().to_vec())
+            })
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = res.chunk().await.map_err(explain)? {
@@ -227,7 +233,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 enum Refusal {
     #[error("{host} resolves to the non-public address {addr}")]
-    Address { host: String, addr: std::net::IpAddr },
+    Address {
+        host: String,
+        addr: std::net::IpAddr,
+    },
     #[error("cannot resolve {0}")]
     Unresolved(String),
 }

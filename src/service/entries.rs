@@ -1,8 +1,8 @@
 //! Entries: sealing on the way in, authorising and opening on the way out.
 
+use super::auth::Principal;
 use super::read_cache::StoredField;
 use super::{Caller, Error, Vault, require_owner};
-use super::auth::Principal;
 use crate::crypto::{ScopeKey, Sealer, Token, entry_meta_aad, field_policy_aad, scope_key_aad};
 use crate::store::agents::{get_scope_key, put_scope_key, scope_key_holders};
 use crate::store::entries::{self as rows, FieldMeta, FieldRow, Written};
@@ -405,23 +405,21 @@ impl Vault {
         id: EntryId,
         name: String,
     ) -> Result<FieldView, Error> {
-        let (row, value) = self.open_field(caller, &id, &name, |row, p| {
-            if row.meta.policy.agent_access == AgentAccess::Use.as_str() && !reads_use_fields(p) {
-                return Err(Error::UseOnly {
-                    entry: id.to_string(),
-                    field: name.clone(),
-                });
-            }
-            Ok(())
-        })
-        .await?;
+        let (row, value) = self
+            .open_field(caller, &id, &name, |row, p| {
+                if row.meta.policy.agent_access == AgentAccess::Use.as_str() && !reads_use_fields(p)
+                {
+                    return Err(Error::UseOnly {
+                        entry: id.to_string(),
+                        field: name.clone(),
+                    });
+                }
+                Ok(())
+            })
+            .await?;
         let tier = Tier::parse(&row.meta.tier)
             .map_err(|_| store::Error::Corrupt("unknown tier in database".into()))?;
-        Ok(FieldView {
-            name,
-            value,
-            tier,
-        })
+        Ok(FieldView { name, value, tier })
     }
 
     /// A field's value for the server to use on the caller's behalf (the proxy), `use` fields

@@ -7,6 +7,7 @@
 
 mod agents;
 mod auth;
+pub mod changes;
 mod entries;
 mod key_check;
 mod owner;
@@ -105,6 +106,8 @@ pub struct Vault {
     principals: Principals,
     reads: ReadCache,
     writable: AtomicBool,
+    /// `GET /v1/changes`: what changed, for watchers (`clavitor run --watch`).
+    changes: changes::ChangeFeed,
 }
 
 impl std::fmt::Debug for Vault {
@@ -121,6 +124,7 @@ impl Vault {
             principals: Principals::default(),
             reads: ReadCache::default(),
             writable: AtomicBool::new(true),
+            changes: changes::ChangeFeed::default(),
         });
         vault.reload_principals().await?;
         Ok(vault)

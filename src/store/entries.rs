@@ -280,10 +280,7 @@ pub fn get_field(conn: &Connection, id: &str, name: &str) -> Result<Option<Field
 }
 
 /// The policy of each field of entry `id`, by name (none for an entry that does not exist).
-pub fn field_policies(
-    conn: &Connection,
-    id: &str,
-) -> Result<HashMap<String, StoredPolicy>, Error> {
+pub fn field_policies(conn: &Connection, id: &str) -> Result<HashMap<String, StoredPolicy>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT name, agent_access, allowed_hosts FROM fields WHERE entry_id = ?1",
     )?;

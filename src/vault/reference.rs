@@ -78,13 +78,12 @@ mod tests {
         let found = placeholders(t).unwrap();
         let refs: Vec<&str> = found.iter().map(|p| p.reference.as_str()).collect();
         assert_eq!(refs, ["clavitor://Prod DB/api_key", "clavitor://a/b/c"]);
-        let filled = fill(t, &found, |r| format!("<{}>", parse_reference(r).unwrap().1));
+        let filled = fill(t, &found, |r| {
+            format!("<{}>", parse_reference(r).unwrap().1)
+        });
         assert_eq!(filled, "Bearer <api_key> and <c> {{other}}");
         assert!(placeholders("{{ clavitor://nofield }}").is_err());
         assert!(placeholders("{{clavitor://a/b").is_err());
-        assert_eq!(
-            parse_reference("clavitor://a/b/c").unwrap(),
-            ("a/b", "c")
-        );
+        assert_eq!(parse_reference("clavitor://a/b/c").unwrap(), ("a/b", "c"));
     }
 }

@@ -86,13 +86,22 @@ async fn listings_show_the_policy_and_a_put_that_omits_it_keeps_it() {
     // New values, no policy: each field keeps its own (by name).
     let new_secret = distinctive("rotated");
     let res = app
-        .put_entry(&app.owner_token, &id, &json!({"title": "api", "fields": [
-            {"name": "key", "value": new_secret, "tier": "credential", "scope": "deploy"},
-            {"name": "user", "value": "bot2", "tier": "credential", "scope": "deploy",
-             "allowed_hosts": ["api.example.com"]}
-        ]}))
+        .put_entry(
+            &app.owner_token,
+            &id,
+            &json!({"title": "api", "fields": [
+                {"name": "key", "value": new_secret, "tier": "credential", "scope": "deploy"},
+                {"name": "user", "value": "bot2", "tier": "credential", "scope": "deploy",
+                 "allowed_hosts": ["api.example.com"]}
+            ]}),
+        )
         .await;
-    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
     assert_error(
         app.get_field(&agent, &id, "key").await,
         StatusCode::FORBIDDEN,
@@ -117,10 +126,14 @@ async fn listings_show_the_policy_and_a_put_that_omits_it_keeps_it() {
 
     // Saying `read` turns it back into a readable field.
     let res = app
-        .put_entry(&app.owner_token, &id, &json!({"title": "api", "fields": [
-            {"name": "key", "value": new_secret, "tier": "credential", "scope": "deploy",
-             "agent_access": "read"}
-        ]}))
+        .put_entry(
+            &app.owner_token,
+            &id,
+            &json!({"title": "api", "fields": [
+                {"name": "key", "value": new_secret, "tier": "credential", "scope": "deploy",
+                 "agent_access": "read"}
+            ]}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(app.field_value(&agent, &id, "key").await, new_secret);

@@ -10,6 +10,7 @@ mod agent_access;
 mod agents;
 mod bad_input;
 mod bulk;
+mod changes;
 // Shared with the process-spawning suites; this one uses only the Commercial POP files.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]

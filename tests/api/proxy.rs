@@ -4,7 +4,9 @@
 
 use crate::common::pki::Ca;
 use crate::common::upstream::{Upstream, leaky_forms};
-use crate::helpers::{TestApp, assert_error, distinctive, json_ok, send, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_error, distinctive, json_ok, send, spawn_app, spawn_app_with,
+};
 use clavitor::mask::{MARKER, forms};
 use clavitor::server::ProxySettings;
 use reqwest::{Method, StatusCode};
@@ -65,12 +67,16 @@ async fn a_use_field_is_filled_in_and_masked_in_every_form_of_the_answer() {
     let secret = distinctive("sk-live");
     let agent = api_entry(&app, &secret, &["127.0.0.1"]).await;
 
-    let res = proxy(&app, &agent, &json!({
-        "method": "POST",
-        "url": upstream.url("/echo"),
-        "headers": {"Authorization": "Bearer {{clavitor://api/key}}", "X-Plain": "hello"},
-        "body": "{\"key\":\"{{ clavitor://api/key }}\"}"
-    }))
+    let res = proxy(
+        &app,
+        &agent,
+        &json!({
+            "method": "POST",
+            "url": upstream.url("/echo"),
+            "headers": {"Authorization": "Bearer {{clavitor://api/key}}", "X-Plain": "hello"},
+            "body": "{\"key\":\"{{ clavitor://api/key }}\"}"
+        }),
+    )
     .await;
     let text = res.text().await.unwrap();
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
@@ -79,7 +85,13 @@ async fn a_use_field_is_filled_in_and_masked_in_every_form_of_the_answer() {
     // The upstream got the real value, in the header and the body, asked for no compression.
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1);
-    let header = |n: &str| seen[0].headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let header = |n: &str| {
+        seen[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(header("authorization"), Some(format!("Bearer {secret}")));
     assert_eq!(header("x-plain").as_deref(), Some("hello"));
     assert_eq!(header("accept-encoding").as_deref(), Some("identity"));
@@ -87,13 +99,27 @@ async fn a_use_field_is_filled_in_and_masked_in_every_form_of_the_answer() {
     // The answer echoed it in every form: none is left.
     assert_no_form_of(&text, &secret);
     assert!(v["body"].as_str().unwrap().contains(MARKER), "{text}");
-    assert!(v["headers"]["x-echo-auth"].as_str().unwrap().contains(MARKER));
-    assert!(v["headers"]["x-echo-b64"].as_str().unwrap().contains(MARKER));
+    assert!(
+        v["headers"]["x-echo-auth"]
+            .as_str()
+            .unwrap()
+            .contains(MARKER)
+    );
+    assert!(
+        v["headers"]["x-echo-b64"]
+            .as_str()
+            .unwrap()
+            .contains(MARKER)
+    );
     // Owner tokens may use the proxy too.
-    let res = proxy(&app, &app.owner_token, &json!({
-        "method": "GET", "url": upstream.url("/echo"),
-        "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}
-    }))
+    let res = proxy(
+        &app,
+        &app.owner_token,
+        &json!({
+            "method": "GET", "url": upstream.url("/echo"),
+            "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}
+        }),
+    )
     .await;
     let text = json_ok(res).await.to_string();
     assert_no_form_of(&text, &secret);
@@ -106,7 +132,8 @@ async fn nothing_is_sent_when_a_check_fails() {
     let (app, _dir) = proxy_app(&ca).await;
     let secret = distinctive("sk");
     let agent = api_entry(&app, &secret, &["127.0.0.1", "localhost"]).await;
-    let call = |headers: Value, url: String| json!({"method": "GET", "url": url, "headers": headers});
+    let call =
+        |headers: Value, url: String| json!({"method": "GET", "url": url, "headers": headers});
     let auth = |r: &str| json!({"Authorization": format!("Bearer {{{{{r}}}}}")});
 
     // A field whose hosts do not include this one, alone or beside one that does.
@@ -123,14 +150,21 @@ async fn nothing_is_sent_when_a_check_fails() {
         assert!(body.contains("api.example.com"), "{body}");
     }
     // Out of scope, or missing: one answer.
-    for r in ["clavitor://api/other-scope", "clavitor://api/nope", "clavitor://nope/key"] {
+    for r in [
+        "clavitor://api/other-scope",
+        "clavitor://api/nope",
+        "clavitor://nope/key",
+    ] {
         let body = assert_error(
             proxy(&app, &agent, &call(auth(r), upstream.url("/echo"))).await,
             StatusCode::NOT_FOUND,
             "field_not_found",
         )
         .await;
-        assert!(body.contains("not found, or not in this token's scopes"), "{body}");
+        assert!(
+            body.contains("not found, or not in this token's scopes"),
+            "{body}"
+        );
     }
     // A name that resolves to loopback, though listed: names reach public addresses only.
     let url = upstream.url("/echo").replace("127.0.0.1", "localhost");
@@ -142,7 +176,12 @@ async fn nothing_is_sent_when_a_check_fails() {
     .await;
     // An address no field lists (here over plain http, which is refused for it anyway).
     assert_error(
-        proxy(&app, &agent, &call(auth("clavitor://api/key"), "http://10.0.0.1/x".into())).await,
+        proxy(
+            &app,
+            &agent,
+            &call(auth("clavitor://api/key"), "http://10.0.0.1/x".into()),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "host_not_allowed",
     )
@@ -169,7 +208,12 @@ async fn nothing_is_sent_when_a_check_fails() {
          "allowed_hosts": ["127.0.0.1"]}]}))
         .await;
     let body = assert_error(
-        proxy(&app, &agent, &call(json!({"A": "{{clavitor://crlf/v}}"}), upstream.url("/echo"))).await,
+        proxy(
+            &app,
+            &agent,
+            &call(json!({"A": "{{clavitor://crlf/v}}"}), upstream.url("/echo")),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "validation_failed",
     )
@@ -184,8 +228,10 @@ async fn redirects_compression_and_size_are_bounded() {
     let upstream = Upstream::https(&ca).await;
     let (app, _dir) = proxy_app(&ca).await;
     let agent = api_entry(&app, &distinctive("sk"), &["127.0.0.1"]).await;
-    let call = |path: &str| json!({"method": "GET", "url": upstream.url(path),
-        "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}});
+    let call = |path: &str| {
+        json!({"method": "GET", "url": upstream.url(path),
+        "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}})
+    };
 
     let v = json_ok(proxy(&app, &agent, &call("/redirect")).await).await;
     assert_eq!(v["status"], 302, "a redirect is returned, not followed");
@@ -212,8 +258,12 @@ async fn plain_http_goes_only_to_a_listed_literal_loopback_address() {
     let secret = distinctive("sk");
     let agent = api_entry(&app, &secret, &["127.0.0.1"]).await;
     let v = json_ok(
-        proxy(&app, &agent, &json!({"method": "GET", "url": upstream.url("/echo"),
-            "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}}))
+        proxy(
+            &app,
+            &agent,
+            &json!({"method": "GET", "url": upstream.url("/echo"),
+            "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}}),
+        )
         .await,
     )
     .await;
@@ -237,19 +287,40 @@ async fn rate_limits_ip_allowlists_and_revocation_apply() {
     for _ in 0..2 {
         json_ok(proxy(&app, &limited, &call).await).await;
     }
-    assert_error(proxy(&app, &limited, &call).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_error(
+        proxy(&app, &limited, &call).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
 
     let (_, fenced) = app
-        .create_agent(&json!({"name": "fenced", "scopes": ["deploy"], "ip_allowlist": ["10.0.0.0/8"]}))
+        .create_agent(
+            &json!({"name": "fenced", "scopes": ["deploy"], "ip_allowlist": ["10.0.0.0/8"]}),
+        )
         .await;
-    assert_error(proxy(&app, &fenced, &call).await, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+    assert_error(
+        proxy(&app, &fenced, &call).await,
+        StatusCode::FORBIDDEN,
+        "ip_not_allowed",
+    )
+    .await;
 
     let (id, revoked) = app
         .create_agent(&json!({"name": "gone", "scopes": ["deploy"], "ttl_seconds": 3600}))
         .await;
     app.revoke_agent(&id).await;
-    assert_error(proxy(&app, &revoked, &call).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    assert_eq!(upstream.requests().len(), 2, "only the two allowed calls went out");
+    assert_error(
+        proxy(&app, &revoked, &call).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "only the two allowed calls went out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,8 +331,12 @@ async fn the_proxy_is_off_unless_enabled() {
         {"name": "key", "value": "v-1234", "allowed_hosts": ["127.0.0.1"]}]}))
         .await;
     assert_error(
-        proxy(&app, &app.owner_token, &json!({"method": "GET", "url": upstream.url("/"),
-            "headers": {"A": "{{clavitor://api/key}}"}}))
+        proxy(
+            &app,
+            &app.owner_token,
+            &json!({"method": "GET", "url": upstream.url("/"),
+            "headers": {"A": "{{clavitor://api/key}}"}}),
+        )
         .await,
         StatusCode::FORBIDDEN,
         "proxy_disabled",

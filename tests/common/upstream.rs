@@ -67,7 +67,9 @@ impl Upstream {
     }
 
     async fn start(tls: Option<TlsAcceptor>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -159,7 +161,12 @@ async fn handle(req: Request, seen: &Mutex<Vec<Seen>>) -> Response {
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = axum::body::to_bytes(req.into_body(), 4 << 20)
         .await
@@ -185,7 +192,10 @@ async fn handle(req: Request, seen: &Mutex<Vec<Seen>>) -> Response {
             }
             let mut h = HeaderMap::new();
             h.insert("x-echo-auth", auth.parse().unwrap());
-            h.insert("x-echo-b64", STANDARD.encode(token.as_bytes()).parse().unwrap());
+            h.insert(
+                "x-echo-b64",
+                STANDARD.encode(token.as_bytes()).parse().unwrap(),
+            );
             (StatusCode::OK, h, text).into_response()
         }
         "/redirect" => (

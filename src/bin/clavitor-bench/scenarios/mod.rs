@@ -8,8 +8,8 @@
 #[cfg(feature = "commercial")]
 mod catch_up;
 mod cold_start;
-mod import;
 mod idle_connections;
+mod import;
 mod reads;
 #[cfg(feature = "commercial")]
 mod replication_lag;
