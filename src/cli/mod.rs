@@ -7,10 +7,13 @@ mod endpoint;
 mod export;
 mod http;
 mod import;
+mod inject;
 mod output;
 mod owner;
 #[cfg(test)]
 mod proptests;
+mod run;
+mod secrets;
 mod serve;
 
 use crate::edition;
@@ -42,8 +45,10 @@ enum Command {
     Owner(owner::OwnerCmd),
     /// Print one field's value: clavitor read clavitor://ENTRY/FIELD
     Read(commands::ReadArgs),
-    /// Run a command with secrets from the vault in its environment.
-    Run(commands::RunArgs),
+    /// Run a command with secrets from the vault in its environment, masked in its output.
+    Run(run::RunArgs),
+    /// Fill {{ clavitor://ENTRY/FIELD }} placeholders of a template into a private file.
+    Inject(inject::InjectArgs),
     /// Import another password manager's export (or a `clavitor export`) in one transaction.
     Import(import::ImportArgs),
     /// Write every entry and value to a file, encrypted with a passphrase by default.
@@ -89,7 +94,8 @@ pub fn main() -> ExitCode {
         Command::Agent(c) => commands::agent(c),
         Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),
-        Command::Run(a) => return commands::run(a),
+        Command::Run(a) => return run::run(a),
+        Command::Inject(a) => inject::inject(a),
         Command::Import(a) => import::import(a),
         Command::Export(a) => export::export(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),

@@ -21,6 +21,7 @@ mod no_outbound;
 mod owner;
 mod proxy;
 mod quickstart;
+mod run_inject;
 mod signals;
 mod startup;
 mod tls;
