@@ -187,7 +187,9 @@ pub fn forms(value: &[u8]) -> Vec<Vec<u8>> {
         out.push(json_ascii(text).into_bytes());
         for upper in [true, false] {
             for form in [false, true] {
-                out.push(url_encode(value, upper, form).into_bytes());
+                for strict in [false, true] {
+                    out.push(url_encode(value, upper, form, strict).into_bytes());
+                }
             }
         }
     }
@@ -231,12 +233,13 @@ fn json_ascii(text: &str) -> String {
     out
 }
 
-/// Percent-encoding of everything but the unreserved characters (RFC 3986); `form` writes a
-/// space as `+` (HTML forms).
-fn url_encode(value: &[u8], upper: bool, form: bool) -> String {
+/// Percent-encoding of everything but the unreserved characters (RFC 3986), or with `strict`
+/// of everything but letters and digits (as some encoders do); `form` writes a space as `+`
+/// (HTML forms).
+fn url_encode(value: &[u8], upper: bool, form: bool, strict: bool) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for &b in value {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || (!strict && matches!(b, b'-' | b'.' | b'_' | b'~')) {
             out.push(char::from(b));
         } else if form && b == b' ' {
             out.push('+');
@@ -265,8 +268,9 @@ mod tests {
             URL_SAFE.encode(embedded.as_bytes()),
             SECRET.bytes().map(|b| format!("{b:02x}")).collect(),
             SECRET.bytes().map(|b| format!("{b:02X}")).collect(),
-            url_encode(SECRET.as_bytes(), true, false),
-            url_encode(SECRET.as_bytes(), false, true),
+            url_encode(SECRET.as_bytes(), true, false, false),
+            url_encode(SECRET.as_bytes(), false, true, false),
+            url_encode(SECRET.as_bytes(), true, false, true),
         ]
     }
 

@@ -8,6 +8,7 @@ mod export;
 mod http;
 mod import;
 mod inject;
+mod mcp;
 mod output;
 mod owner;
 #[cfg(test)]
@@ -47,6 +48,9 @@ enum Command {
     Read(commands::ReadArgs),
     /// Run a command with secrets from the vault in its environment, masked in its output.
     Run(run::RunArgs),
+    /// Serve the Model Context Protocol over stdio for AI agents (tools that use secrets
+    /// without returning them).
+    Mcp(mcp::McpArgs),
     /// Fill {{ clavitor://ENTRY/FIELD }} placeholders of a template into a private file.
     Inject(inject::InjectArgs),
     /// Import another password manager's export (or a `clavitor export`) in one transaction.
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Read(a) => commands::read(a),
         Command::Run(a) => return run::run(a),
         Command::Inject(a) => inject::inject(a),
+        Command::Mcp(a) => mcp::mcp(a),
         Command::Import(a) => import::import(a),
         Command::Export(a) => export::export(a),
         Command::Edition(c) => edition::run_command(c).map_err(anyhow::Error::from),

@@ -205,13 +205,9 @@ fn resolve_all(
     Ok((values, entries))
 }
 
-/// The child's environment: ours, less the token in any form, plus the definitions.
-fn child_env(
-    defs: &[Definition],
-    values: &BTreeMap<String, Zeroizing<String>>,
-    token: &str,
-    token_file: Option<&Path>,
-) -> Vec<(OsString, OsString)> {
+/// Our environment less the token in any form: `CLAVITOR_TOKEN`, and any variable holding the
+/// token or the token file's path.
+pub(super) fn scrubbed_env(token: &str, token_file: Option<&Path>) -> Vec<(OsString, OsString)> {
     let token_file = token_file.map(|p| {
         (
             p.as_os_str().to_owned(),
@@ -220,7 +216,7 @@ fn child_env(
                 .unwrap_or_default(),
         )
     });
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+    std::env::vars_os()
         .filter(|(k, v)| {
             k != "CLAVITOR_TOKEN"
                 && v.as_bytes() != token.as_bytes()
@@ -228,7 +224,17 @@ fn child_env(
                     .as_ref()
                     .is_some_and(|(given, canonical)| v == given || v == canonical)
         })
-        .collect();
+        .collect()
+}
+
+/// The child's environment: ours, less the token in any form, plus the definitions.
+fn child_env(
+    defs: &[Definition],
+    values: &BTreeMap<String, Zeroizing<String>>,
+    token: &str,
+    token_file: Option<&Path>,
+) -> Vec<(OsString, OsString)> {
+    let mut env = scrubbed_env(token, token_file);
     for d in defs {
         let value = match &d.value {
             Source::Reference(r) => values.get(r).map(|v| v.to_string()).unwrap_or_default(),

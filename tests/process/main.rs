@@ -17,6 +17,7 @@ mod helpers;
 mod human_output;
 mod identity;
 mod import;
+mod mcp;
 mod no_outbound;
 mod owner;
 mod proxy;
