@@ -160,6 +160,10 @@ struct Audit {
     /// Inodes held but in no table, and since when (a socket closing between the two reads).
     unresolved: HashMap<u64, Instant>,
     allowed_pairs: HashSet<u64>,
+    /// With the proxy on: the one remote address connections may go to (the listed upstream).
+    allowed_remote: Option<SocketAddr>,
+    /// Most connections to `allowed_remote` held at once.
+    max_outbound: usize,
 }
 
 impl Audit {
@@ -171,6 +175,7 @@ impl Audit {
         }
         let tables = kernel_tables(pid);
         let mut accepted = 0;
+        let mut outbound = 0;
         self.samples += 1;
         self.unresolved.retain(|ino, _| held.contains(ino));
         for ino in &held {
@@ -178,6 +183,9 @@ impl Audit {
                 Some(Entry::Tcp { local, state, .. })
                     if *local == listen && *state == TCP_LISTEN => {}
                 Some(Entry::Tcp { local, .. }) if *local == listen => accepted += 1,
+                Some(Entry::Tcp { remote, .. }) if Some(*remote) == self.allowed_remote => {
+                    outbound += 1;
+                }
                 Some(Entry::Tcp {
                     local,
                     remote,
@@ -216,6 +224,7 @@ impl Audit {
             }
         }
         self.max_accepted = self.max_accepted.max(accepted);
+        self.max_outbound = self.max_outbound.max(outbound);
     }
 }
 
@@ -228,8 +237,16 @@ struct Sampler {
 
 impl Sampler {
     fn start(pid: u32, listen: SocketAddr) -> Self {
+        Self::start_allowing(pid, listen, None)
+    }
+
+    /// [`Sampler::start`], connections to `remote` allowed (and counted).
+    fn start_allowing(pid: u32, listen: SocketAddr, remote: Option<SocketAddr>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let audit = Arc::new(Mutex::new(Audit::default()));
+        let audit = Arc::new(Mutex::new(Audit {
+            allowed_remote: remote,
+            ..Audit::default()
+        }));
         let (s, a) = (stop.clone(), audit.clone());
         let thread = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(150);
@@ -482,6 +499,103 @@ fn the_community_server_holds_only_its_listener_and_accepted_connections() {
         server.stderr().is_empty() || !server.stderr().contains("panicked"),
         "{}",
         server.stderr()
+    );
+}
+
+/// With `--enable-proxy`, the server connects out, but only to hosts an owner listed on a
+/// field: here the one upstream (127.0.0.1, listed), while calls to hosts no used field lists
+/// are refused before any connection, and the rest of the workload runs as usual.
+#[test]
+fn with_the_proxy_on_the_only_outbound_connections_go_to_listed_hosts() {
+    use crate::common::pki::Ca;
+    use crate::common::upstream::Upstream;
+    use crate::helpers::{config_home, serve_with, with_config_home};
+    let tmp = Scratch::new();
+    let data = tmp.data();
+    let token = init(&data);
+    let rt = runtime();
+    let ca = Ca::new("upstream CA");
+    let upstream = rt.block_on(Upstream::https(&ca));
+    let ca_file = tmp.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (d, c) = (data.display().to_string(), ca_file.display().to_string());
+    let mut cmd = serve_with(&[
+        "--data-dir",
+        &d,
+        "--listen",
+        "127.0.0.1:0",
+        "--enable-proxy",
+        "--proxy-ca-file",
+        &c,
+    ]);
+    with_config_home(&mut cmd, &config_home(&data));
+    let server = crate::helpers::Vault::start(&mut cmd, &data);
+    let pid = server.pid().as_raw() as u32;
+    let sampler = Sampler::start_allowing(pid, server.addr(), Some(upstream.addr));
+
+    let http = crate::edition::reaching(reqwest::Client::builder())
+        .build()
+        .unwrap();
+    let (base, owner) = (server.url.clone(), token.clone());
+    rt.block_on(async {
+        let res = http
+            .post(format!("{base}/v1/entries"))
+            .bearer_auth(&owner)
+            .json(&json!({"title": "api", "fields": [
+                {"name": "key", "value": "sk-proxy-0123456789", "tier": "credential",
+                 "scope": "ci", "agent_access": "use", "allowed_hosts": ["127.0.0.1"]}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let proxy = |url: String| {
+            let (http, base, owner) = (http.clone(), base.clone(), owner.clone());
+            async move {
+                http.post(format!("{base}/v1/proxy"))
+                    .bearer_auth(&owner)
+                    .json(&json!({"method": "GET", "url": url,
+                        "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        let port = upstream.addr.port();
+        tokio::time::timeout(Duration::from_secs(90), async {
+            let mut wave = 0;
+            while wave < 2 || sampler.samples() < MIN_SAMPLES {
+                workload(base.clone(), owner.clone(), wave).await;
+                assert_eq!(proxy(upstream.url("/")).await, 200);
+                for refused in [
+                    format!("https://127.0.0.2:{port}/"),
+                    "https://api.example.com/".to_owned(),
+                    "http://10.0.0.1/".to_owned(),
+                    "https://169.254.169.254/latest/meta-data/".to_owned(),
+                ] {
+                    assert_eq!(proxy(refused).await, 403);
+                }
+                wave += 1;
+            }
+        })
+        .await
+        .expect("the workload finishes within 90 s");
+    });
+    let audit = sampler.finish();
+    eprintln!(
+        "audit: {} samples, at most {} accepted and {} outbound connections at once",
+        audit.samples, audit.max_accepted, audit.max_outbound
+    );
+    assert!(audit.violations.is_empty(), "{:#?}", audit.violations);
+    assert!(
+        audit.max_outbound >= 1,
+        "the sampler never saw the proxy's connection, so it proved nothing: {audit:?}"
+    );
+    assert!(upstream.connection_count() >= 1);
+    assert!(
+        upstream.requests().iter().all(|r| r.path == "/"),
+        "only the allowed calls arrived"
     );
 }
 
