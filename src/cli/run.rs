@@ -184,10 +184,10 @@ fn definitions(a: &RunArgs) -> Result<Vec<Definition>> {
 }
 
 /// The values of every reference (each fetched once), and the entry ids they live in.
-fn resolve_all(
-    client: &Client,
-    defs: &[Definition],
-) -> Result<(BTreeMap<String, Zeroizing<String>>, HashSet<String>)> {
+/// Values by reference.
+type Values = BTreeMap<String, Zeroizing<String>>;
+
+fn resolve_all(client: &Client, defs: &[Definition]) -> Result<(Values, HashSet<String>)> {
     let mut resolver = Resolver::new(client);
     let mut values = BTreeMap::new();
     let mut entries = HashSet::new();
@@ -230,7 +230,7 @@ pub(super) fn scrubbed_env(token: &str, token_file: Option<&Path>) -> Vec<(OsStr
 /// The child's environment: ours, less the token in any form, plus the definitions.
 fn child_env(
     defs: &[Definition],
-    values: &BTreeMap<String, Zeroizing<String>>,
+    values: &Values,
     token: &str,
     token_file: Option<&Path>,
 ) -> Vec<(OsString, OsString)> {
@@ -248,7 +248,7 @@ fn child_env(
 
 enum Event {
     Exited(std::io::Result<ExitStatus>),
-    Changed(BTreeMap<String, Zeroizing<String>>),
+    Changed(Values),
 }
 
 fn run_inner(a: RunArgs) -> Result<ExitCode> {
@@ -286,17 +286,15 @@ fn run_inner(a: RunArgs) -> Result<ExitCode> {
                 let _ = tx.send(Event::Exited(child.wait()));
             });
         }
-        let mut restart: Option<BTreeMap<String, Zeroizing<String>>> = None;
-        let status = loop {
-            match rx.recv().expect("the senders live as long as this loop") {
-                Event::Exited(status) => break status,
-                Event::Changed(new) => {
-                    restart = Some(new);
-                    // Returns once the child exited (its event consumed); a newer change that
-                    // arrives meanwhile replaces `restart`.
-                    stop_child(pid, &rx, &mut restart);
-                    break Ok(ExitStatus::default());
-                }
+        let mut restart: Option<Values> = None;
+        let status = match rx.recv().expect("the senders live as long as this loop") {
+            Event::Exited(status) => status,
+            Event::Changed(new) => {
+                restart = Some(new);
+                // Returns once the child exited (its event consumed); a newer change that
+                // arrives meanwhile replaces `restart`.
+                stop_child(pid, &rx, &mut restart);
+                Ok(ExitStatus::default())
             }
         };
         CHILD.store(0, Ordering::SeqCst);
@@ -318,11 +316,7 @@ fn run_inner(a: RunArgs) -> Result<ExitCode> {
 }
 
 /// SIGTERM, then SIGKILL after [`STOP_GRACE`]; returns once the child's exit event arrived.
-fn stop_child(
-    pid: u32,
-    rx: &mpsc::Receiver<Event>,
-    restart: &mut Option<BTreeMap<String, Zeroizing<String>>>,
-) {
+fn stop_child(pid: u32, rx: &mpsc::Receiver<Event>, restart: &mut Option<Values>) {
     let pid = libc::pid_t::try_from(pid).unwrap_or(0);
     // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet (its waiter
     // thread reports the reaping through `rx`, which we have not seen).
@@ -469,7 +463,7 @@ fn watch(
     opts: &ClientOpts,
     refs: Vec<String>,
     entries: HashSet<String>,
-    mut current: BTreeMap<String, Zeroizing<String>>,
+    mut current: Values,
     tx: &mpsc::Sender<Event>,
 ) {
     let Ok(client) = Client::from_opts(opts) else {
