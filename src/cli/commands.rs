@@ -155,6 +155,18 @@ fn field_summary(e: &Value) -> String {
                 s.push(':');
                 s.push_str(&escape(scope));
             }
+            let hosts: Vec<_> = f["allowed_hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(escape)
+                .collect();
+            match (f["agent_access"].as_str(), hosts.is_empty()) {
+                (Some("use"), _) => s.push_str(&format!(" (use-only; hosts: {})", hosts.join(" "))),
+                (_, false) => s.push_str(&format!(" (hosts: {})", hosts.join(" "))),
+                _ => {}
+            }
             s
         })
         .collect::<Vec<_>>()
