@@ -12,6 +12,8 @@
 //! - `vault`: domain types and validation rules. No IO, no serde.
 //! - `crypto`: keys, AES-256-GCM sealing, tokens. Pure; the only holder of key bytes.
 //! - `transport`: HTTP/1.1 and HTTP/2 serving, plain or TLS, with timeouts and a connection cap.
+//! - `egress`: the proxy's outbound HTTP client (off unless `serve --enable-proxy`), SSRF-guarded.
+//! - `mask`: masking secret values (in every usual encoding) in text going back to agents.
 //! - `import`: other vaults' export files (and our own) read into drafts, for the CLI. No HTTP.
 //! - `files`, `metrics`, `shutdown`: small shared utilities.
 
@@ -21,8 +23,10 @@ pub mod cli;
 pub mod crypto;
 pub mod datadir;
 pub mod edition;
+pub mod egress;
 pub mod files;
 pub mod import;
+pub mod mask;
 pub mod metrics;
 pub mod server;
 pub mod service;

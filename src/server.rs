@@ -35,6 +35,16 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// How the audit trail runs: sync reads, retention, the low-disk alert.
     pub audit: service::AuditOptions,
+    /// `--enable-proxy`: serve `POST /v1/proxy` (the server's only outbound connections).
+    pub proxy: ProxySettings,
+}
+
+/// The proxy's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    pub enabled: bool,
+    /// Trust only this CA for upstreams (tests); default: the system's CAs.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +58,7 @@ impl Default for ServeConfig {
             max_connections: None,
             idle_timeout: transport::DEFAULT_IDLE_TIMEOUT,
             audit: service::AuditOptions::default(),
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -64,6 +75,8 @@ pub enum Error {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Limits(#[from] LimitError),
+    #[error("cannot set up the proxy: {0}")]
+    Egress(#[from] crate::egress::Error),
     #[error(
         "--tls-cert/--tls-key do not apply to this edition: it serves TLS with the certificate in {settings}. Fix: remove --tls-cert and --tls-key"
     )]
@@ -86,6 +99,7 @@ pub struct Server {
     lock: DirLock,
     limits: Limits,
     tls: Option<TlsSource>,
+    egress: Option<Arc<crate::egress::Egress>>,
     /// Set when this start created the vault: the owner token, to show once...
     pub new_owner_token: Option<Token>,
     /// ...and the file it was saved to.
@@ -105,6 +119,12 @@ impl Server {
             (None, _) => None,
         };
         let limits = Limits::resolve(cfg.max_connections, cfg.idle_timeout)?;
+        let egress = match cfg.proxy.enabled {
+            true => Some(Arc::new(crate::egress::Egress::new(
+                cfg.proxy.ca_file.as_deref(),
+            )?)),
+            false => None,
+        };
         let opened = DataDir::new(&cfg.data_dir)
             .open_or_init(cfg.owner_token_out.as_deref())
             .await?;
@@ -140,6 +160,7 @@ impl Server {
             lock: opened.lock,
             limits,
             tls,
+            egress,
             new_owner_token,
             owner_token_file,
             notices: opened.notices,
@@ -177,11 +198,13 @@ impl Server {
             lock,
             limits,
             tls,
+            egress,
             ..
         } = self;
         let app = api::router(AppState {
             vault: vault.clone(),
             edition: edition.clone(),
+            egress,
         });
         let trigger = shutdown.clone();
         tokio::spawn(async move {

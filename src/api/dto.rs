@@ -25,6 +25,10 @@ pub struct FieldIn {
     pub value: String,
     pub tier: Option<String>,
     pub scope: Option<String>,
+    /// `read` or `use`; absent: a new field reads, a replaced field keeps its mode.
+    pub agent_access: Option<String>,
+    /// Hosts the proxy may send the value to; absent: none, or a replaced field's list.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 impl EntryIn {
@@ -38,7 +42,8 @@ impl EntryIn {
                     value: Zeroizing::new(f.value),
                     tier: f.tier.as_deref(),
                     scope: f.scope.as_deref(),
-                })
+                })?
+                .with_policy(f.agent_access.as_deref(), f.allowed_hosts.as_deref())
             })
             .collect::<Result<_, _>>()?;
         EntryDraft::parse(
@@ -87,6 +92,8 @@ pub struct FieldMetaOut {
     pub tier: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    pub agent_access: &'static str,
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +122,8 @@ impl From<EntryView> for EntryOut {
                     name: f.name,
                     tier: f.tier.as_str(),
                     scope: f.scope,
+                    agent_access: f.agent_access.as_str(),
+                    allowed_hosts: f.allowed_hosts,
                 })
                 .collect(),
             created_at: timestamp(e.created_at),

@@ -89,6 +89,7 @@ impl From<service::Error> for ApiError {
             E::FieldNotFound { .. } | E::FieldNotReadable { .. } => {
                 (StatusCode::NOT_FOUND, "field_not_found")
             }
+            E::UseOnly { .. } => (StatusCode::FORBIDDEN, "use_only"),
             E::AgentNotFound(_) => (StatusCode::NOT_FOUND, "agent_not_found"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             E::Refused(_) => (StatusCode::BAD_REQUEST, "refused"),

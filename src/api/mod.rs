@@ -6,12 +6,14 @@
 mod agents;
 mod audit;
 mod bulk;
+mod changes;
 mod dto;
 mod entries;
 mod error;
 mod extract;
 mod groups;
 mod owner;
+mod proxy;
 mod request_context;
 mod users;
 
@@ -58,6 +60,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub vault: Arc<Vault>,
     pub edition: Arc<dyn Edition>,
+    /// The proxy's outbound client; `None` unless the server runs with `--enable-proxy`.
+    pub egress: Option<Arc<crate::egress::Egress>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -72,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(groups::routes())
         .merge(audit::routes())
+        .merge(proxy::routes())
+        .merge(changes::routes())
         .with_state(state.clone());
     // After the edition's routes: a route keeps an answer to wrong methods the edition set
     // (Commercial: the tarpit); the rest get the JSON 405.

@@ -42,6 +42,11 @@ impl Client {
         Ok(Self { http, token })
     }
 
+    /// The token this client presents (for `run`, to keep it out of a child's environment).
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
     /// Sends one request and returns the raw reply, for callers that act on the status.
     /// `Err` only when no answer came.
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {

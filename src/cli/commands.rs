@@ -1,4 +1,4 @@
-//! Client subcommands: entries, agents, `read` and `run`.
+//! Client subcommands: entries, agents and `read`.
 
 use super::ClientOpts;
 use super::client::Client;
@@ -7,7 +7,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::io::Read;
-use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum EntryCmd {
@@ -87,19 +86,6 @@ pub struct ReadArgs {
     opts: ClientOpts,
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// NAME=clavitor://ENTRY/FIELD to set in the child's environment (repeat). Variables
-    /// already in the environment whose value is a clavitor:// reference are resolved too.
-    #[arg(long = "env", short = 'e', value_name = "NAME=REFERENCE")]
-    env: Vec<String>,
-    #[command(flatten)]
-    opts: ClientOpts,
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true)]
-    command: Vec<String>,
-}
-
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -168,6 +154,18 @@ fn field_summary(e: &Value) -> String {
             if let Some(scope) = f["scope"].as_str() {
                 s.push(':');
                 s.push_str(&escape(scope));
+            }
+            let hosts: Vec<_> = f["allowed_hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(escape)
+                .collect();
+            match (f["agent_access"].as_str(), hosts.is_empty()) {
+                (Some("use"), _) => s.push_str(&format!(" (use-only; hosts: {})", hosts.join(" "))),
+                (_, false) => s.push_str(&format!(" (hosts: {})", hosts.join(" "))),
+                _ => {}
             }
             s
         })
@@ -406,49 +404,6 @@ pub fn read(a: ReadArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Runs the child with secrets injected; exits with the child's status.
-pub fn run(a: RunArgs) -> ExitCode {
-    match run_inner(a) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn run_inner(a: RunArgs) -> Result<ExitCode> {
-    let c = Client::from_opts(&a.opts)?;
-    let mut wanted: Vec<(String, String)> = std::env::vars()
-        .filter(|(_, v)| v.starts_with("clavitor://"))
-        .collect();
-    for e in &a.env {
-        let (k, v) = e
-            .split_once('=')
-            .with_context(|| format!("--env {e:?}: expected NAME=clavitor://ENTRY/FIELD"))?;
-        wanted.push((k.to_owned(), v.to_owned()));
-    }
-    let mut cmd = std::process::Command::new(&a.command[0]);
-    cmd.args(&a.command[1..]);
-    for (k, reference) in wanted {
-        let f = fetch(&c, &reference).with_context(|| format!("resolving {k}"))?;
-        cmd.env(k, f["value"].as_str().unwrap_or_default());
-    }
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {:?}", a.command[0]))?;
-    Ok(match status.code() {
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        // Killed by a signal: mirror the shell's 128+N convention.
-        None => {
-            use std::os::unix::process::ExitStatusExt;
-            ExitCode::from(
-                128u8.saturating_add(u8::try_from(status.signal().unwrap_or(1)).unwrap_or(1)),
-            )
-        }
-    })
 }
 
 #[cfg(test)]

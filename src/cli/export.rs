@@ -130,7 +130,7 @@ fn collect(c: &Client) -> Result<Vec<ExportEntry>> {
 }
 
 /// Writes `bytes` as a new private file beside `out`, then renames it over `out`.
-fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
     let name = out
         .file_name()
         .with_context(|| format!("--out {}: not a file name", out.display()))?;

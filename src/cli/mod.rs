@@ -10,12 +10,16 @@ mod export;
 mod group;
 mod http;
 mod import;
+mod inject;
 mod login;
 mod man;
+mod mcp;
 mod output;
 mod owner;
 #[cfg(test)]
 mod proptests;
+mod run;
+mod secrets;
 mod serve;
 mod user;
 
@@ -61,8 +65,13 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Print one field's value: clavitor read clavitor://ENTRY/FIELD
     Read(commands::ReadArgs),
-    /// Run a command with secrets from the vault in its environment.
-    Run(commands::RunArgs),
+    /// Run a command with secrets from the vault in its environment, masked in its output.
+    Run(run::RunArgs),
+    /// Serve the Model Context Protocol over stdio for AI agents (tools that use secrets
+    /// without returning them).
+    Mcp(mcp::McpArgs),
+    /// Fill {{ clavitor://ENTRY/FIELD }} placeholders of a template into a private file.
+    Inject(inject::InjectArgs),
     /// Import another password manager's export (or a `clavitor export`) in one transaction.
     Import(import::ImportArgs),
     /// Write every entry and value to a file, encrypted with a passphrase by default.
@@ -116,11 +125,13 @@ pub fn main() -> ExitCode {
         Command::Token(c) => owner::token(c),
         Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),
-        Command::Run(a) => return commands::run(a),
+        Command::Run(a) => return run::run(a),
         Command::Audit(a) => match audit::audit(a) {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Inject(a) => inject::inject(a),
+        Command::Mcp(a) => mcp::mcp(a),
         Command::Import(a) => import::import(a),
         Command::Export(a) => export::export(a),
         Command::Completions(a) => completions::completions(a),

@@ -3,7 +3,7 @@
 use crate::crypto::MasterKey;
 use crate::datadir::{self, DataDir, InitOptions};
 use crate::edition::{self, ServeFlags};
-use crate::server::{self, ServeConfig, Server};
+use crate::server::{self, ProxySettings, ServeConfig, Server};
 use crate::transport::TlsFiles;
 use crate::{files, shutdown};
 use anyhow::{Context, Result};
@@ -76,6 +76,14 @@ pub struct ServeArgs {
     /// For tests: how long a connection may go without a request in flight (milliseconds).
     #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout_ms: Option<u64>,
+    /// Serve POST /v1/proxy: agents send requests with {{clavitor://ENTRY/FIELD}} placeholders
+    /// that the server fills in, to hosts an owner listed on the fields. The only outbound
+    /// connections the server makes; off by default.
+    #[arg(long)]
+    enable_proxy: bool,
+    /// For tests: trust only this PEM CA for proxy upstreams (default: the system's CAs).
+    #[arg(long, hide = true, value_name = "FILE", requires = "enable_proxy")]
+    proxy_ca_file: Option<PathBuf>,
     #[command(flatten)]
     token_out: TokenOut,
     #[command(flatten)]
@@ -236,6 +244,10 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             .idle_timeout_ms
             .map_or(defaults.idle_timeout, std::time::Duration::from_millis),
         audit: a.audit.options(),
+        proxy: ProxySettings {
+            enabled: a.enable_proxy,
+            ca_file: a.proxy_ca_file,
+        },
     };
     let data_dir = cfg.data_dir.clone();
     rt.block_on(async move {

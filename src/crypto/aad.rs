@@ -17,6 +17,25 @@ pub fn field_aad(entry_id: &str, field_name: &str) -> Vec<u8> {
     join("field", &[entry_id, field_name])
 }
 
+/// A field's associated data with its agent policy (`agent_access`, `allowed_hosts`). A field
+/// with the default policy (`read`, no hosts) keeps [`field_aad`], so every field sealed before
+/// policies existed opens as it did; any other policy is bound in as well, so editing either
+/// column in the database (a `use` field turned `read`, a host added) makes the field fail to
+/// open instead of leaking its value.
+pub fn field_policy_aad<S: AsRef<str>>(
+    entry_id: &str,
+    field_name: &str,
+    agent_access: &str,
+    allowed_hosts: &[S],
+) -> Vec<u8> {
+    if agent_access == "read" && allowed_hosts.is_empty() {
+        return field_aad(entry_id, field_name);
+    }
+    let mut parts = vec![entry_id, field_name, agent_access];
+    parts.extend(allowed_hosts.iter().map(AsRef::as_ref));
+    join("field-policy", &parts)
+}
+
 pub fn entry_meta_aad(entry_id: &str) -> Vec<u8> {
     join("entry-meta", &[entry_id])
 }

@@ -26,7 +26,7 @@ mod aad;
 mod keypair;
 mod passphrase;
 
-pub use aad::{entry_meta_aad, field_aad, key_check_aad, scope_key_aad};
+pub use aad::{entry_meta_aad, field_aad, field_policy_aad, key_check_aad, scope_key_aad};
 pub use keypair::{
     HPKE_WRAP_LEN, LEGACY_WRAP_LEN, PUBLIC_KEY_LEN, PrivateKey, PublicKey, SEALED_PRIVATE_KEY_LEN,
     WrapFormat, generate_key_pair,
@@ -300,6 +300,40 @@ mod tests {
         // Copying a ciphertext to another field or entry must not decrypt.
         assert!(s.open(&field_aad("e1", "pin"), &ct).is_err());
         assert!(s.open(&field_aad("e2", "password"), &ct).is_err());
+    }
+
+    #[test]
+    fn a_field_policy_is_bound_only_when_not_the_default() {
+        let s = MasterKey::generate().vault_sealer();
+        let none: &[&str] = &[];
+        assert_eq!(
+            field_policy_aad("e1", "k", "read", none),
+            field_aad("e1", "k")
+        );
+        let ct = s
+            .seal(
+                &field_policy_aad("e1", "k", "use", &["api.example.com"]),
+                b"v",
+            )
+            .unwrap();
+        for (access, hosts) in [
+            ("read", vec!["api.example.com"]),
+            ("use", vec![]),
+            ("use", vec!["evil.example.com"]),
+            ("use", vec!["api.example.com", "evil.example.com"]),
+        ] {
+            assert!(
+                s.open(&field_policy_aad("e1", "k", access, &hosts), &ct)
+                    .is_err()
+            );
+        }
+        assert!(
+            s.open(
+                &field_policy_aad("e1", "k", "use", &["api.example.com"]),
+                &ct
+            )
+            .is_ok()
+        );
     }
 
     #[test]

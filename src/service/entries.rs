@@ -5,18 +5,20 @@
 //! admin also the fields without a scope); an entry with no such field does not exist for it.
 //! A write never touches a field outside its caller's scopes: a `PUT` keeps the fields the
 //! caller cannot see as they are, and a caller may delete only an entry all of whose fields
-//! it sees.
+//! it sees. A `use` field is read by people; agents only have the server use it for them.
 
+use super::auth::Principal;
 use super::keys::KeyRing;
 use super::read_cache::StoredField;
-use super::{Caller, Error, Vault};
-use crate::crypto::{ScopeKey, Sealer, entry_meta_aad, field_aad};
+use super::{Caller, Error, Vault, require_admin};
+use crate::crypto::{ScopeKey, Sealer, entry_meta_aad, field_policy_aad};
 use crate::store::agents::get_scope_key;
 use crate::store::entries::{self as rows, FieldMeta, FieldRow, Written};
-use crate::store::{self, EntryRow};
-use crate::vault::{AgentId, EntryDraft, EntryId, Tier};
+use crate::store::{self, EntryRow, StoredPolicy};
+use crate::vault::{AgentAccess, AgentId, EntryDraft, EntryId, FieldDraft, Tier};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -35,6 +37,8 @@ pub struct FieldInfo {
     pub name: String,
     pub tier: Tier,
     pub scope: Option<String>,
+    pub agent_access: AgentAccess,
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -58,16 +62,24 @@ pub struct FieldView {
 
 /// Seals a draft's fields inside the write transaction, because credential fields need their
 /// scope key, which may have to be created (and must then be created exactly once).
+#[allow(clippy::too_many_arguments)]
 fn seal_fields(
     conn: &Connection,
     sealer: &Sealer,
     keys: &mut KeyRing<'_>,
     entry_id: &str,
     draft: &EntryDraft,
+    current: &HashMap<String, StoredPolicy>,
 ) -> Result<Vec<FieldRow>, Error> {
     let mut out = Vec::with_capacity(draft.fields.len());
     for f in &draft.fields {
-        let aad = field_aad(entry_id, &f.name);
+        let policy = field_policy(f, current.get(&f.name));
+        let aad = field_policy_aad(
+            entry_id,
+            &f.name,
+            &policy.agent_access,
+            &policy.allowed_hosts,
+        );
         let ciphertext = match f.tier {
             Tier::Vault | Tier::Identity => sealer.seal(&aad, f.value.as_bytes())?,
             Tier::Credential => {
@@ -86,6 +98,7 @@ fn seal_fields(
                 name: f.name.clone(),
                 tier: f.tier.as_str().to_owned(),
                 scope: f.scope.as_ref().map(|s| s.as_str().to_owned()),
+                policy,
             },
             ciphertext,
         });
@@ -111,6 +124,50 @@ fn check_writable_fields(caller: &Caller, draft: &EntryDraft) -> Result<(), Erro
         }
     }
     Ok(())
+}
+
+/// A field's policy after a write: what the draft says, and for what it leaves out, what the
+/// field of that name had (a new field: `read`, no hosts).
+fn field_policy(f: &FieldDraft, current: Option<&StoredPolicy>) -> StoredPolicy {
+    let current = current.cloned().unwrap_or_default();
+    StoredPolicy {
+        agent_access: f
+            .agent_access
+            .map_or(current.agent_access, |a| a.as_str().to_owned()),
+        allowed_hosts: f.allowed_hosts.as_ref().map_or(current.allowed_hosts, |h| {
+            h.iter().map(|p| p.as_str().to_owned()).collect()
+        }),
+    }
+}
+
+/// Whether a write changes any field's policy from what it is (for a new field: the default).
+fn changes_policy(draft: &EntryDraft, current: &HashMap<String, StoredPolicy>) -> bool {
+    draft.fields.iter().any(|f| {
+        let before = current.get(&f.name).cloned().unwrap_or_default();
+        field_policy(f, Some(&before)) != before
+    })
+}
+
+/// Who may set or change a field's `agent_access` and `allowed_hosts`: the owner and admins.
+/// The one place that decides it.
+pub(super) fn may_set_field_policy(caller: &Caller) -> Result<(), Error> {
+    require_admin(caller)
+}
+
+/// Whether `p` is given the value of a `use` field when it reads it: people are; agents use
+/// such fields only through the proxy.
+fn reads_use_fields(p: &Principal) -> bool {
+    p.is_owner || p.is_user()
+}
+
+/// The associated data a stored field was sealed with.
+fn stored_field_aad(entry_id: &str, meta: &FieldMeta) -> Vec<u8> {
+    field_policy_aad(
+        entry_id,
+        &meta.name,
+        &meta.policy.agent_access,
+        &meta.policy.allowed_hosts,
+    )
 }
 
 /// What someone who may not see an entry hears, alike for one that does not exist.
@@ -155,6 +212,10 @@ fn view(sealer: &Sealer, row: EntryRow, caller: &Caller) -> Result<Option<EntryV
                 tier: Tier::parse(&f.tier).map_err(|_| {
                     store::Error::Corrupt(format!("unknown tier {:?} in database", f.tier))
                 })?,
+                agent_access: AgentAccess::parse(&f.policy.agent_access).map_err(|_| {
+                    store::Error::Corrupt("unknown agent_access in database".into())
+                })?,
+                allowed_hosts: f.policy.allowed_hosts,
                 name: f.name,
                 scope: f.scope,
             })
@@ -213,6 +274,10 @@ impl Vault {
         for d in &drafts {
             check_writable_fields(caller, d)?;
         }
+        let none = HashMap::new();
+        if drafts.iter().any(|d| changes_policy(d, &none)) {
+            may_set_field_policy(caller)?;
+        }
         self.check_writable()?;
         let sealer = self.sealer.clone();
         let caller = caller.clone();
@@ -227,7 +292,7 @@ impl Vault {
                 for draft in &drafts {
                     let id = EntryId::generate();
                     let meta = seal_meta(&sealer, id.as_str(), draft)?;
-                    let fields = seal_fields(c, &sealer, &mut keys, id.as_str(), draft)?;
+                    let fields = seal_fields(c, &sealer, &mut keys, id.as_str(), draft, &none)?;
                     let written = rows::insert_entry(c, id.as_str(), &meta, &fields)?;
                     let mut e = event.clone().target(id.as_str());
                     if bulk > 1 {
@@ -279,9 +344,15 @@ impl Vault {
                         f.name
                     )));
                 }
+                // Read inside the write, so a policy kept is the one the replaced row had.
+                let current = rows::field_policies(c, id.as_str())?;
+                if changes_policy(&draft, &current) {
+                    may_set_field_policy(&caller)?;
+                }
                 let meta = seal_meta(&sealer, id.as_str(), &draft)?;
                 let mut keys = KeyRing::new(&caller);
-                let mut fields = seal_fields(c, &sealer, &mut keys, id.as_str(), &draft)?;
+                let mut fields =
+                    seal_fields(c, &sealer, &mut keys, id.as_str(), &draft, &current)?;
                 fields.extend(kept);
                 let written =
                     rows::replace_entry(c, id.as_str(), &meta, &fields).map_err(|e| match e {
@@ -370,53 +441,29 @@ impl Vault {
     ///
     /// An agent cannot tell a field outside its scopes from one that does not exist, nor a
     /// field of an entry it may not see from one of an entry that does not exist: one answer
-    /// for all, after the same work (one lookup, cached alike, nothing decrypted).
+    /// for all, after the same work (one lookup, cached alike, nothing decrypted). A `use`
+    /// field within its scopes is refused to it (403 `use_only`): it exists, but only the
+    /// proxy may use it.
     pub async fn read_field(
         &self,
         caller: &Caller,
         id: EntryId,
         name: String,
     ) -> Result<FieldView, Error> {
-        let p = &caller.principal;
-        let not_readable = |id: &EntryId, name: String| Error::FieldNotReadable {
-            entry: id.to_string(),
-            field: name,
-        };
-        let row = match self.stored_field(&id, &name).await? {
-            StoredField::Row(row) if p.may_read_scope(row.meta.scope.as_deref()) => row,
-            _ if !p.is_owner => {
-                caller.denied(crate::audit::Denial::NotReadable);
-                return Err(not_readable(&id, name));
-            }
-            StoredField::NoEntry => return Err(Error::EntryNotFound(id.to_string())),
-            StoredField::NoField | StoredField::Row(_) => {
-                return Err(Error::FieldNotFound {
-                    entry: id.to_string(),
-                    field: name,
-                });
-            }
-        };
+        let (row, value) = self
+            .open_field(caller, &id, &name, |row, p| {
+                if row.meta.policy.agent_access == AgentAccess::Use.as_str() && !reads_use_fields(p)
+                {
+                    return Err(Error::UseOnly {
+                        entry: id.to_string(),
+                        field: name.clone(),
+                    });
+                }
+                Ok(())
+            })
+            .await?;
         let tier = Tier::parse(&row.meta.tier)
             .map_err(|_| store::Error::Corrupt("unknown tier in database".into()))?;
-        let aad = field_aad(id.as_str(), &name);
-        let plain = match tier {
-            Tier::Vault | Tier::Identity => self.sealer.open(&aad, &row.ciphertext)?,
-            Tier::Credential => {
-                let scope = row.meta.scope.as_deref().unwrap_or_default();
-                let wrapped = self
-                    .stored_scope_key(scope, &p.id)
-                    .await?
-                    // No copy of the scope key for this token: it cannot read the field.
-                    .ok_or_else(|| not_readable(&id, name.clone()))?;
-                let key =
-                    ScopeKey::unwrap_stored(&wrapped, scope, p.id.as_str(), &caller.token, || {
-                        p.private_key(&caller.token)
-                    })?;
-                key.sealer().open(&aad, &row.ciphertext)?
-            }
-        };
-        let value = String::from_utf8(plain.to_vec())
-            .map_err(|_| store::Error::Corrupt("field value is not UTF-8".into()))?;
         // With --audit-sync, the value leaves only once this is on disk.
         self.record_read(
             caller
@@ -426,11 +473,80 @@ impl Vault {
                 .detail("tier", tier.as_str()),
         )
         .await?;
-        Ok(FieldView {
-            name,
-            value: Zeroizing::new(value),
-            tier,
-        })
+        Ok(FieldView { name, value, tier })
+    }
+
+    /// A field's value for the server to use on the caller's behalf (the proxy), `use` fields
+    /// included, with the policy it was sealed under. Scopes apply as to reads.
+    pub(super) async fn use_field(
+        &self,
+        caller: &Caller,
+        id: &EntryId,
+        name: &str,
+    ) -> Result<(StoredPolicy, Zeroizing<String>), Error> {
+        let (row, value) = self.open_field(caller, id, name, |_, _| Ok(())).await?;
+        // Recorded before the value is used: with --audit-sync, nothing leaves unrecorded.
+        self.record_read(
+            caller
+                .audit("field.use")
+                .target(id.as_str())
+                .detail("field", name)
+                .detail("tier", row.meta.tier.as_str()),
+        )
+        .await?;
+        Ok((row.meta.policy.clone(), value))
+    }
+
+    /// Finds, authorises (scopes, then `check`) and opens one field.
+    async fn open_field(
+        &self,
+        caller: &Caller,
+        id: &EntryId,
+        name: &str,
+        check: impl FnOnce(&FieldRow, &Principal) -> Result<(), Error>,
+    ) -> Result<(Arc<FieldRow>, Zeroizing<String>), Error> {
+        let p = &caller.principal;
+        let not_readable = || Error::FieldNotReadable {
+            entry: id.to_string(),
+            field: name.to_owned(),
+        };
+        let row = match self.stored_field(id, name).await? {
+            StoredField::Row(row) if p.may_read_scope(row.meta.scope.as_deref()) => row,
+            _ if !p.is_owner => {
+                caller.denied(crate::audit::Denial::NotReadable);
+                return Err(not_readable());
+            }
+            StoredField::NoEntry => return Err(Error::EntryNotFound(id.to_string())),
+            StoredField::NoField | StoredField::Row(_) => {
+                return Err(Error::FieldNotFound {
+                    entry: id.to_string(),
+                    field: name.to_owned(),
+                });
+            }
+        };
+        check(&row, p)?;
+        let tier = Tier::parse(&row.meta.tier)
+            .map_err(|_| store::Error::Corrupt("unknown tier in database".into()))?;
+        let aad = stored_field_aad(id.as_str(), &row.meta);
+        let plain = match tier {
+            Tier::Vault | Tier::Identity => self.sealer.open(&aad, &row.ciphertext)?,
+            Tier::Credential => {
+                let scope = row.meta.scope.as_deref().unwrap_or_default();
+                let wrapped = self
+                    .stored_scope_key(scope, &p.id)
+                    .await?
+                    // No copy of the scope key for this token: it cannot read the field.
+                    .ok_or_else(not_readable)?;
+                let key =
+                    ScopeKey::unwrap_stored(&wrapped, scope, p.id.as_str(), &caller.token, || {
+                        p.private_key(&caller.token)
+                    })?;
+                key.sealer().open(&aad, &row.ciphertext)?
+            }
+        };
+        let value = String::from_utf8(plain.to_vec())
+            .map_err(|_| store::Error::Corrupt("field value is not UTF-8".into()))?;
+        Ok((row, Zeroizing::new(value)))
     }
 
     /// A field's row as stored (still sealed), or its absence, from the read cache or the

@@ -8,12 +8,14 @@
 mod agents;
 mod audit;
 mod auth;
+pub mod changes;
 mod entitlement;
 mod entries;
 mod groups;
 mod key_check;
 mod keys;
 mod owner;
+pub mod proxy;
 mod read_cache;
 mod replicated;
 mod users;
@@ -25,6 +27,7 @@ pub use entitlement::drop_unentitled;
 pub use entries::{EntryView, FieldView};
 pub use groups::GroupView;
 pub use key_check::{check_master_key, seal_key_check};
+pub use replicated::ReplicatedField;
 pub use users::{UserChange, UserCreated, UserView};
 
 use crate::crypto::{self, MasterKey, Sealer, Token, generate_key_pair};
@@ -80,6 +83,12 @@ pub enum Error {
         "no field {field:?} in entry {entry} that this token may read: it does not exist, or it is not in this token's scopes"
     )]
     FieldNotReadable { entry: String, field: String },
+    /// A `use` field an agent asked to read: it exists and is in its scopes, but only the proxy
+    /// may use it.
+    #[error(
+        "field {field:?} of entry {entry} is use-only for agents: its value is never returned to an agent; send the request that needs it through POST /v1/proxy with a {{{{clavitor://ENTRY/FIELD}}}} placeholder"
+    )]
+    UseOnly { entry: String, field: String },
     #[error("no active agent with id {0}")]
     AgentNotFound(String),
     #[error("{0}")]
@@ -130,6 +139,8 @@ pub struct Vault {
     writable: AtomicBool,
     trail: Arc<crate::audit::Trail>,
     audit_key: crypto::AuditKey,
+    /// `GET /v1/changes`: what changed, for watchers (`clavitor run --watch`).
+    changes: changes::ChangeFeed,
 }
 
 impl std::fmt::Debug for Vault {
@@ -151,6 +162,7 @@ impl Vault {
             reads: ReadCache::default(),
             writable: AtomicBool::new(true),
             audit_key,
+            changes: changes::ChangeFeed::default(),
         });
         vault.reload_principals().await?;
         Ok(vault)

@@ -2,19 +2,29 @@
 //! applied: a row this vault cannot open would make every listing fail.
 
 use super::Vault;
-use crate::crypto::{entry_meta_aad, field_aad};
+use crate::crypto::{entry_meta_aad, field_policy_aad};
 use crate::vault::Tier;
+
+/// A field of a replicated entry row, as it would be stored.
+pub struct ReplicatedField<'a> {
+    pub name: &'a str,
+    pub tier: Tier,
+    pub agent_access: &'a str,
+    pub allowed_hosts: &'a [String],
+    pub ciphertext: &'a [u8],
+}
 
 impl Vault {
     /// Whether entry `id`'s sealed metadata, and every field sealed under the vault key (the
     /// vault and identity tiers), open with this vault's key. Credential fields are sealed
-    /// under scope keys the server does not hold, and are not checked. Returns what failed,
-    /// never a value.
+    /// under scope keys the server does not hold, and are not checked. Each field comes with
+    /// its policy (`agent_access`, `allowed_hosts`), bound into its associated data. Returns
+    /// what failed, never a value.
     pub fn check_replicated_entry<'a>(
         &self,
         id: &str,
         meta: &[u8],
-        fields: impl IntoIterator<Item = (&'a str, Tier, &'a [u8])>,
+        fields: impl IntoIterator<Item = ReplicatedField<'a>>,
     ) -> Result<(), String> {
         if self.sealer.open(&entry_meta_aad(id), meta).is_err() {
             return Err(
@@ -22,9 +32,17 @@ impl Vault {
                     .to_owned(),
             );
         }
-        for (name, tier, ciphertext) in fields {
+        for ReplicatedField {
+            name,
+            tier,
+            agent_access,
+            allowed_hosts,
+            ciphertext,
+        } in fields
+        {
+            let aad = field_policy_aad(id, name, agent_access, allowed_hosts);
             if matches!(tier, Tier::Vault | Tier::Identity)
-                && self.sealer.open(&field_aad(id, name), ciphertext).is_err()
+                && self.sealer.open(&aad, ciphertext).is_err()
             {
                 return Err(format!(
                     "field {name:?} does not open with this vault's key"

@@ -19,6 +19,45 @@ pub struct FieldMeta {
     pub name: String,
     pub tier: String,
     pub scope: Option<String>,
+    pub policy: StoredPolicy,
+}
+
+/// A field's `agent_access` and `allowed_hosts` columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub agent_access: String,
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for StoredPolicy {
+    fn default() -> Self {
+        Self {
+            agent_access: "read".to_owned(),
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl StoredPolicy {
+    fn from_columns(agent_access: String, allowed_hosts: &str) -> Result<Self, Error> {
+        let allowed_hosts = serde_json::from_str(allowed_hosts)
+            .map_err(|e| Error::Corrupt(format!("fields.allowed_hosts: {e}")))?;
+        Ok(Self {
+            agent_access,
+            allowed_hosts,
+        })
+    }
+
+    fn hosts_json(&self) -> String {
+        serde_json::to_string(&self.allowed_hosts).expect("a list of strings serialises")
+    }
+}
+
+/// Reads the policy columns at `i` and `i + 1` of a row.
+fn policy_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Result<StoredPolicy, Error>> {
+    let access: String = r.get(i)?;
+    let hosts: String = r.get(i + 1)?;
+    Ok(StoredPolicy::from_columns(access, &hosts))
 }
 
 #[derive(Debug, Clone)]
@@ -36,7 +75,8 @@ pub struct Written {
 
 fn insert_fields(conn: &Connection, id: &str, fields: &[FieldRow]) -> Result<(), Error> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO fields (entry_id, position, name, tier, scope, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO fields (entry_id, position, name, tier, scope, ciphertext, agent_access, allowed_hosts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for (pos, f) in fields.iter().enumerate() {
         stmt.execute(params![
@@ -45,7 +85,9 @@ fn insert_fields(conn: &Connection, id: &str, fields: &[FieldRow]) -> Result<(),
             f.meta.name,
             f.meta.tier,
             f.meta.scope,
-            f.ciphertext
+            f.ciphertext,
+            f.meta.policy.agent_access,
+            f.meta.policy.hosts_json(),
         ])?;
     }
     Ok(())
@@ -115,7 +157,8 @@ pub fn delete_entry(conn: &Connection, id: &str) -> Result<Written, Error> {
 /// the entry exists or not, and whether or not the caller may see it.
 pub fn get_entry(conn: &Connection, id: &str) -> Result<Option<EntryRow>, Error> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.meta, e.created_at, e.updated_at, e.version, f.name, f.tier, f.scope
+        "SELECT e.meta, e.created_at, e.updated_at, e.version, f.name, f.tier, f.scope,
+                f.agent_access, f.allowed_hosts
          FROM entries e LEFT JOIN fields f ON f.entry_id = e.id
          WHERE e.id = ?1 AND e.deleted = 0 ORDER BY f.position",
     )?;
@@ -139,6 +182,7 @@ pub fn get_entry(conn: &Connection, id: &str) -> Result<Option<EntryRow>, Error>
                 name,
                 tier: r.get(5)?,
                 scope: r.get(6)?,
+                policy: policy_at(r, 7)??,
             });
         }
     }
@@ -167,22 +211,27 @@ pub fn list_entries(conn: &Connection) -> Result<Vec<EntryRow>, Error> {
             .collect::<Result<_, _>>()?;
         let mut by_id: HashMap<String, Vec<FieldMeta>> = HashMap::new();
         let mut stmt = conn.prepare_cached(
-            "SELECT f.entry_id, f.name, f.tier, f.scope FROM fields f
+            "SELECT f.entry_id, f.name, f.tier, f.scope, f.agent_access, f.allowed_hosts FROM fields f
              JOIN entries e ON e.id = f.entry_id WHERE e.deleted = 0
              ORDER BY f.entry_id, f.position",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                FieldMeta {
-                    name: r.get(1)?,
-                    tier: r.get(2)?,
-                    scope: r.get(3)?,
-                },
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                policy_at(r, 4)?,
             ))
         })?;
         for row in rows {
-            let (id, meta) = row?;
+            let (id, name, tier, scope, policy) = row?;
+            let meta = FieldMeta {
+                name,
+                tier,
+                scope,
+                policy: policy?,
+            };
             by_id.entry(id).or_default().push(meta);
         }
         for e in &mut entries {
@@ -197,7 +246,7 @@ pub fn list_entries(conn: &Connection) -> Result<Vec<EntryRow>, Error> {
 pub fn get_field(conn: &Connection, id: &str, name: &str) -> Result<Option<FieldRow>, Error> {
     let row = conn
         .prepare_cached(
-            "SELECT f.tier, f.scope, f.ciphertext FROM entries e
+            "SELECT f.tier, f.scope, f.ciphertext, f.agent_access, f.allowed_hosts FROM entries e
              LEFT JOIN fields f ON f.entry_id = e.id AND f.name = ?2
              WHERE e.id = ?1 AND e.deleted = 0",
         )?
@@ -206,17 +255,42 @@ pub fn get_field(conn: &Connection, id: &str, name: &str) -> Result<Option<Field
             let Some(tier) = tier else {
                 return Ok(None);
             };
-            Ok(Some(FieldRow {
-                meta: FieldMeta {
-                    name: name.to_owned(),
-                    tier,
-                    scope: r.get(1)?,
+            Ok(Some((
+                FieldRow {
+                    meta: FieldMeta {
+                        name: name.to_owned(),
+                        tier,
+                        scope: r.get(1)?,
+                        policy: StoredPolicy::default(),
+                    },
+                    ciphertext: r.get(2)?,
                 },
-                ciphertext: r.get(2)?,
-            }))
+                policy_at(r, 3)?,
+            )))
         })
         .optional()?;
-    row.ok_or(Error::NotFound)
+    match row {
+        None => Err(Error::NotFound),
+        Some(None) => Ok(None),
+        Some(Some((mut row, policy))) => {
+            row.meta.policy = policy?;
+            Ok(Some(row))
+        }
+    }
+}
+
+/// The policy of each field of entry `id`, by name (none for an entry that does not exist).
+pub fn field_policies(conn: &Connection, id: &str) -> Result<HashMap<String, StoredPolicy>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, agent_access, allowed_hosts FROM fields WHERE entry_id = ?1",
+    )?;
+    let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, policy_at(r, 1)?)))?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (name, policy) = row?;
+        out.insert(name, policy?);
+    }
+    Ok(out)
 }
 
 pub fn count_live(conn: &Connection) -> Result<i64, Error> {
@@ -235,17 +309,24 @@ pub fn fields_of(conn: &Connection, id: &str) -> Result<Option<Vec<FieldRow>>, E
         return Ok(None);
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT name, tier, scope, ciphertext FROM fields WHERE entry_id = ?1 ORDER BY position",
+        "SELECT name, tier, scope, ciphertext, agent_access, allowed_hosts FROM fields
+         WHERE entry_id = ?1 ORDER BY position",
     )?;
     let rows = stmt.query_map([id], |r| {
-        Ok(FieldRow {
-            meta: FieldMeta {
-                name: r.get(0)?,
-                tier: r.get(1)?,
-                scope: r.get(2)?,
-            },
-            ciphertext: r.get(3)?,
-        })
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, policy_at(r, 4)?))
     })?;
-    Ok(Some(rows.collect::<Result<_, _>>()?))
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, tier, scope, ciphertext, policy) = row?;
+        out.push(FieldRow {
+            meta: FieldMeta {
+                name,
+                tier,
+                scope,
+                policy: policy?,
+            },
+            ciphertext,
+        });
+    }
+    Ok(Some(out))
 }

@@ -18,7 +18,7 @@ pub mod settings;
 mod writer;
 
 pub use agents::{AgentRow, ScopeKeyRow};
-pub use entries::{EntryRow, FieldMeta, FieldRow};
+pub use entries::{EntryRow, FieldMeta, FieldRow, StoredPolicy};
 pub use groups::GroupRow;
 
 use rusqlite::{Connection, OpenFlags};

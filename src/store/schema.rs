@@ -150,6 +150,15 @@ const MIGRATIONS: &[&str] = &[
         mac         BLOB NOT NULL
     ) STRICT;
     "#,
+    // 5: how agents may use a field (read it, or only have the server use it for them) and the
+    // hosts it may be sent to; the defaults are what every field did before. The index on
+    // entries.version serves the change feed (`GET /v1/changes`): what changed since a version.
+    r#"
+    ALTER TABLE fields ADD COLUMN agent_access TEXT NOT NULL DEFAULT 'read'
+        CHECK (agent_access IN ('read', 'use'));
+    ALTER TABLE fields ADD COLUMN allowed_hosts TEXT NOT NULL DEFAULT '[]';  -- JSON array
+    CREATE INDEX entries_version ON entries (version);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {

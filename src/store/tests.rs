@@ -25,6 +25,7 @@ fn field(name: &str) -> FieldRow {
             name: name.into(),
             tier: "vault".into(),
             scope: None,
+            policy: Default::default(),
         },
         ciphertext: name.as_bytes().to_vec(),
     }

@@ -1,5 +1,6 @@
 //! An entry as a client submits it, validated.
 
+use super::access::{AgentAccess, HostPattern, parse_allowed_hosts};
 use super::{Invalid, Scope, Tier, check_name, invalid};
 use base64::Engine;
 use std::collections::HashSet;
@@ -18,6 +19,10 @@ pub struct FieldDraft {
     pub value: FieldValue,
     pub tier: Tier,
     pub scope: Option<Scope>,
+    /// `None`: not given (a replacement keeps the field's current mode; a new field reads).
+    pub agent_access: Option<AgentAccess>,
+    /// `None`: not given (a replacement keeps the field's current list; a new field has none).
+    pub allowed_hosts: Option<Vec<HostPattern>>,
 }
 
 #[derive(Debug)]
@@ -80,7 +85,27 @@ impl FieldDraft {
             value,
             tier,
             scope,
+            agent_access: None,
+            allowed_hosts: None,
         })
+    }
+
+    /// Adds what a client said about agents' use of the field (either may be absent).
+    pub fn with_policy(
+        mut self,
+        agent_access: Option<&str>,
+        allowed_hosts: Option<&[String]>,
+    ) -> Result<Self, Invalid> {
+        let name = &self.name;
+        self.agent_access = agent_access
+            .map(AgentAccess::parse)
+            .transpose()
+            .map_err(|e| invalid(format!("field {name:?}: {e}")))?;
+        self.allowed_hosts = allowed_hosts
+            .map(parse_allowed_hosts)
+            .transpose()
+            .map_err(|e| invalid(format!("field {name:?}: {e}")))?;
+        Ok(self)
     }
 }
 

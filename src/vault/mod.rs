@@ -2,10 +2,13 @@
 //! `parse`, so anything holding an `EntryDraft`, `AgentSpec`, `UserSpec` or `GroupSpec` has
 //! already been validated.
 
+mod access;
 mod agent;
 mod entry;
 mod people;
+pub mod reference;
 
+pub use access::{AgentAccess, HostPattern, MAX_ALLOWED_HOSTS, parse_allowed_hosts};
 pub use agent::{
     AgentSpec, DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE, check_agent_name, ip_allowed,
     parse_net,

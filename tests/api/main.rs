@@ -6,10 +6,12 @@
 //! Both editions run every test: `spawn_app()` starts this build's edition (Commercial: a
 //! primary POP over HTTPS with full mTLS config), and `edition.rs` holds what differs.
 
+mod agent_access;
 mod agents;
 mod audit;
 mod bad_input;
 mod bulk;
+mod changes;
 // Shared with the process-spawning suites; this one uses only the Commercial POP files.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
@@ -25,6 +27,7 @@ mod helpers;
 mod http_edge;
 mod owner;
 mod people;
+mod proxy;
 mod read_cache;
 mod request_id;
 mod stolen_db;

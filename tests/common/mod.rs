@@ -23,3 +23,4 @@ pub mod poll;
 pub mod primary;
 pub mod process;
 pub mod raw;
+pub mod upstream;

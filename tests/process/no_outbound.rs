@@ -533,6 +533,102 @@ fn the_server_holds_only_its_listener_accepted_connections_and_connections_to_it
     );
 }
 
+/// With `--enable-proxy`, the server connects out, but only to hosts an owner listed on a
+/// field: here the one upstream (127.0.0.1, listed), while calls to hosts no used field lists
+/// are refused before any connection, and the rest of the workload runs as usual.
+#[test]
+fn with_the_proxy_on_the_only_outbound_connections_go_to_listed_hosts() {
+    use crate::common::pki::Ca;
+    use crate::common::upstream::Upstream;
+    use crate::helpers::{config_home, with_config_home};
+    let tmp = Scratch::new();
+    let data = tmp.data();
+    let token = init(&data);
+    let rt = runtime();
+    let ca = Ca::new("upstream CA");
+    let upstream = rt.block_on(Upstream::https(&ca));
+    let ca_file = tmp.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let peers = edition::outbound_peers(tmp.path());
+    let mut args = peers.serve_args.clone();
+    args.extend([
+        "--enable-proxy".to_owned(),
+        "--proxy-ca-file".to_owned(),
+        ca_file.display().to_string(),
+    ]);
+    let mut cmd = serve_cmd_with(&data, args);
+    with_config_home(&mut cmd, &config_home(&data));
+    let server = crate::helpers::Vault::start(&mut cmd, &data);
+    let pid = server.pid().as_raw() as u32;
+    // The edition's own peers (Commercial: backup and control plane) and the listed upstream.
+    let mut allowed = peers.allowed.clone();
+    allowed.push(upstream.addr);
+    let sampler = Sampler::start(pid, server.addr(), &allowed);
+
+    let http = peers.reaching(reqwest::Client::builder()).build().unwrap();
+    let (base, owner) = (server.url.clone(), token.clone());
+    rt.block_on(async {
+        let res = http
+            .post(format!("{base}/v1/entries"))
+            .bearer_auth(&owner)
+            .json(&json!({"title": "api", "fields": [
+                {"name": "key", "value": "sk-proxy-0123456789", "tier": "credential",
+                 "scope": "ci", "agent_access": "use", "allowed_hosts": ["127.0.0.1"]}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let proxy = |url: String| {
+            let (http, base, owner) = (http.clone(), base.clone(), owner.clone());
+            async move {
+                http.post(format!("{base}/v1/proxy"))
+                    .bearer_auth(&owner)
+                    .json(&json!({"method": "GET", "url": url,
+                        "headers": {"Authorization": "Bearer {{clavitor://api/key}}"}}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        let port = upstream.addr.port();
+        tokio::time::timeout(Duration::from_secs(90), async {
+            let mut wave = 0;
+            while wave < 2 || sampler.samples() < MIN_SAMPLES {
+                workload(http.clone(), base.clone(), owner.clone(), wave).await;
+                assert_eq!(proxy(upstream.url("/")).await, 200);
+                for refused in [
+                    format!("https://127.0.0.2:{port}/"),
+                    "https://api.example.com/".to_owned(),
+                    "http://10.0.0.1/".to_owned(),
+                    "https://169.254.169.254/latest/meta-data/".to_owned(),
+                ] {
+                    assert_eq!(proxy(refused).await, 403);
+                }
+                wave += 1;
+            }
+        })
+        .await
+        .expect("the workload finishes within 90 s");
+    });
+    let audit = sampler.finish();
+    eprintln!(
+        "audit: {} samples, at most {} accepted and {} outbound connections at once",
+        audit.samples, audit.max_accepted, audit.max_to_peers
+    );
+    assert!(audit.violations.is_empty(), "{:#?}", audit.violations);
+    assert!(
+        audit.max_to_peers >= 1,
+        "the sampler never saw the proxy's connection, so it proved nothing: {audit:?}"
+    );
+    assert!(upstream.connection_count() >= 1);
+    assert!(
+        upstream.requests().iter().all(|r| r.path == "/"),
+        "only the allowed calls arrived"
+    );
+}
+
 /// The audit itself catches what it is for: run on this test process, which holds a listener,
 /// an outbound TCP connection and a UDP socket; and it lets a connection to a configured peer
 /// through.

@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 keep-alive client on a raw `TcpStream` (or, in a Commercial build, TLS
-//! over one), parsed with `httparse`.
+//! A minimal HTTP/1.1 keep-alive client on a raw `TcpStream` (or TLS over one: Commercial POPs,
+//! the proxy's upstream), parsed with `httparse`.
 //!
 //! One request in flight per connection, `Content-Length` bodies only (what the servers under
 //! test send), no allocation per request once the buffers have grown: the load generator must
@@ -11,12 +11,11 @@ use std::ops::Range;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// How to reach a server: plain HTTP, or HTTPS trusting the bench's POP CA.
+/// How to reach a server: plain HTTP, or HTTPS trusting a CA the bench made.
 #[derive(Clone, Default)]
 pub enum Connector {
     #[default]
     Plain,
-    #[cfg(feature = "commercial")]
     Tls(std::sync::Arc<tokio_rustls::rustls::ClientConfig>),
 }
 
@@ -30,7 +29,6 @@ impl Connector {
         tcp.set_nodelay(true)?;
         match self {
             Connector::Plain => Ok(Stream::Plain(tcp)),
-            #[cfg(feature = "commercial")]
             Connector::Tls(cfg) => {
                 let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
                 let tls = tokio_rustls::TlsConnector::from(cfg.clone())
@@ -50,7 +48,6 @@ impl Connector {
 
 pub enum Stream {
     Plain(TcpStream),
-    #[cfg(feature = "commercial")]
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -58,7 +55,6 @@ impl Stream {
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.write_all(data).await,
-            #[cfg(feature = "commercial")]
             Stream::Tls(s) => {
                 s.write_all(data).await?;
                 // rustls buffers the record until flushed.
@@ -70,7 +66,6 @@ impl Stream {
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf).await,
-            #[cfg(feature = "commercial")]
             Stream::Tls(s) => s.read(buf).await,
         }
     }

@@ -62,6 +62,9 @@ struct Cli {
     /// Internal: serve the bare-axum reference handler (the bench starts this itself).
     #[arg(long, hide = true)]
     bare_server: bool,
+    /// Internal: the bare server's TLS certificate and key (PEM): serve HTTPS.
+    #[arg(long, hide = true, num_args = 2, value_names = ["CERT", "KEY"])]
+    bare_tls: Vec<std::path::PathBuf>,
     #[cfg(feature = "commercial")]
     #[command(flatten)]
     pop: pop::Options,
@@ -77,7 +80,11 @@ const EDITION: &str = if cfg!(feature = "commercial") {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = if cli.bare_server {
-        bare::serve().map(|()| ExitCode::SUCCESS)
+        let tls = match cli.bare_tls.as_slice() {
+            [cert, key] => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        };
+        bare::serve(tls).map(|()| ExitCode::SUCCESS)
     } else {
         run(cli)
     };

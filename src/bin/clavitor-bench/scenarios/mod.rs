@@ -5,6 +5,7 @@
 //! [`all`], behind `#[cfg(feature = "commercial")]` where it needs that edition (as the
 //! replication and tarpit ones do).
 
+mod agents;
 #[cfg(feature = "commercial")]
 mod catch_up;
 mod cold_start;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(cold_start::ColdStart),
         Box::new(import::Import),
         Box::new(idle_connections::IdleConnections),
+        Box::new(agents::Agents),
         #[cfg(feature = "commercial")]
         Box::new(replication_lag::ReplicationLag),
         #[cfg(feature = "commercial")]
@@ -106,6 +108,21 @@ impl Ctx {
         return self.pop.https.clone();
         #[cfg(not(feature = "commercial"))]
         Connector::Plain
+    }
+
+    /// What a client command needs to reach [`Ctx::start_clavitor`]'s server besides
+    /// `--server` (Commercial: the POP CA).
+    pub fn client_args(&self) -> Vec<std::ffi::OsString> {
+        #[cfg(feature = "commercial")]
+        return vec![
+            "--ca-file".into(),
+            self.pop
+                .standalone_config
+                .with_file_name("pop-ca.crt")
+                .into(),
+        ];
+        #[cfg(not(feature = "commercial"))]
+        Vec::new()
     }
 
     /// `clavitor serve --data-dir DATA_DIR --listen 127.0.0.1:0`; an empty dir gets a new vault.

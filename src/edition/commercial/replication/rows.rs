@@ -164,7 +164,8 @@ fn collect_rows(
          FROM entries WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
     ))?;
     let mut fields = conn.prepare_cached(
-        "SELECT position, name, tier, scope, ciphertext FROM fields WHERE entry_id = ?1 ORDER BY position",
+        "SELECT position, name, tier, scope, ciphertext, agent_access, allowed_hosts
+         FROM fields WHERE entry_id = ?1 ORDER BY position",
     )?;
     let mut rows = stmt.query([(limit - items.len() + skip.len()) as i64])?;
     while let Some(r) = rows.next()? {
@@ -180,6 +181,8 @@ fn collect_rows(
                     tier: f.get(2)?,
                     scope: f.get(3)?,
                     ciphertext: f.get(4)?,
+                    agent_access: f.get(5)?,
+                    allowed_hosts: f.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -524,7 +527,8 @@ pub fn apply(
                 conn.prepare_cached("DELETE FROM fields WHERE entry_id = ?1")?
                     .execute([&e.id])?;
                 let mut ins = conn.prepare_cached(
-                    "INSERT INTO fields (entry_id, position, name, tier, scope, ciphertext) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO fields (entry_id, position, name, tier, scope, ciphertext, agent_access, allowed_hosts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 for f in &e.fields {
                     ins.execute(params![
@@ -533,7 +537,9 @@ pub fn apply(
                         f.name,
                         f.tier,
                         f.scope,
-                        f.ciphertext
+                        f.ciphertext,
+                        f.agent_access,
+                        f.allowed_hosts
                     ])?;
                 }
             }

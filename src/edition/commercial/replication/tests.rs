@@ -78,6 +78,7 @@ fn field() -> FieldRow {
             name: "password".into(),
             tier: "vault".into(),
             scope: None,
+            policy: Default::default(),
         },
         ciphertext: sealed(40),
     }

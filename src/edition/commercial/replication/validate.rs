@@ -99,10 +99,22 @@ pub fn check_sealed(batch: &Batch, vault: &crate::service::Vault) -> Result<(), 
         if e.deleted {
             continue;
         }
-        let fields = e.fields.iter().filter_map(|f| {
+        // `validate` has checked every field already: tiers and host lists parse.
+        let hosts: Vec<Vec<String>> = e
+            .fields
+            .iter()
+            .map(|f| serde_json::from_str(&f.allowed_hosts).unwrap_or_default())
+            .collect();
+        let fields = e.fields.iter().zip(&hosts).filter_map(|(f, hosts)| {
             Tier::parse(&f.tier)
                 .ok()
-                .map(|t| (f.name.as_str(), t, f.ciphertext.as_slice()))
+                .map(|tier| crate::service::ReplicatedField {
+                    name: &f.name,
+                    tier,
+                    agent_access: &f.agent_access,
+                    allowed_hosts: hosts,
+                    ciphertext: &f.ciphertext,
+                })
         });
         vault
             .check_replicated_entry(&e.id, &e.meta, fields)
@@ -342,6 +354,13 @@ fn field(f: &FieldItem) -> Result<(), String> {
             return Err("a credential field has no scope".into());
         }
         None => {}
+    }
+    vault::AgentAccess::parse(&f.agent_access).map_err(|e| e.0)?;
+    let hosts: Vec<String> = serde_json::from_str(&f.allowed_hosts)
+        .map_err(|_| "allowed_hosts is not a JSON list of strings".to_owned())?;
+    let parsed = vault::parse_allowed_hosts(&hosts).map_err(|e| e.0)?;
+    if parsed.len() != hosts.len() || parsed.iter().zip(&hosts).any(|(p, h)| p.as_str() != h) {
+        return Err("allowed_hosts is not in the stored form (lower-case, no duplicates)".into());
     }
     if f.ciphertext.len() < SEAL_OVERHEAD {
         return Err(format!(

@@ -217,6 +217,28 @@ pub struct FieldItem {
     pub scope: Option<String>,
     #[serde(with = "b64")]
     pub ciphertext: Vec<u8>,
+    /// `read` or `use`; absent means `read` (older senders, and fields with the default).
+    #[serde(default = "read", skip_serializing_if = "is_read")]
+    pub agent_access: String,
+    /// The JSON array as stored; absent means `[]`.
+    #[serde(default = "no_hosts", skip_serializing_if = "is_no_hosts")]
+    pub allowed_hosts: String,
+}
+
+fn read() -> String {
+    "read".to_owned()
+}
+
+fn is_read(s: &str) -> bool {
+    s == "read"
+}
+
+fn no_hosts() -> String {
+    "[]".to_owned()
+}
+
+fn is_no_hosts(s: &str) -> bool {
+    s == "[]"
 }
 
 /// The backup's answer once the batch is durably committed.
