@@ -203,9 +203,8 @@ pub(super) fn writer_loop(
             owed = None;
         }
         let out = run_batch(&conn, &mut batch, &mut audits, shared);
-        if out.failed {
-            crate::metrics::record_failed_commit();
-        } else if out.ran > 0 {
+        // A failed commit is counted in run_batch, before its callers hear of it.
+        if !out.failed && out.ran > 0 {
             crate::metrics::record_commit(out.committed, out.ran);
         }
         if out.committed > 0 {
@@ -273,6 +272,7 @@ pub(super) fn run_batch(
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %e, jobs = batch.len(), events = audits.len(), "cannot begin a write transaction; its writes were refused");
         let shared_error = Arc::new(Error::Sqlite(e));
+        crate::metrics::record_failed_commit();
         for job in batch.drain(..) {
             out.ran += 1;
             let (_, done) = job(Err(Error::TransactionFailed(shared_error.clone())));
@@ -399,6 +399,7 @@ pub(super) fn run_batch(
             // A COMMIT that failed on I/O may have left the database changed after all;
             // cached rows are dropped rather than trusted.
             shared.generation.fetch_add(1, Ordering::AcqRel);
+            crate::metrics::record_failed_commit();
             let shared_error = Arc::new(e);
             for (done, own_error) in answers {
                 // A write that failed on its own says so; the others, that the whole failed.

@@ -71,7 +71,8 @@ async fn agent_reads_its_scope_and_nothing_else() {
     let m = entries.iter().find(|e| e["id"] == mixed.as_str()).unwrap();
     assert_eq!(
         m["fields"],
-        json!([{"name": "deploy_key", "tier": "credential", "scope": "deploy"}])
+        json!([{"name": "deploy_key", "tier": "credential", "scope": "deploy",
+                "agent_access": "read", "allowed_hosts": []}])
     );
     assert_error(
         app.get_entry(&agent, &db_only).await,

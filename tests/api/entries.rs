@@ -94,7 +94,7 @@ async fn crud_round_trip_never_lists_values() {
     );
     assert_eq!(
         shown["fields"],
-        json!([{"name": "api_token", "tier": "vault"}])
+        json!([{"name": "api_token", "tier": "vault", "agent_access": "read", "allowed_hosts": []}])
     );
     assert!(shown["version"].as_i64().unwrap() > version);
 
