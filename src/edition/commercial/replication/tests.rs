@@ -371,6 +371,8 @@ fn run_schedule(ops: &[Op]) {
             origin: "calgary-01".into(),
             items: f.items,
             watermark: Some(f.watermark),
+            protocol: None,
+            epoch: None,
         };
         apply_on_backup(&b, &batch);
         if !lose_ack {

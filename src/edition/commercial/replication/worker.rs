@@ -2,9 +2,10 @@
 
 use super::super::Live;
 use super::super::config::PopRole;
+use super::super::lease::Lease;
 use super::Status;
 use super::rows;
-use super::wire::{Ack, Batch, Item};
+use super::wire::{Ack, Batch, Item, PROTOCOL_VERSION};
 use crate::edition::Edition;
 use crate::store::{self, Store, now_ms};
 use futures_util::StreamExt;
@@ -29,6 +30,8 @@ pub struct Worker {
     pub status: Arc<Status>,
     /// Poked on SIGHUP, so a POP promoted to primary starts pushing at once.
     pub wake: Arc<Notify>,
+    /// The epoch each batch carries.
+    pub lease: Arc<Lease>,
     pub shutdown: CancellationToken,
 }
 
@@ -122,6 +125,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                     origin: live.config.pop_id.clone(),
                     items: collected.items,
                     watermark: Some(collected.watermark),
+                    protocol: Some(PROTOCOL_VERSION),
+                    epoch: Some(w.lease.epoch()),
                 };
                 outstanding.push(push(
                     w,
@@ -145,6 +150,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                         origin: live.config.pop_id.clone(),
                         items: Vec::new(),
                         watermark: Some(collected.watermark),
+                        protocol: Some(PROTOCOL_VERSION),
+                        epoch: Some(w.lease.epoch()),
                     };
                     let ack = send(
                         client,
@@ -261,8 +268,11 @@ async fn send(
                     "backup answered {status}: {}",
                     body.chars().take(300).collect::<String>()
                 );
-                if status == reqwest::StatusCode::BAD_REQUEST {
-                    // The backup refused this batch's content: sending it again cannot help.
+                if status == reqwest::StatusCode::BAD_REQUEST
+                    || status == reqwest::StatusCode::CONFLICT
+                {
+                    // The backup refused this batch's content, its epoch, or is itself a
+                    // primary: sending it again at once cannot help.
                     return Err(last);
                 }
             }
