@@ -339,6 +339,12 @@ pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
             "backup_pop:\n  id: \"zurich-01\"\n  url: \"https://zurich-01.example.com\"\n  auth_token_file: {}\n",
             q(&pop.token_file)
         ));
+    } else if o.control_plane.is_some() {
+        // A backup the control plane may promote needs where and how to push.
+        y.push_str(&format!(
+            "primary_pop:\n  id: \"calgary-01\"\n  url: \"https://calgary-01.example.com\"\n  auth_token_file: {}\n",
+            q(&pop.token_file)
+        ));
     } else {
         y.push_str("primary_pop:\n  id: \"calgary-01\"\n");
     }
@@ -392,6 +398,19 @@ pub struct ControlPlane {
 }
 
 async fn record(State(s): State<CpState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // A heartbeat is answered as a manual control plane without leases (lease_seconds: 0)
+    // would: the POP keeps the role it reports, at epoch 1 or the one it holds.
+    let answer = if uri.path() == "/v1/heartbeat" {
+        json!({
+            "role": body["role"],
+            "epoch": body["epoch"].as_u64().unwrap_or(0).max(1),
+            "lease_ms": 0,
+            "interval_ms": 1000,
+        })
+    } else {
+        json!({"ok": true})
+    };
     s.records
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -401,10 +420,10 @@ async fn record(State(s): State<CpState>, uri: Uri, headers: HeaderMap, body: By
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            body,
         });
     match s.mode.load(Ordering::SeqCst) {
-        0 => (StatusCode::OK, axum::Json(json!({"ok": true}))).into_response(),
+        0 => (StatusCode::OK, axum::Json(answer)).into_response(),
         1 => (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response(),
         _ => std::future::pending().await,
     }
