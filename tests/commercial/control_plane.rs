@@ -31,6 +31,9 @@ async fn heartbeats_arrive_with_identity_and_token() {
             Some(format!("Bearer {}", files.token).as_str())
         );
     }
+    // Each carries the epoch the POP holds: none at first, then the one the answer granted.
+    assert_eq!(beats[0].body["epoch"], 0, "{}", beats[0].body);
+    assert_eq!(beats[1].body["epoch"], 1, "{}", beats[1].body);
     assert_eq!(health(&pop.client(), &v.url).await["role"], "backup");
 }
 

@@ -57,6 +57,17 @@ pub async fn wait_role(c: &reqwest::Client, base: &str, role: &str) {
     .await;
 }
 
+/// Waits until a primary with a control plane has its first heartbeat answered: before that
+/// it acknowledges no write.
+pub async fn wait_leased(c: &reqwest::Client, base: &str) {
+    wait_for(RELOAD_TIMEOUT, "a heartbeat answered", || async {
+        let h = health(c, base).await;
+        let state = h["replication"]["lease"]["state"].clone();
+        (state == "live" || state == "unlimited").then_some(()).ok_or(h)
+    })
+    .await;
+}
+
 /// An empty replication batch, valid for every version of the protocol.
 pub fn empty_batch() -> Value {
     json!({"origin": "calgary-01", "items": []})

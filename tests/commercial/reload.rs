@@ -91,6 +91,7 @@ async fn invalid_reload_keeps_the_old_config_and_alerts() {
     let good = pop.configure("primary", &Opts::with_control_plane(&files));
     let mut v = pop.start();
     let c = pop.client();
+    wait_leased(&c, &v.url).await;
 
     pop.write_config("role: [primary\n  ::: this is not yaml }}}\n");
     v.sighup();
