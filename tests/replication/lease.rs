@@ -32,7 +32,8 @@ struct Cluster {
     ca: Ca,
     api: Api,
     primary: Pop,
-    backup: Pop,
+    /// Kept for its directory (removed on drop).
+    _backup: Pop,
     cp_dir: CpDir,
     cp: Option<Cp>,
     /// primary -> control plane, backup -> control plane.
@@ -100,7 +101,7 @@ impl Cluster {
             api: Api::new(&ca),
             ca,
             primary,
-            backup,
+            _backup: backup,
             cp_dir,
             cp: Some(cp),
             p_cp,
