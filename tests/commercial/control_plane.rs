@@ -37,6 +37,18 @@ async fn heartbeats_arrive_with_identity_and_token() {
     assert_eq!(health(&pop.client(), &v.url).await["role"], "backup");
 }
 
+/// The heartbeat interval is the one the control plane's answer asks for (here 1 s), not
+/// the file's `heartbeat_interval` (here 60 s), which only paces the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_follow_the_interval_the_answer_asks_for() {
+    let (cp, mut files, pop) = pop_with_control_plane(CpMode::Ok);
+    files.heartbeat_interval = 60;
+    pop.configure("primary", &Opts::with_control_plane(&files));
+    let _v = pop.start();
+    cp.wait_for("/v1/heartbeat", 3, Duration::from_secs(6), |_| true)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn alert_has_the_documented_shape() {
     let (cp, files, pop, v) = setup("primary", CpMode::Ok);

@@ -236,6 +236,11 @@ pub fn spawn_reporter(
                     }
                 }
             }
+            // A heartbeat waits what the answer it just got asked for, not the file's interval.
+            let interval = match report {
+                Report::Heartbeat => asked.unwrap_or(interval),
+                Report::Telemetry => interval,
+            };
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = shutdown.cancelled() => return,
