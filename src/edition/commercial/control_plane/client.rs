@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 const QUEUE: usize = 256;
 const ATTEMPTS: u32 = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon a POP the control plane has not answered yet sends its next heartbeat.
+const FIRST_ANSWER_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Alert {
     pub kind: String,
@@ -236,9 +238,10 @@ pub fn spawn_reporter(
                     }
                 }
             }
-            // A heartbeat waits what the answer it just got asked for, not the file's interval.
+            // A heartbeat waits what the last answer asked for. Until a first answer (a POP
+            // acknowledges no write before it), it retries within FIRST_ANSWER_RETRY.
             let interval = match report {
-                Report::Heartbeat => asked.unwrap_or(interval),
+                Report::Heartbeat => asked.unwrap_or(interval.min(FIRST_ANSWER_RETRY)),
                 Report::Telemetry => interval,
             };
             tokio::select! {
