@@ -438,8 +438,12 @@ impl Commercial {
             }
         }
         let mut grant = self.grant.lock().unwrap_or_else(|p| p.into_inner());
-        *grant = Some(new);
-        self.lease.set_epoch(new.epoch);
+        if *grant != Some(new) {
+            *grant = Some(new);
+            self.lease.set_epoch(new.epoch);
+            // Batches carry the epoch: a primary waiting for its first grant may push now.
+            self.wake.notify_one();
+        }
         let current = self.snapshot();
         if current.config.is_primary() != new.primary {
             let Some(config) = current.config.with_role(new.primary) else {

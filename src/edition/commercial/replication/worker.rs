@@ -45,7 +45,10 @@ async fn run(w: Worker) {
     let mut alerted = false;
     loop {
         let live = w.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if let PopRole::Primary { .. } = live.config.role {
+        // A POP whose role a control plane manages pushes once it has been granted an epoch:
+        // before that its backup, holding one, would refuse its batches.
+        let granted = live.config.control_plane.is_none() || w.lease.epoch() > 0;
+        if let (PopRole::Primary { .. }, true) = (&live.config.role, granted) {
             match drain(&w, &live).await {
                 Ok(()) => {
                     if alerted {
