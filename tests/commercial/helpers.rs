@@ -52,7 +52,9 @@ pub async fn wait_leased(c: &reqwest::Client, base: &str) {
     wait_for(RELOAD_TIMEOUT, "a heartbeat answered", || async {
         let h = health(c, base).await;
         let state = h["replication"]["lease"]["state"].clone();
-        (state == "live" || state == "unlimited").then_some(()).ok_or(h)
+        (state == "live" || state == "unlimited")
+            .then_some(())
+            .ok_or(h)
     })
     .await;
 }

@@ -268,7 +268,8 @@ async fn the_granted_role_outlives_a_reload_and_a_restart() {
     v.stop(Duration::from_secs(5));
     let v = pop.start();
     assert!(
-        v.stderr().contains("role and epoch last granted by the control plane"),
+        v.stderr()
+            .contains("role and epoch last granted by the control plane"),
         "{}",
         v.stderr()
     );

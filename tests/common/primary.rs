@@ -50,7 +50,7 @@ impl PrimaryPop {
         control_plane_url: Option<&str>,
         ca: &Ca,
     ) -> Self {
-        let tls = TlsFiles::write(dir, POP_ID, &ca.leaf(POP_ID), &ca);
+        let tls = TlsFiles::write(dir, POP_ID, &ca.leaf(POP_ID), ca);
         let token_file = dir.join("replication.token");
         write_token(&token_file);
         let backup_token = dir.join(format!("{BACKUP_ID}.token"));

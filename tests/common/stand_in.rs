@@ -192,4 +192,3 @@ impl Drop for ControlPlane {
         }
     }
 }
-

@@ -72,7 +72,12 @@ impl Cluster {
         let owner = primary.owner.clone();
         let cp_dir = CpDir::new(&[PRIMARY_ID, BACKUP_ID], failover);
         let cp = cp_dir.start();
-        let (p_cp, b_cp, to_b, to_p) = (Proxy::start(), Proxy::start(), Proxy::start(), Proxy::start());
+        let (p_cp, b_cp, to_b, to_p) = (
+            Proxy::start(),
+            Proxy::start(),
+            Proxy::start(),
+            Proxy::start(),
+        );
         p_cp.set_target(cp.process.addr());
         b_cp.set_target(cp.process.addr());
         primary.write_managed(
@@ -159,7 +164,8 @@ impl Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for (pop, base) in [(PRIMARY_ID, c.p.url.clone()), (BACKUP_ID, c.b.url.clone())] {
-            let (api, owner, log, stop) = (c.api.clone(), c.owner.clone(), log.clone(), stop.clone());
+            let (api, owner, log, stop) =
+                (c.api.clone(), c.owner.clone(), log.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -210,7 +216,12 @@ impl Writers {
 /// Every acknowledgement lies between its request's sending and its answer: if one POP's
 /// last answer came before the other's first request was sent, no moment had both
 /// acknowledging. Returns the gap.
-fn assert_no_overlap(log: &[Write], first: &str, then: &str, logs: &dyn Fn() -> String) -> Duration {
+fn assert_no_overlap(
+    log: &[Write],
+    first: &str,
+    then: &str,
+    logs: &dyn Fn() -> String,
+) -> Duration {
     let last_first = log
         .iter()
         .filter(|w| w.pop == first && w.status == 201)
@@ -243,12 +254,19 @@ fn assert_no_overlap(log: &[Write], first: &str, then: &str, logs: &dyn Fn() -> 
 async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted() {
     let c = Cluster::start(FAILOVER).await;
     let writers = Writers::start(&c);
-    wait_for(Duration::from_secs(10), "acknowledged writes on the primary", || async {
-        let n = writers.acked(PRIMARY_ID).len();
-        (n >= 10).then_some(()).ok_or(n)
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "acknowledged writes on the primary",
+        || async {
+            let n = writers.acked(PRIMARY_ID).len();
+            (n >= 10).then_some(()).ok_or(n)
+        },
+    )
     .await;
-    assert!(writers.acked(BACKUP_ID).is_empty(), "a backup acknowledged a write");
+    assert!(
+        writers.acked(BACKUP_ID).is_empty(),
+        "a backup acknowledged a write"
+    );
 
     // Cut the primary off from the control plane and from its backup; clients still reach it.
     let cut = Instant::now();
@@ -256,10 +274,14 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
         link.set_mode(Mode::Drop);
     }
     c.wait_standing(&c.b.url, "primary", 2, "live").await;
-    wait_for(Duration::from_secs(10), "acknowledged writes on the new primary", || async {
-        let n = writers.acked(BACKUP_ID).len();
-        (n >= 10).then_some(()).ok_or(n)
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "acknowledged writes on the new primary",
+        || async {
+            let n = writers.acked(BACKUP_ID).len();
+            (n >= 10).then_some(()).ok_or(n)
+        },
+    )
     .await;
     let log = writers.snapshot();
     let gap = assert_no_overlap(&log, PRIMARY_ID, BACKUP_ID, &|| c.logs());
@@ -310,7 +332,11 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
             Some(&entry("after-heal")),
         )
         .await;
-    assert_eq!((st, v["error"]["code"].as_str()), (503, Some("read_only_backup")), "{v}");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (503, Some("read_only_backup")),
+        "{v}"
+    );
 
     // Pushes carry the sender's epoch and protocol version: the old primary, now a backup at
     // epoch 2, refuses a push from epoch 1 and one in a protocol version it does not know.
@@ -320,28 +346,49 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
         let url = format!("{}/v1/replication/batch", c.p.url);
         let token = c.primary.token.clone();
         async move {
-            let r = peer.post(url).bearer_auth(token).json(&body).send().await.expect("push");
+            let r = peer
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("push");
             let st = r.status().as_u16();
             (st, r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
     let (st, v) = push(json!({"origin": BACKUP_ID, "items": [], "epoch": 1, "protocol": 1})).await;
-    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("stale_epoch")), "{v}");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("stale_epoch")),
+        "{v}"
+    );
     let (st, v) = push(json!({"origin": BACKUP_ID, "items": [], "epoch": 2, "protocol": 99})).await;
     assert_eq!(st, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("protocol version 99"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("protocol version 99"),
+        "{v}"
+    );
     let (st, v) = push(json!({"origin": BACKUP_ID, "items": [], "epoch": 2, "protocol": 1})).await;
     assert_eq!(st, 200, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_while_its_lease_holds() {
+async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_while_its_lease_holds()
+{
     let mut c = Cluster::start(FAILOVER).await;
     let writers = Writers::start(&c);
-    wait_for(Duration::from_secs(10), "acknowledged writes on the primary", || async {
-        let n = writers.acked(PRIMARY_ID).len();
-        (n >= 10).then_some(()).ok_or(n)
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "acknowledged writes on the primary",
+        || async {
+            let n = writers.acked(PRIMARY_ID).len();
+            (n >= 10).then_some(()).ok_or(n)
+        },
+    )
     .await;
 
     let mut cp = c.cp.take().expect("control plane running");
@@ -366,7 +413,10 @@ async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_whil
             .any(|w| w.pop == PRIMARY_ID && w.sent > last_ack && w.code == "primary_lease_expired"),
         "{log:?}"
     );
-    assert!(writers.acked(BACKUP_ID).is_empty(), "the backup acknowledged a write");
+    assert!(
+        writers.acked(BACKUP_ID).is_empty(),
+        "the backup acknowledged a write"
+    );
     // Both keep their roles.
     assert_eq!(c.api.health(&c.b.url).await["role"], "backup");
 
@@ -378,10 +428,14 @@ async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_whil
     c.cp = Some(cp);
     c.wait_standing(&c.p.url, "primary", 1, "live").await;
     let before = writers.acked(PRIMARY_ID).len();
-    wait_for(Duration::from_secs(10), "acknowledged writes again", || async {
-        let n = writers.acked(PRIMARY_ID).len();
-        (n > before + 5).then_some(()).ok_or(n)
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "acknowledged writes again",
+        || async {
+            let n = writers.acked(PRIMARY_ID).len();
+            (n > before + 5).then_some(()).ok_or(n)
+        },
+    )
     .await;
     let log = writers.stop().await;
     assert!(

@@ -159,9 +159,7 @@ impl PopConfig {
     /// (validation requires it whenever `control_plane` is set).
     pub fn with_role(&self, primary: bool) -> Option<PopConfig> {
         let role = match (&self.role, primary) {
-            (PopRole::Primary { .. }, true) | (PopRole::Backup { .. }, false) => {
-                self.role.clone()
-            }
+            (PopRole::Primary { .. }, true) | (PopRole::Backup { .. }, false) => self.role.clone(),
             (PopRole::Primary { backup }, false) => PopRole::Backup {
                 primary: PeerPop {
                     id: backup.id.clone(),

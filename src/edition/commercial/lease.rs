@@ -113,11 +113,7 @@ pub struct Lease {
 impl Lease {
     pub fn new(managed: bool, epoch: u64) -> Self {
         Self {
-            state: Mutex::new(if managed {
-                Held::None
-            } else {
-                Held::NotNeeded
-            }),
+            state: Mutex::new(if managed { Held::None } else { Held::NotNeeded }),
             epoch: Mutex::new(epoch),
         }
     }
@@ -241,7 +237,10 @@ mod tests {
         let l = Lease::new(true, 0);
         let sent = Instant::now() - Duration::from_secs(2);
         l.renew(sent, Duration::from_secs(1));
-        assert!(!l.is_live(), "a lease of 1 s from a heartbeat sent 2 s ago has run out");
+        assert!(
+            !l.is_live(),
+            "a lease of 1 s from a heartbeat sent 2 s ago has run out"
+        );
         // A late answer never shortens a later lease.
         l.renew(Instant::now(), Duration::from_secs(5));
         l.renew(sent, Duration::from_secs(1));
@@ -261,8 +260,9 @@ mod tests {
 
     #[test]
     fn answers_parse_or_are_ignored() {
-        let a = Answer::parse(&json!({"role":"primary","epoch":3,"lease_ms":1000,"interval_ms":300}))
-            .expect("valid");
+        let a =
+            Answer::parse(&json!({"role":"primary","epoch":3,"lease_ms":1000,"interval_ms":300}))
+                .expect("valid");
         assert_eq!(
             a.grant,
             Grant {

@@ -447,7 +447,9 @@ impl Commercial {
         let current = self.snapshot();
         if current.config.is_primary() != new.primary {
             let Some(config) = current.config.with_role(new.primary) else {
-                tracing::error!("the control plane made this POP primary, but primary_pop has no url or auth_token_file to push with");
+                tracing::error!(
+                    "the control plane made this POP primary, but primary_pop has no url or auth_token_file to push with"
+                );
                 return;
             };
             let line = config.startup_line();

@@ -4,8 +4,8 @@
 //! applied; a refused batch changes nothing and raises one `replication_rejected` alert.
 
 use super::Live;
-use super::lease::Lease;
 use super::config::PopRole;
+use super::lease::Lease;
 use super::replication::Status;
 use super::replication::rows::{self, ApplyError};
 use super::replication::validate::{self, Refusal};

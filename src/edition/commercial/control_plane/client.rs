@@ -160,7 +160,9 @@ async fn heartbeat_once(
     match super::lease::Answer::parse(&v) {
         Some(a) => Some((a, sent)),
         None => {
-            tracing::warn!("control plane answered a heartbeat without a valid role and epoch; ignored");
+            tracing::warn!(
+                "control plane answered a heartbeat without a valid role and epoch; ignored"
+            );
             None
         }
     }
@@ -193,10 +195,9 @@ pub fn spawn_reporter(
         loop {
             let snapshot = edition.snapshot();
             let (interval, path) = match (report, snapshot.control.as_ref()) {
-                (Report::Heartbeat, Some(c)) => (
-                    asked.unwrap_or(c.heartbeat_interval),
-                    "/v1/heartbeat",
-                ),
+                (Report::Heartbeat, Some(c)) => {
+                    (asked.unwrap_or(c.heartbeat_interval), "/v1/heartbeat")
+                }
                 (Report::Telemetry, Some(c)) => (c.telemetry_interval, "/v1/telemetry"),
                 (_, None) => (Duration::from_secs(60), ""),
             };
