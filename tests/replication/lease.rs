@@ -64,6 +64,11 @@ fn control_plane_yaml(cp_dir: &CpDir, pop: &str, via: &Proxy) -> String {
 
 impl Cluster {
     async fn start(failover: &str) -> Self {
+        Self::start_with(failover, "live").await
+    }
+
+    /// Started, with the primary's lease in `lease` state (`live`, or `unlimited` without).
+    async fn start_with(failover: &str, lease: &str) -> Self {
         let ca = Ca::new("Clavitor POP CA");
         let mut primary = Pop::new(PRIMARY_ID, &ca);
         let mut backup = Pop::new(BACKUP_ID, &ca);
@@ -117,7 +122,7 @@ impl Cluster {
             b,
             owner,
         };
-        c.wait_standing(&c.p.url, "primary", 1, "live").await;
+        c.wait_standing(&c.p.url, "primary", 1, lease).await;
         c.wait_standing(&c.b.url, "backup", 1, "none").await;
         c
     }
@@ -250,6 +255,21 @@ fn assert_no_overlap(
     first_then - last_first
 }
 
+/// Entry rows a POP's database owes its backup (read-only, beside the running POP).
+fn owed_entries(db: &std::path::Path) -> usize {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    conn.query_row(
+        "SELECT count(*) FROM entries WHERE replicated_at IS NULL OR replicated_at < updated_at",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .expect("count owed rows") as usize
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted() {
     let c = Cluster::start(FAILOVER).await;
@@ -322,6 +342,13 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
     c.api
         .wait_has(&c.p.url, &c.owner, &new_writes, CONVERGE)
         .await;
+    // The writes it kept but did not acknowledge are still in its database, owed (they would
+    // replicate if it were promoted again), and not on the new primary.
+    let owed = owed_entries(&c.primary.data.join("vault.db"));
+    assert!(
+        owed >= refused_after_cut,
+        "{owed} owed rows on the old primary, {refused_after_cut} writes refused after the cut"
+    );
     // Once demoted, it acknowledges nothing.
     let (st, v) = c
         .api
@@ -443,4 +470,18 @@ async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_whil
         "the backup acknowledged a write"
     );
     assert_eq!(c.api.health(&c.b.url).await["role"], "backup");
+}
+
+/// Manual mode with `lease_seconds: 0`: the operator chose availability. The primary holds no
+/// lease (`unlimited`) and keeps acknowledging writes after the control plane is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_lease_a_primary_keeps_acknowledging_when_the_control_plane_dies() {
+    const NO_LEASE: &str = "failover:\n  mode: manual\n  heartbeat_interval_ms: 300\n  missed_heartbeats: 6\n  lease_seconds: 0\n";
+    let mut c = Cluster::start_with(NO_LEASE, "unlimited").await;
+    let mut cp = c.cp.take().expect("control plane running");
+    cp.process.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let h = c.api.health(&c.p.url).await;
+    assert_eq!(h["replication"]["lease"]["state"], "unlimited", "{h}");
+    c.api.create(&c.p.url, &c.owner, &entry("no-lease")).await;
 }
