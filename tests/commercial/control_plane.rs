@@ -31,7 +31,22 @@ async fn heartbeats_arrive_with_identity_and_token() {
             Some(format!("Bearer {}", files.token).as_str())
         );
     }
+    // Each carries the epoch the POP holds: none at first, then the one the answer granted.
+    assert_eq!(beats[0].body["epoch"], 0, "{}", beats[0].body);
+    assert_eq!(beats[1].body["epoch"], 1, "{}", beats[1].body);
     assert_eq!(health(&pop.client(), &v.url).await["role"], "backup");
+}
+
+/// The heartbeat interval is the one the control plane's answer asks for (here 1 s), not
+/// the file's `heartbeat_interval` (here 60 s), which only paces the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_follow_the_interval_the_answer_asks_for() {
+    let (cp, mut files, pop) = pop_with_control_plane(CpMode::Ok);
+    files.heartbeat_interval = 60;
+    pop.configure("primary", &Opts::with_control_plane(&files));
+    let _v = pop.start();
+    cp.wait_for("/v1/heartbeat", 3, Duration::from_secs(6), |_| true)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,14 +103,23 @@ async fn alert_has_the_documented_shape() {
     assert_eq!(beats[0].authorization, a.authorization);
 }
 
-/// 50 creations and reads, each bounded.
-async fn client_traffic_is_fast(pop: &Pop, v: &Vault, label: &str) {
+/// 50 creations and reads, each bounded. Without a lease (`leased` false: the control plane
+/// never answered) every creation is kept but answered 503 `primary_lease_expired`.
+async fn client_traffic_is_fast(pop: &Pop, v: &Vault, label: &str, leased: bool) {
     const BOUND: Duration = Duration::from_secs(2);
     let c = pop.client();
     let entries = format!("{}/v1/entries", v.url);
     for i in 0..50 {
         let t0 = Instant::now();
         let (st, res) = post_entry(&c, v, &format!("{label}-{i}")).await;
+        if !leased {
+            assert_eq!(st, 503, "{res}");
+            assert_eq!(res["error"]["code"], "primary_lease_expired", "{res}");
+            let (st, _) = call(&c, Method::GET, &entries, &v.token, None).await;
+            assert_eq!(st, 200);
+            assert!(t0.elapsed() < BOUND, "request pair {i} ({label})");
+            continue;
+        }
         assert_eq!(st, 201, "{res}");
         let id = res["id"].as_str().expect("id").to_owned();
         let (st, res) = call(
@@ -123,7 +147,7 @@ async fn degraded_control_plane(mode: CpMode) {
     // The first heartbeat has reached the stand-in (and hangs there or gets a 500).
     cp.wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |_| true)
         .await;
-    client_traffic_is_fast(&pop, &v, "before").await;
+    client_traffic_is_fast(&pop, &v, "before", false).await;
 
     // Several rejected reloads: each raises an alert that cannot be delivered.
     for _ in 0..3 {
@@ -145,7 +169,7 @@ async fn degraded_control_plane(mode: CpMode) {
             "a retry resends the same alert"
         );
     }
-    client_traffic_is_fast(&pop, &v, "after").await;
+    client_traffic_is_fast(&pop, &v, "after", false).await;
     assert!(v.is_running());
 
     // A valid reload is not stuck behind the undelivered alerts.
@@ -174,7 +198,7 @@ async fn unreachable_control_plane_does_not_stop_start_up() {
     files.url = "https://127.0.0.1:9".to_owned();
     pop.configure("primary", &Opts::with_control_plane(&files));
     let v = pop.start();
-    client_traffic_is_fast(&pop, &v, "unreachable").await;
+    client_traffic_is_fast(&pop, &v, "unreachable", false).await;
 }
 
 /// The vault checks the control plane's certificate: with `ca_file` naming another CA,
@@ -193,5 +217,5 @@ async fn control_plane_certificate_is_verified() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(cp.records("/v1/heartbeat").is_empty());
     assert!(cp.records("/v1/alerts").is_empty());
-    client_traffic_is_fast(&pop, &v, "untrusted").await;
+    client_traffic_is_fast(&pop, &v, "untrusted", false).await;
 }

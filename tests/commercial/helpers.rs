@@ -1,32 +1,21 @@
 //! The commercial suite's own helpers: a POP's directory (token, POP CA, certificate) and
-//! replication.yaml variants, HTTPS calls, a raw keep-alive HTTP/1.1 connection over TLS, and a
-//! control-plane stand-in served over TLS. Child processes, certificates and waiting come from
+//! replication.yaml variants, HTTPS calls, a raw keep-alive HTTP/1.1 connection over TLS; the
+//! control-plane stand-in (from `tests/common/stand_in.rs`). Child processes, certificates and waiting come from
 //! `tests/common`.
 
 pub use crate::common::files::{mode, q, write_file};
 use crate::common::http::try_call;
 pub use crate::common::http::{call, health};
-use crate::common::pki::provider;
 pub use crate::common::pki::{Ca, TlsFiles, client, plain, tls_stream, token_text, write_token};
 pub use crate::common::poll::{wait_for, wait_until};
 pub use crate::common::process::{VERSION, Vault, clavitor, command, run, with_config_home};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// How long a reload may take to show on /healthz.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,6 +42,19 @@ pub async fn wait_role(c: &reqwest::Client, base: &str, role: &str) {
     wait_for(RELOAD_TIMEOUT, &format!("role {role}"), || async {
         let h = health(c, base).await;
         (h["role"] == role).then_some(()).ok_or(h)
+    })
+    .await;
+}
+
+/// Waits until a primary with a control plane has its first heartbeat answered: before that
+/// it acknowledges no write.
+pub async fn wait_leased(c: &reqwest::Client, base: &str) {
+    wait_for(RELOAD_TIMEOUT, "a heartbeat answered", || async {
+        let h = health(c, base).await;
+        let state = h["replication"]["lease"]["state"].clone();
+        (state == "live" || state == "unlimited")
+            .then_some(())
+            .ok_or(h)
     })
     .await;
 }
@@ -339,6 +341,12 @@ pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
             "backup_pop:\n  id: \"zurich-01\"\n  url: \"https://zurich-01.example.com\"\n  auth_token_file: {}\n",
             q(&pop.token_file)
         ));
+    } else if o.control_plane.is_some() {
+        // A backup the control plane may promote needs where and how to push.
+        y.push_str(&format!(
+            "primary_pop:\n  id: \"calgary-01\"\n  url: \"https://calgary-01.example.com\"\n  auth_token_file: {}\n",
+            q(&pop.token_file)
+        ));
     } else {
         y.push_str("primary_pop:\n  id: \"calgary-01\"\n");
     }
@@ -357,167 +365,4 @@ pub fn config_yaml(pop: &Pop, role: &str, o: &Opts) -> String {
     y
 }
 
-// ---- the control-plane stand-in ------------------------------------------------------------
-
-/// How the stand-in answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CpMode {
-    Ok = 0,
-    Fail500 = 1,
-    Hang = 2,
-}
-
-/// One request the stand-in received.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub path: String,
-    pub authorization: Option<String>,
-    pub body: Value,
-}
-
-#[derive(Clone)]
-struct CpState {
-    records: Arc<Mutex<Vec<Recorded>>>,
-    mode: Arc<AtomicU8>,
-}
-
-/// An HTTPS server on 127.0.0.1:0 (certificate from the test CA) that records
-/// `POST /v1/alerts`, `/v1/heartbeat` and `/v1/telemetry` bodies. Stopped on drop.
-pub struct ControlPlane {
-    pub url: String,
-    state: CpState,
-    stop: CancellationToken,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-async fn record(State(s): State<CpState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    s.records
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Recorded {
-            path: uri.path().to_owned(),
-            authorization: headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        });
-    match s.mode.load(Ordering::SeqCst) {
-        0 => (StatusCode::OK, axum::Json(json!({"ok": true}))).into_response(),
-        1 => (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response(),
-        _ => std::future::pending().await,
-    }
-}
-
-impl ControlPlane {
-    pub fn start(ca: &Ca, mode: CpMode) -> Self {
-        let leaf = ca.leaf("control-plane");
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(leaf.certs(), leaf.key())
-            .expect("control-plane cert");
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let state = CpState {
-            records: Arc::default(),
-            mode: Arc::new(AtomicU8::new(mode as u8)),
-        };
-        let app = Router::new()
-            .route("/v1/alerts", post(record))
-            .route("/v1/heartbeat", post(record))
-            .route("/v1/telemetry", post(record))
-            .with_state(state.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind control plane");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("https://{}", listener.local_addr().expect("addr"));
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("control-plane runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                loop {
-                    let tcp = tokio::select! {
-                        r = listener.accept() => match r {
-                            Ok((tcp, _)) => tcp,
-                            Err(_) => continue,
-                        },
-                        () = stopped.cancelled() => break,
-                    };
-                    let acceptor = acceptor.clone();
-                    let app = app.clone();
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let svc = hyper_util::service::TowerToHyperService::new(app);
-                        let _ = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
-                    });
-                }
-            });
-            // Drops hanging handlers and open connections without waiting for them.
-            rt.shutdown_background();
-        });
-        Self {
-            url,
-            state,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn records(&self, path: &str) -> Vec<Recorded> {
-        self.state
-            .records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits (bounded) until `n` requests to `path` matching `pred` arrived; returns them.
-    pub async fn wait_for(
-        &self,
-        path: &str,
-        n: usize,
-        timeout: Duration,
-        pred: impl Fn(&Recorded) -> bool,
-    ) -> Vec<Recorded> {
-        wait_for(
-            timeout,
-            &format!("{n} matching {path} requests"),
-            || async {
-                let all = self.records(path);
-                let found: Vec<_> = all.iter().filter(|r| pred(r)).cloned().collect();
-                if found.len() >= n {
-                    Ok(found)
-                } else {
-                    Err(all)
-                }
-            },
-        )
-        .await
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub use crate::common::stand_in::{ControlPlane, CpMode};

@@ -91,6 +91,7 @@ async fn invalid_reload_keeps_the_old_config_and_alerts() {
     let good = pop.configure("primary", &Opts::with_control_plane(&files));
     let mut v = pop.start();
     let c = pop.client();
+    wait_leased(&c, &v.url).await;
 
     pop.write_config("role: [primary\n  ::: this is not yaml }}}\n");
     v.sighup();
@@ -246,20 +247,33 @@ async fn reload_without_mtls_keeps_the_old_config() {
     assert_eq!(health(&pop.client(), &v.url).await["role"], "primary");
 }
 
+/// With a control plane, the file's role is only the starting role: once the control plane
+/// has granted one (saved in the data dir), a reload keeps it, and so does a restart.
 #[tokio::test(flavor = "multi_thread")]
-async fn heartbeats_follow_a_reload() {
+async fn the_granted_role_outlives_a_reload_and_a_restart() {
     let (cp, files, pop) = pop_with_control_plane(CpMode::Ok);
     let opts = Opts::with_control_plane(&files);
     pop.configure("primary", &opts);
-    let v = pop.start();
-    cp.wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |r| {
-        r.body["role"] == "primary" && r.body["pop_id"] == "calgary-01"
+    let mut v = pop.start();
+    cp.wait_for("/v1/heartbeat", 2, Duration::from_secs(5), |r| {
+        r.body["role"] == "primary" && r.body["epoch"] == 1
     })
     .await;
     pop.configure("backup", &opts);
     v.sighup();
-    cp.wait_for("/v1/heartbeat", 1, Duration::from_secs(5), |r| {
-        r.body["role"] == "backup" && r.body["pop_id"] == "zurich-01"
-    })
-    .await;
+    assert!(v.wait_stderr("configuration reloaded", RELOAD_TIMEOUT));
+    let h = health(&pop.client(), &v.url).await;
+    assert_eq!(h["role"], "primary", "{h}");
+    assert_eq!(h["replication"]["epoch"], 1, "{h}");
+    v.stop(Duration::from_secs(5));
+    let v = pop.start();
+    assert!(
+        v.stderr()
+            .contains("role and epoch last granted by the control plane"),
+        "{}",
+        v.stderr()
+    );
+    let h = health(&pop.client(), &v.url).await;
+    assert_eq!(h["role"], "primary", "{h}");
+    assert_eq!(h["replication"]["epoch"], 1, "{h}");
 }

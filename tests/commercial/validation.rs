@@ -294,6 +294,26 @@ fn heartbeat_interval_zero() {
     refused(&pop, &["control_plane.heartbeat_interval"], &[]);
 }
 
+/// A backup the control plane may promote must know where and how to push once promoted.
+#[test]
+fn a_managed_backup_needs_its_primarys_url_and_token_file() {
+    let pop = Pop::new();
+    let cp_token = pop.path("control-plane.token");
+    write_token(&cp_token);
+    let y = format!(
+        "{}control_plane:\n  url: \"https://control.example.com\"\n  token_file: {}\n",
+        backup(&pop),
+        q(&cp_token)
+    );
+    pop.write_config(&y);
+    let err = refused(
+        &pop,
+        &["primary_pop.url", "primary_pop.auth_token_file"],
+        &["promoted", "remove control_plane"],
+    );
+    assert!(!err.contains("primary_pop.id"), "{err}");
+}
+
 #[test]
 fn three_problems_reported_at_once() {
     let pop = Pop::new();

@@ -13,6 +13,8 @@
 //! - [`raw`]: raw bytes to a server, over plain TCP or TLS (async and blocking).
 //! - `primary` (Commercial suites only): a primary POP's files with full mTLS, for suites that
 //!   run the vault in either edition.
+//! - `stand_in` (Commercial suites only): a control-plane stand-in that records what POPs send
+//!   and answers heartbeats (a manual control plane without leases).
 
 pub mod files;
 pub mod http;
@@ -24,3 +26,5 @@ pub mod primary;
 pub mod process;
 pub mod raw;
 pub mod upstream;
+#[cfg(feature = "commercial")]
+pub mod stand_in;

@@ -34,8 +34,23 @@ impl PrimaryPop {
     /// [`PrimaryPop::write`] with the backup at `backup_url` and, when given, a control plane
     /// at `control_plane_url` (heartbeats and telemetry every second, the same test CA).
     pub fn write_with(dir: &Path, backup_url: &str, control_plane_url: Option<&str>) -> Self {
-        let ca = Ca::new("Clavitor test POP CA");
-        let tls = TlsFiles::write(dir, POP_ID, &ca.leaf(POP_ID), &ca);
+        Self::write_with_ca(
+            dir,
+            backup_url,
+            control_plane_url,
+            &Ca::new("Clavitor test POP CA"),
+        )
+    }
+
+    /// [`PrimaryPop::write_with`] with certificates from `ca` (which may also have signed the
+    /// control plane's).
+    pub fn write_with_ca(
+        dir: &Path,
+        backup_url: &str,
+        control_plane_url: Option<&str>,
+        ca: &Ca,
+    ) -> Self {
+        let tls = TlsFiles::write(dir, POP_ID, &ca.leaf(POP_ID), ca);
         let token_file = dir.join("replication.token");
         write_token(&token_file);
         let backup_token = dir.join(format!("{BACKUP_ID}.token"));

@@ -207,7 +207,11 @@ async fn an_operator_watches_two_real_pops_sees_one_go_stale_and_acknowledges_an
     write_token(&push_token);
     backup.configure(
         BACKUP,
-        &format!("role: \"backup\"\nprimary_pop:\n  id: \"{PRIMARY}\"\n"),
+        // A backup the control plane may promote names where it would push (unused here).
+        &format!(
+            "role: \"backup\"\nprimary_pop:\n  id: \"{PRIMARY}\"\n  url: \"https://127.0.0.1:9\"\n  auth_token_file: {}\n",
+            q(&push_token)
+        ),
         &backup_tls,
         &d,
         &cp.url,

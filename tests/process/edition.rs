@@ -71,6 +71,9 @@ mod imp {
         pub fn reaching(&self, builder: ClientBuilder) -> ClientBuilder {
             reaching(builder)
         }
+
+        /// Waits until the server at `_base` acknowledges writes (at once in Community).
+        pub async fn ready(&self, _http: &reqwest::Client, _base: &str) {}
     }
 
     pub fn outbound_peers(_dir: &Path) -> Peers {
@@ -125,7 +128,9 @@ mod imp {
 
 #[cfg(feature = "commercial")]
 mod imp {
+    use crate::common::pki::Ca;
     use crate::common::primary::{BACKUP_ID, PrimaryPop};
+    use crate::common::stand_in::{ControlPlane, CpMode};
     use reqwest::{ClientBuilder, Response};
     use rustls::ClientConfig;
     use std::net::{SocketAddr, TcpListener};
@@ -196,20 +201,39 @@ mod imp {
     ]);
 
     /// A POP connects to its backup (pushes) and its control plane (heartbeats, telemetry,
-    /// alerts), and nowhere else. Here both are listeners of the test that accept and hold
-    /// connections without answering, so the POP keeps trying them.
+    /// alerts), and nowhere else. Here the backup is a listener of the test that accepts and
+    /// holds connections without answering, so the POP keeps trying it; the control plane is
+    /// the stand-in, which answers heartbeats (without an answer a primary holds no lease and
+    /// acknowledges no write).
     pub struct Peers {
         pub serve_args: Vec<String>,
         pub allowed: Vec<SocketAddr>,
         pub client_args: Vec<String>,
         pop: PrimaryPop,
-        _listeners: Vec<Holder>,
+        _backup: Holder,
+        _control: ControlPlane,
     }
 
     impl Peers {
         /// `builder`, trusting that POP's CA.
         pub fn reaching(&self, builder: ClientBuilder) -> ClientBuilder {
             self.pop.trusting(builder)
+        }
+
+        /// Waits until the POP at `base` acknowledges writes: once its control plane has
+        /// answered a heartbeat (`/healthz` `replication.lease.state`).
+        pub async fn ready(&self, http: &reqwest::Client, base: &str) {
+            crate::common::poll::wait_for(
+                Duration::from_secs(10),
+                "the control plane's first heartbeat answer",
+                || async {
+                    let h = crate::common::http::health(http, base).await;
+                    (h["replication"]["lease"]["state"] == "unlimited")
+                        .then_some(())
+                        .ok_or(h)
+                },
+            )
+            .await;
         }
     }
 
@@ -242,16 +266,24 @@ mod imp {
         }
     }
 
-    /// A POP of its own under `dir/pop`, whose backup and control plane are [`Holder`]s.
+    /// A POP of its own under `dir/pop`, whose backup is a [`Holder`] and whose control plane
+    /// is the stand-in.
     pub fn outbound_peers(dir: &Path) -> Peers {
         let pop_dir = dir.join("pop");
         std::fs::create_dir_all(&pop_dir).expect("create the POP's dir");
         let (backup, backup_addr) = Holder::start();
-        let (control, control_addr) = Holder::start();
-        let pop = PrimaryPop::write_with(
+        let ca = Ca::new("Clavitor test POP CA");
+        let control = ControlPlane::start(&ca, CpMode::Ok);
+        let control_addr: SocketAddr = control
+            .url
+            .trim_start_matches("https://")
+            .parse()
+            .expect("the stand-in's address");
+        let pop = PrimaryPop::write_with_ca(
             &pop_dir,
             &format!("https://{backup_addr}"),
-            Some(&format!("https://{control_addr}")),
+            Some(&control.url),
+            &ca,
         );
         Peers {
             serve_args: vec![
@@ -261,7 +293,8 @@ mod imp {
             allowed: vec![backup_addr, control_addr],
             client_args: vec!["--ca-file".into(), pop.ca_file.display().to_string()],
             pop,
-            _listeners: vec![backup, control],
+            _backup: backup,
+            _control: control,
         }
     }
 

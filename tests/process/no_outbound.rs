@@ -457,6 +457,7 @@ fn the_server_holds_only_its_listener_accepted_connections_and_connections_to_it
     // Waves of rounds in parallel (so connections overlap), until the sampler has looked
     // often enough: at least 3 waves and MIN_SAMPLES samples, however loaded the machine is.
     rt.block_on(async {
+        peers.ready(&http, &server.url).await;
         tokio::time::timeout(Duration::from_secs(90), async {
             let mut wave = 0;
             while wave < 3 || sampler.samples() < MIN_SAMPLES {

@@ -128,6 +128,26 @@ impl Pop {
         std::fs::write(&self.config, y).expect("write replication.yaml");
     }
 
+    /// A config for a POP whose role a control plane manages: `role` is only the starting
+    /// role, `peer` the other POP (pushed to by whichever is primary), `control_plane` the
+    /// `control_plane:` block.
+    pub fn write_managed(&self, role: &str, peer: &BackupRef, control_plane: &str) {
+        let side = if role == "primary" {
+            "backup_pop"
+        } else {
+            "primary_pop"
+        };
+        let y = format!(
+            "pop_id: \"{}\"\nregion: \"test\"\nrole: \"{role}\"\n{side}:\n  id: \"{}\"\n  url: \"{}\"\n  auth_token_file: {}\n{}replication:\n  batch_size: 100\n  max_retries: 2\n{control_plane}",
+            self.id,
+            peer.id,
+            peer.url,
+            q(peer.token_file),
+            self.auth_yaml()
+        );
+        std::fs::write(&self.config, y).expect("write replication.yaml");
+    }
+
     /// `serve` on `listen` ("127.0.0.1:0" for any port) with extra args (e.g. a log level).
     #[track_caller]
     pub fn start_with(&self, listen: &str, extra: &[&str]) -> Vault {

@@ -10,9 +10,14 @@ mod contrib;
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
+// The control-plane suite's helpers: the real control plane's files and process.
+#[allow(dead_code)]
+#[path = "../control_plane/helpers.rs"]
+mod cp;
 mod failover;
 mod helpers;
 mod hostile;
+mod lease;
 mod outage;
 mod proxy;
 mod recovery_point;

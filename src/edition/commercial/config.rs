@@ -51,6 +51,7 @@ struct RawBackupPop {
 struct RawPrimaryPop {
     id: Option<String>,
     url: Option<String>,
+    auth_token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -114,11 +115,11 @@ pub struct BackupPop {
 #[derive(Debug, Clone)]
 pub struct PeerPop {
     pub id: String,
-    #[expect(
-        dead_code,
-        reason = "informational; the backup never calls its primary"
-    )]
+    /// Where to push once the control plane promotes this backup (required with
+    /// `control_plane`).
     pub url: Option<reqwest::Url>,
+    /// The token this POP presents when pushing to that POP once promoted.
+    pub token: Option<Token>,
 }
 
 /// `auth.mtls_*`, loaded: this POP's certificate chain and key, and the CA that signs peers.
@@ -149,6 +150,37 @@ pub struct ControlPlane {
 }
 
 impl PopConfig {
+    pub fn is_primary(&self) -> bool {
+        matches!(self.role, PopRole::Primary { .. })
+    }
+
+    /// This configuration with the role the control plane granted: the one peer stays the
+    /// same POP on the other side. `None` when a backup lacks what it needs to push
+    /// (validation requires it whenever `control_plane` is set).
+    pub fn with_role(&self, primary: bool) -> Option<PopConfig> {
+        let role = match (&self.role, primary) {
+            (PopRole::Primary { .. }, true) | (PopRole::Backup { .. }, false) => self.role.clone(),
+            (PopRole::Primary { backup }, false) => PopRole::Backup {
+                primary: PeerPop {
+                    id: backup.id.clone(),
+                    url: Some(backup.url.clone()),
+                    token: Some(backup.token.clone()),
+                },
+            },
+            (PopRole::Backup { primary }, true) => PopRole::Primary {
+                backup: BackupPop {
+                    id: primary.id.clone(),
+                    url: primary.url.clone()?,
+                    token: primary.token.clone()?,
+                },
+            },
+        };
+        Some(PopConfig {
+            role,
+            ..self.clone()
+        })
+    }
+
     pub fn role_name(&self) -> &'static str {
         match self.role {
             PopRole::Primary { .. } => "primary",
@@ -439,13 +471,39 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
                     "remove backup_pop from this backup's config",
                 );
             }
-            let (id, url) = match raw.primary_pop {
-                Some(p) => (p.id, p.url),
-                None => (None, None),
+            let (id, url, token_file) = match raw.primary_pop {
+                Some(p) => (p.id, p.url, p.auth_token_file),
+                None => (None, None, None),
             };
             let url = url
                 .as_deref()
                 .and_then(|u| check_https(&mut r, "primary_pop.url", u));
+            let token = token_file.as_deref().map(file).and_then(|p| {
+                check_token_file(
+                    &mut r,
+                    "primary_pop.auth_token_file",
+                    &p,
+                    key_path.as_deref(),
+                )
+            });
+            if raw.control_plane.is_some() {
+                // The control plane may promote this backup: it must then push to its primary.
+                let why = "missing; with control_plane set this backup may be promoted, and then pushes to its former primary";
+                if url.is_none() && r.0.iter().all(|p| p.key != "primary_pop.url") {
+                    r.add(
+                        "primary_pop.url",
+                        why,
+                        "add primary_pop.url: \"https://calgary-01.example.com:8443\" (the primary's address), or remove control_plane",
+                    );
+                }
+                if token_file.is_none() {
+                    r.add(
+                        "primary_pop.auth_token_file",
+                        why,
+                        "point primary_pop.auth_token_file at the token file the primary accepts (its auth.token_file), or remove control_plane",
+                    );
+                }
+            }
             let id = match id.as_deref().map(str::trim) {
                 Some(id) if valid_id(id) => Some(id.to_owned()),
                 Some(id) => {
@@ -466,7 +524,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
                 }
             };
             id.map(|id| PopRole::Backup {
-                primary: PeerPop { id, url },
+                primary: PeerPop { id, url, token },
             })
         }
         None => None,

@@ -5,6 +5,7 @@
 mod config;
 mod control_plane;
 mod metrics;
+mod lease;
 mod peer;
 mod replication;
 mod schema;
@@ -20,9 +21,11 @@ use axum::Router;
 use axum::extract::Request;
 use config::{PopConfig, PopRole};
 use control_plane::{Alert, Alerts, ControlClient};
+use lease::{Answer, Grant, Lease};
 use rustls::ServerConfig;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub const NAME: &str = "commercial";
@@ -161,6 +164,11 @@ struct Commercial {
     /// Wakes the replication worker after a reload (e.g. a promotion to primary).
     wake: Arc<tokio::sync::Notify>,
     tarpit: Arc<tarpit::Tarpit>,
+    /// The primary's lease and the epoch this POP holds.
+    lease: Arc<Lease>,
+    /// The role and epoch the control plane last granted (as saved in `control_grant`).
+    /// Held while a role is switched (SIGHUP or a heartbeat answer), never across an await.
+    grant: Mutex<Option<Grant>>,
     /// This edition itself, for handlers that raise alerts.
     me: std::sync::Weak<Commercial>,
 }
@@ -177,6 +185,17 @@ fn tls_config(cfg: &PopConfig) -> Result<Arc<ServerConfig>, StartError> {
     };
     tls::peer_client_config(m).map_err(err)?;
     tls::server_config(m).map_err(err)
+}
+
+/// `config` with the role the control plane granted.
+fn granted_config(config: &PopConfig, g: Grant) -> Result<PopConfig, StartError> {
+    config.with_role(g.primary).ok_or_else(|| StartError::Tls {
+        path: config.path.clone(),
+        message: format!(
+            "the control plane made this POP {}, but primary_pop has no url or auth_token_file to push with. Fix: add primary_pop.url and primary_pop.auth_token_file",
+            g.role_name()
+        ),
+    })
 }
 
 /// A loaded, validated `replication.yaml` and the TLS config built from it.
@@ -219,6 +238,24 @@ pub async fn start(
     } = configured;
     let tls = TlsSource::new(tls);
     schema::ensure(vault.store()).await?;
+    let grant = vault.store().read(lease::load_grant).await?;
+    let managed = config.control_plane.is_some();
+    let config = match grant.filter(|_| managed) {
+        Some(g) => {
+            tracing::info!(
+                role = g.role_name(),
+                epoch = g.epoch,
+                file_role = config.role_name(),
+                "role and epoch last granted by the control plane are in force (replication.yaml's role is only the starting role)"
+            );
+            granted_config(&config, g)?
+        }
+        None => config,
+    };
+    let lease = Arc::new(Lease::new(
+        managed,
+        grant.filter(|_| managed).map_or(0, |g| g.epoch),
+    ));
     vault.set_writable(matches!(config.role, PopRole::Primary { .. }));
     if let PopRole::Backup { primary } = &config.role {
         tracing::info!(
@@ -250,6 +287,8 @@ pub async fn start(
             status: status.clone(),
             wake: wake.clone(),
             tarpit,
+            lease: lease.clone(),
+            grant: Mutex::new(grant),
             me: me.clone(),
         }
     });
@@ -269,6 +308,7 @@ pub async fn start(
         store: vault.store().clone(),
         status,
         wake,
+        lease,
         shutdown: shutdown.clone(),
         last_audit: Default::default(),
     });
@@ -352,21 +392,130 @@ impl Commercial {
             .replication_numbers(role == "primary")
             .await
             .unwrap_or((-1, -1, -1));
-        self.status.report(role, backlog, committed, watermark)
+        let mut report = self.status.report(role, backlog, committed, watermark);
+        report["epoch"] = serde_json::json!(self.lease.epoch());
+        report["lease"] = self.lease.report();
+        report
     }
 
     /// Validates the file again and swaps it in whole, or changes nothing.
     fn reload(&self) -> Result<String, String> {
         let config = config::load(&self.path).map_err(|e| e.to_string())?;
         let new_tls = tls_config(&config).map_err(|e| e.to_string())?;
+        let managed = config.control_plane.is_some();
+        // Only SIGHUP and heartbeat answers switch roles; hold off the other while one runs.
+        let grant = self.grant.lock().unwrap_or_else(|p| p.into_inner());
+        let config = match grant.filter(|_| managed) {
+            Some(g) => granted_config(&config, g).map_err(|e| e.to_string())?,
+            None => config,
+        };
+        self.lease.set_managed(managed);
+        if !managed {
+            self.lease.set_epoch(0);
+        } else if let Some(g) = *grant {
+            self.lease.set_epoch(g.epoch);
+        }
         let primary = matches!(config.role, PopRole::Primary { .. });
         let line = config.startup_line();
         let live = Live::build(config).map_err(|e| e.to_string())?;
         self.tls.replace(new_tls);
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
         self.vault.set_writable(primary);
+        if !primary {
+            self.lease.drop_lease();
+        }
         self.wake.notify_one();
+        drop(grant);
         Ok(line)
+    }
+
+    /// Acts on a heartbeat answer (sent at `sent`): saves a new grant before acting on it,
+    /// switches role without a restart, and renews or drops the lease.
+    async fn on_answer(&self, answer: Answer, sent: Instant) {
+        let new = answer.grant;
+        let held = self.lease.epoch();
+        if new.epoch < held {
+            // A control plane that lost its state must not take this POP back in time.
+            tracing::warn!(
+                epoch = new.epoch,
+                held,
+                "control plane answered an epoch lower than the one this POP holds; ignored"
+            );
+            self.lease.drop_lease();
+            return;
+        }
+        if self.snapshot().config.control_plane.is_none() {
+            return;
+        }
+        if !new.primary {
+            // Stepping down: stop acknowledging before anything else.
+            self.lease.drop_lease();
+        }
+        let saved_grant = *self.grant.lock().unwrap_or_else(|p| p.into_inner());
+        if saved_grant != Some(new) {
+            let saved = self
+                .vault
+                .store()
+                .write(move |c| lease::save_grant(c, new))
+                .await;
+            if let Err(e) = saved {
+                tracing::error!(error = %e, "cannot save the role granted by the control plane; not acting on it");
+                self.lease.drop_lease();
+                return;
+            }
+        }
+        let mut grant = self.grant.lock().unwrap_or_else(|p| p.into_inner());
+        if *grant != Some(new) {
+            *grant = Some(new);
+            self.lease.set_epoch(new.epoch);
+            // Batches carry the epoch: a primary waiting for its first grant may push now.
+            self.wake.notify_one();
+        }
+        let current = self.snapshot();
+        if current.config.is_primary() != new.primary {
+            let Some(config) = current.config.with_role(new.primary) else {
+                tracing::error!(
+                    "the control plane made this POP primary, but primary_pop has no url or auth_token_file to push with"
+                );
+                return;
+            };
+            let line = config.startup_line();
+            let live = match Live::build(config) {
+                Ok(live) => live,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot switch role as the control plane asked");
+                    return;
+                }
+            };
+            if !new.primary {
+                self.vault.set_writable(false);
+            }
+            *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+            if new.primary {
+                self.vault.set_writable(true);
+            }
+            self.wake.notify_one();
+            drop(grant);
+            tracing::info!(
+                role = new.role_name(),
+                epoch = new.epoch,
+                "role switched by the control plane: {line}"
+            );
+            self.alert_operator(
+                "role_changed",
+                &format!(
+                    "the control plane made this POP {} at epoch {}",
+                    new.role_name(),
+                    new.epoch
+                ),
+                serde_json::json!({ "role": new.role_name(), "epoch": new.epoch }),
+            );
+        } else {
+            drop(grant);
+        }
+        if new.primary {
+            self.lease.renew(sent, answer.lease);
+        }
     }
 }
 
@@ -414,6 +563,10 @@ impl Edition for Commercial {
 
     fn extend_router(&self, router: Router) -> Router {
         router
+            .layer(axum::middleware::from_fn_with_state(
+                self.lease.clone(),
+                lease::acknowledge_writes,
+            ))
             .merge(peer::routes(peer::PeerState {
                 live: self.live.clone(),
                 vault: self.vault.clone(),
@@ -428,6 +581,7 @@ impl Edition for Commercial {
                         },
                     )
                 },
+                lease: self.lease.clone(),
                 last_refusal: Arc::default(),
             }))
             .fallback({

@@ -5,10 +5,11 @@
 
 use super::Live;
 use super::config::PopRole;
+use super::lease::Lease;
 use super::replication::Status;
 use super::replication::rows::{self, ApplyError};
 use super::replication::validate::{self, Refusal};
-use super::replication::wire::Ack;
+use super::replication::wire::{Ack, PROTOCOL_VERSION};
 use crate::api::{self, ApiError};
 use crate::service::{self, Vault};
 use crate::store;
@@ -35,6 +36,8 @@ pub struct PeerState {
     pub vault: Arc<Vault>,
     pub status: Arc<Status>,
     pub alert: AlertFn,
+    /// The epoch this POP holds: pushes from a lower one come from a demoted primary.
+    pub lease: Arc<Lease>,
     /// The last refusal alerted, so a primary retrying one bad batch raises one alert.
     pub last_refusal: Arc<Mutex<Option<(String, Instant)>>>,
 }
@@ -162,6 +165,31 @@ async fn batch(State(s): State<PeerState>, body: Bytes) -> Result<Json<Ack>, Api
         ));
     }
     let batch = validate::decode(&body).map_err(|e: Refusal| s.refuse(&e.to_string()))?;
+    let protocol = batch.protocol.unwrap_or(1);
+    if protocol != PROTOCOL_VERSION {
+        return Err(s.refuse(&format!(
+            "wire protocol version {protocol} is unknown to this POP, which speaks version {PROTOCOL_VERSION}; upgrade this POP first"
+        )));
+    }
+    let held = s.lease.epoch();
+    let sent = batch.epoch.unwrap_or(0);
+    if sent < held {
+        // A primary cut off and replaced keeps pushing until it hears of its demotion: its
+        // rows stay owed on it and must not overwrite the newer primary's here.
+        tracing::warn!(
+            origin = %batch.origin,
+            epoch = sent,
+            held,
+            "replication batch from a lower epoch refused; nothing of it was applied"
+        );
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_epoch",
+            format!(
+                "the batch was sent at epoch {sent}, below this POP's epoch {held}: the sender is no longer the primary; nothing of it applied"
+            ),
+        ));
+    }
     super::replication::audit::check(
         &batch.audit,
         batch.audit_head.as_deref(),

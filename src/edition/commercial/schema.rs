@@ -10,6 +10,8 @@
 //!   row below it is on the backup; that is what makes the recovery point (`watermark`) true.
 //! - `replication_state`: the backup's applied watermark, committed with the batch that
 //!   raised it.
+//! - `control_grant`: the role and epoch the control plane last granted this POP (one row,
+//!   never replicated; see `lease.rs`).
 
 use crate::store::{self, Store};
 use rusqlite::{Connection, OptionalExtension};
@@ -85,6 +87,12 @@ pub async fn ensure(store: &Store) -> Result<(), store::Error> {
                  CREATE TABLE IF NOT EXISTS replication_state (
                      name  TEXT PRIMARY KEY,
                      value INTEGER NOT NULL
+                 ) STRICT;
+                 CREATE TABLE IF NOT EXISTS control_grant (
+                     id         INTEGER PRIMARY KEY CHECK (id = 1),
+                     role       TEXT NOT NULL CHECK (role IN ('primary', 'backup')),
+                     epoch      INTEGER NOT NULL CHECK (epoch >= 0),
+                     granted_at INTEGER NOT NULL
                  ) STRICT;"
             ))?;
             c.execute_batch(super::replication::audit::SCHEMA)?;

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 const QUEUE: usize = 256;
 const ATTEMPTS: u32 = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon a POP the control plane has not answered yet sends its next heartbeat.
+const FIRST_ANSWER_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Alert {
     pub kind: String,
@@ -127,6 +129,50 @@ pub async fn post_with_retries(cp: &ControlClient, path: &str, body: &Value) -> 
     false
 }
 
+/// One heartbeat: a single attempt (a retried one would renew the lease from a stale send
+/// time), bounded by `timeout`. Returns the answer and when the request was sent.
+async fn heartbeat_once(
+    cp: &ControlClient,
+    body: &Value,
+    timeout: Duration,
+) -> Option<(super::lease::Answer, std::time::Instant)> {
+    let sent = std::time::Instant::now();
+    let res = cp
+        .http
+        .post(cp.url("/v1/heartbeat"))
+        .bearer_auth(cp.token.expose())
+        .timeout(timeout)
+        .json(body)
+        .send()
+        .await;
+    let r = match res {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            tracing::debug!(status = %r.status(), "control plane refused a heartbeat");
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "control plane unreachable for a heartbeat");
+            return None;
+        }
+    };
+    let v: Value = r.json().await.ok()?;
+    match super::lease::Answer::parse(&v) {
+        Some(a) => Some((a, sent)),
+        None => {
+            tracing::warn!(
+                "control plane answered a heartbeat without a valid role and epoch; ignored"
+            );
+            None
+        }
+    }
+}
+
+/// The heartbeat interval the control plane asks for, within sane bounds.
+fn bounded_interval(d: Duration) -> Duration {
+    d.clamp(Duration::from_millis(50), Duration::from_secs(86_400))
+}
+
 /// What a periodic report sends: heartbeats are small and frequent, telemetry carries metrics.
 #[derive(Clone, Copy)]
 pub enum Report {
@@ -144,10 +190,14 @@ pub fn spawn_reporter(
 ) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
+        // Heartbeats: the control plane's `interval_ms` once it has answered.
+        let mut asked: Option<Duration> = None;
         loop {
             let snapshot = edition.snapshot();
             let (interval, path) = match (report, snapshot.control.as_ref()) {
-                (Report::Heartbeat, Some(c)) => (c.heartbeat_interval, "/v1/heartbeat"),
+                (Report::Heartbeat, Some(c)) => {
+                    (asked.unwrap_or(c.heartbeat_interval), "/v1/heartbeat")
+                }
                 (Report::Telemetry, Some(c)) => (c.telemetry_interval, "/v1/telemetry"),
                 (_, None) => (Duration::from_secs(60), ""),
             };
@@ -157,6 +207,7 @@ pub fn spawn_reporter(
                     "pop_id": snapshot.config.pop_id,
                     "region": snapshot.config.region,
                     "role": snapshot.config.role_name(),
+                    "epoch": edition.lease.epoch(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "uptime_seconds": started.elapsed().as_secs(),
                     "replication_backlog": replication.get("backlog").cloned().unwrap_or_default(),
@@ -170,11 +221,30 @@ pub fn spawn_reporter(
                     body["tarpit_held"] = json!(edition.tarpit_held());
                 }
                 body["replication"] = replication;
-                tokio::select! {
-                    _ = post_with_retries(cp, path, &body) => {}
-                    () = shutdown.cancelled() => return,
+                if let Report::Heartbeat = report {
+                    // Never wait longer than the lease could last on a silent control plane.
+                    let timeout = interval.clamp(Duration::from_millis(500), REQUEST_TIMEOUT);
+                    let answered = tokio::select! {
+                        a = heartbeat_once(cp, &body, timeout) => a,
+                        () = shutdown.cancelled() => return,
+                    };
+                    if let Some((answer, sent)) = answered {
+                        asked = answer.interval.map(bounded_interval);
+                        edition.on_answer(answer, sent).await;
+                    }
+                } else {
+                    tokio::select! {
+                        _ = post_with_retries(cp, path, &body) => {}
+                        () = shutdown.cancelled() => return,
+                    }
                 }
             }
+            // A heartbeat waits what the last answer asked for. Until a first answer (a POP
+            // acknowledges no write before it), it retries within FIRST_ANSWER_RETRY.
+            let interval = match report {
+                Report::Heartbeat => asked.unwrap_or(interval.min(FIRST_ANSWER_RETRY)),
+                Report::Telemetry => interval,
+            };
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = shutdown.cancelled() => return,

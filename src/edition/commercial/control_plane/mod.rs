@@ -25,4 +25,4 @@ pub use client::{Alert, Alerts, ControlClient, Report, spawn_reporter};
 pub use server::{Error, run};
 
 // `client` reaches its neighbours in `commercial` through these, as it did one level up.
-use super::{Commercial, Live, config, tls};
+use super::{Commercial, Live, config, lease, tls};

@@ -372,6 +372,8 @@ fn run_schedule(ops: &[Op]) {
             watermark: Some(f.watermark),
             audit: Vec::new(),
             audit_head: None,
+            protocol: None,
+            epoch: None,
         };
         apply_on_backup(&b, &batch);
         if !lose_ack {

@@ -4,6 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The wire protocol version this build speaks. A batch without one predates the field and
+/// is version 1; a receiver refuses versions it does not know.
+pub const PROTOCOL_VERSION: u32 = 1;
+
 mod b64 {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
@@ -60,6 +64,13 @@ pub struct Batch {
     /// The sender's signed audit head, when `audit` ends with the event it names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<String>,
+    /// The wire protocol version (absent: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u32>,
+    /// The epoch the sender holds from the control plane (absent or 0: none). A receiver
+    /// holding a higher epoch refuses the batch: it comes from a demoted primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 /// One event of the sender's audit trail, as stored there (hashes included).

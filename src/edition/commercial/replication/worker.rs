@@ -2,8 +2,9 @@
 
 use super::super::Live;
 use super::super::config::PopRole;
+use super::super::lease::Lease;
 use super::Status;
-use super::wire::{Ack, Batch, Item};
+use super::wire::{Ack, Batch, Item, PROTOCOL_VERSION};
 use super::{audit, rows};
 use crate::edition::Edition;
 use crate::store::{self, Store, now_ms};
@@ -32,6 +33,8 @@ pub struct Worker {
     pub status: Arc<Status>,
     /// Poked on SIGHUP, so a POP promoted to primary starts pushing at once.
     pub wake: Arc<Notify>,
+    /// The epoch each batch carries.
+    pub lease: Arc<Lease>,
     pub shutdown: CancellationToken,
     /// When audit events were last sent: under read load there are always new ones, and
     /// each send's bookkeeping commit wakes the loop again.
@@ -48,7 +51,10 @@ async fn run(w: Worker) {
     let mut alerted = false;
     loop {
         let live = w.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if let PopRole::Primary { .. } = live.config.role {
+        // A POP whose role a control plane manages pushes once it has been granted an epoch:
+        // before that its backup, holding one, would refuse its batches.
+        let granted = live.config.control_plane.is_none() || w.lease.epoch() > 0;
+        if let (PopRole::Primary { .. }, true) = (&live.config.role, granted) {
             match drain(&w, &live).await {
                 Ok(()) => {
                     if alerted {
@@ -136,6 +142,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                     watermark: Some(collected.watermark),
                     audit: Vec::new(),
                     audit_head: None,
+                    protocol: Some(PROTOCOL_VERSION),
+                    epoch: Some(w.lease.epoch()),
                 };
                 outstanding.push(push(
                     w,
@@ -161,6 +169,8 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
                         watermark: Some(collected.watermark),
                         audit: Vec::new(),
                         audit_head: None,
+                        protocol: Some(PROTOCOL_VERSION),
+                        epoch: Some(w.lease.epoch()),
                     };
                     let ack = send(
                         client,
@@ -347,8 +357,11 @@ async fn send(
                     "backup answered {status}: {}",
                     body.chars().take(300).collect::<String>()
                 );
-                if status == reqwest::StatusCode::BAD_REQUEST {
-                    // The backup refused this batch's content: sending it again cannot help.
+                if status == reqwest::StatusCode::BAD_REQUEST
+                    || status == reqwest::StatusCode::CONFLICT
+                {
+                    // The backup refused this batch's content, its epoch, or is itself a
+                    // primary: sending it again at once cannot help.
                     return Err(last);
                 }
             }
