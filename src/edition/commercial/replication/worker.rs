@@ -42,10 +42,34 @@ pub struct Worker {
 }
 
 pub fn spawn(w: Worker) {
-    tokio::spawn(run(w));
+    let w = Arc::new(w);
+    tokio::spawn(run(w.clone()));
+    tokio::spawn(run_audit(w));
 }
 
-async fn run(w: Worker) {
+/// The audit trail's own loop, beside the data's: a push whose answer is lost waits out its
+/// timeout and retries here without holding back the next data batch.
+async fn run_audit(w: Arc<Worker>) {
+    let mut commits = w.store.subscribe_commits();
+    loop {
+        let live = w.live.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let granted = live.config.control_plane.is_none() || w.lease.epoch() > 0;
+        if matches!(live.config.role, PopRole::Primary { .. })
+            && granted
+            && !w.status.failing()
+            && let Err(e) = push_audit(&w, &live).await
+        {
+            tracing::warn!(error = %e, "audit events not sent to the backup; retried");
+        }
+        tokio::select! {
+            r = commits.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(AUDIT_EVERY) => {}
+            () = w.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn run(w: Arc<Worker>) {
     let mut commits = w.store.subscribe_commits();
     let mut slow_retry: Option<Duration> = None;
     let mut alerted = false;
@@ -62,11 +86,6 @@ async fn run(w: Worker) {
                         alerted = false;
                     }
                     slow_retry = None;
-                    // The trail follows the data, and never holds it back: a failure here is
-                    // retried with the next round.
-                    if let Err(e) = push_audit(&w, &live).await {
-                        tracing::warn!(error = %e, "audit events not sent to the backup; retried");
-                    }
                 }
                 Err(e) => {
                     w.status.failed(now_ms(), e.clone());
@@ -89,7 +108,6 @@ async fn run(w: Worker) {
             r = commits.changed() => if r.is_err() { return },
             () = w.wake.notified() => {}
             () = tokio::time::sleep(retry), if slow_retry.is_some() => {}
-            () = tokio::time::sleep(AUDIT_EVERY), if slow_retry.is_none() => {}
             () = w.shutdown.cancelled() => return,
         }
     }
