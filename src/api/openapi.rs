@@ -4,8 +4,8 @@
 //! The router is built from the same lists: each module's `routes()` registers its handlers
 //! with utoipa-axum's `routes!`, which adds the route to the router and the operation to the
 //! document at once, so a route is served exactly when it is documented. To add a route: give
-//! its handler a `#[utoipa::path(...)]` and add it to its module's `routes!` (never a bare
-//! `.route(...)`: that would serve it undocumented). [`finish`] then adds what every route
+//! its handler a `#[utoipa::path(...)]` and add it to its module's `routes!` (never axum's own
+//! `route` method: that would serve it undocumented). [`finish`] then adds what every route
 //! shares: the bearer token and the error answers of authentication, bodies and the server.
 
 use super::error::ErrorBody;
@@ -115,17 +115,16 @@ pub fn finish(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             .insert((*name).to_owned(), RefOr::T(response));
     }
     let mut tags = Vec::new();
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+        ] {
+            let Some(op) = op else { continue };
+            op.operation_id = Some(operation_id(method, path));
             complete(op);
             tags.extend(op.tags.iter().flatten().cloned());
         }
@@ -134,6 +133,24 @@ pub fn finish(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     tags.dedup();
     doc.tags = Some(tags.into_iter().map(Tag::new).collect());
     doc
+}
+
+/// A unique, stable id for client generators, from the method and the path (handler names
+/// repeat across modules): `GET /v1/entries/{id}/fields/{name}` is
+/// `get_entries_by_id_fields_by_name`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for segment in path.split('/').filter(|s| !s.is_empty() && *s != "v1") {
+        id.push('_');
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(param) => {
+                id.push_str("by_");
+                id.push_str(param);
+            }
+            None => id.push_str(&segment.replace(['.', '-'], "_")),
+        }
+    }
+    id
 }
 
 fn complete(op: &mut Operation) {
