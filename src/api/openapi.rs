@@ -10,7 +10,7 @@
 
 use super::error::ErrorBody;
 use axum::Extension;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -160,6 +160,20 @@ fn complete(op: &mut Operation) {
     } else {
         // `security(())` reads as "a token is optional"; these routes take none.
         op.security = Some(Vec::new());
+    }
+    // OpenAPI requires a description on every response; a handler's own may say no more
+    // than its status.
+    for (code, response) in op.responses.responses.iter_mut() {
+        if let RefOr::T(r) = response
+            && r.description.is_empty()
+        {
+            r.description = code
+                .parse::<StatusCode>()
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or("An answer")
+                .to_owned();
+        }
     }
     for code in shared_for(authenticated, op.request_body.is_some()) {
         let (_, name, _) = SHARED.iter().find(|(c, _, _)| *c == code).expect("listed");
