@@ -9,18 +9,18 @@ use super::extract::Auth;
 use crate::audit::hex;
 use crate::service::{self, Vault};
 use crate::store::audit::{Filter, StoredEvent};
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Events per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 100;

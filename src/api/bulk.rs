@@ -10,18 +10,18 @@ use super::AppState;
 use super::dto::EntryIn;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Auth;
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::ToSchema;
 use serde_json::value::RawValue;
 use std::fmt;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest bulk body: 64 MiB holds 10,000 typical entries about twenty times over.
 pub const BULK_BODY_LIMIT: usize = 64 * 1024 * 1024;

@@ -6,13 +6,13 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::Auth;
 use crate::service::changes::MAX_WAIT;
-use axum::extract::{RawQuery, State};
 use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde::Serialize;
-use utoipa::ToSchema;
-use std::time::Duration;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(changes))

@@ -4,9 +4,9 @@
 use crate::service::{AgentView, EntryView, GroupView, UserChange, UserView};
 use crate::vault::{self, AgentSpec, EntryDraft, FieldDraft, GroupSpec, Invalid, Role, UserSpec};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 #[derive(Deserialize, ToSchema)]

@@ -5,10 +5,10 @@ use super::dto::{EntryIn, EntryList, EntryOut, FieldOut, Written};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppPath, Auth};
 use crate::vault::{EntryId, check_field_name};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

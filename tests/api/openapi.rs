@@ -208,7 +208,9 @@ async fn the_document_is_valid_openapi_3_1() {
 
     // A maintained OpenAPI 3.1 model reads it, and its version is one it supports.
     let spec = oas3::from_json(doc.to_string()).expect("oas3 parses the document");
-    let version = spec.validate_version().expect("a supported OpenAPI version");
+    let version = spec
+        .validate_version()
+        .expect("a supported OpenAPI version");
     assert_eq!((version.major, version.minor), (3, 1), "{version}");
     assert!(!spec.info.title.is_empty() && !spec.info.version.is_empty());
 
@@ -217,7 +219,10 @@ async fn the_document_is_valid_openapi_3_1() {
     refs(&doc, String::new(), &mut all);
     assert!(!all.is_empty());
     for (at, r) in &all {
-        assert!(pointer(&doc, r).is_some(), "{at}: $ref {r} resolves to nothing");
+        assert!(
+            pointer(&doc, r).is_some(),
+            "{at}: $ref {r} resolves to nothing"
+        );
     }
 
     // Every component schema is valid JSON Schema 2020-12 (OpenAPI 3.1's dialect).
@@ -330,8 +335,8 @@ async fn round_trip(
         url,
     );
     if let Some(b) = body {
-        let schema = &doc["paths"][path][method]["requestBody"]["content"]["application/json"]
-            ["schema"];
+        let schema =
+            &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
         let v = validator(doc, schema);
         if let Err(e) = v.validate(&b) {
             panic!("{method} {path}: the request {b} does not match its schema: {e}");
@@ -426,7 +431,10 @@ async fn real_requests_and_answers_match_the_documented_schemas() {
         Some(json!({"active": true})),
     )
     .await;
-    assert!(back["token"].is_string(), "reactivation answers a new token");
+    assert!(
+        back["token"].is_string(),
+        "reactivation answers a new token"
+    );
     round_trip(&app, &doc, ("get", "/v1/audit"), "/v1/audit?limit=5", None).await;
     round_trip(&app, &doc, ("get", "/v1/changes"), "/v1/changes", None).await;
 
