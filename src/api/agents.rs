@@ -2,22 +2,26 @@
 
 use super::AppState;
 use super::dto::{AgentCreatedOut, AgentIn, AgentList, AgentOut, timestamp};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppPath, Auth};
 use crate::store::now_ms;
 use crate::vault::AgentId;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/agents", get(list).post(create))
-        .route("/v1/agents/{id}", delete(revoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
 }
 
+/// Creates an agent; its token is in this answer only (`Cache-Control: no-store`).
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentIn,
+    responses((status = CREATED, body = AgentCreatedOut)))]
 async fn create(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -42,6 +46,9 @@ async fn create(
     Ok(res)
 }
 
+/// The agents the caller may see, with their status.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    responses((status = OK, body = AgentList)))]
 async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<AgentList>, ApiError> {
     let now = now_ms();
     let agents = s.vault.list_agents(&caller).await?;
@@ -53,6 +60,10 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Agen
     }))
 }
 
+/// Revokes an agent: its token stops working at once.
+#[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id")),
+    responses((status = NO_CONTENT, description = "Revoked"), (status = NOT_FOUND, body = ErrorBody, description = "`agent_not_found`")))]
 async fn revoke(
     State(s): State<AppState>,
     Auth(caller): Auth,

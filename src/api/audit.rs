@@ -9,24 +9,26 @@ use super::extract::Auth;
 use crate::audit::hex;
 use crate::service::{self, Vault};
 use crate::store::audit::{Filter, StoredEvent};
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Events per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 100;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit", get(list))
-        .route("/v1/audit/head", get(head))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(head))
 }
 
 /// Refuses every request (but `/metrics`) while the audit trail cannot be written, and turns
@@ -46,22 +48,28 @@ pub async fn gate(State(vault): State<Arc<Vault>>, req: Request, next: Next) -> 
     res
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// The `next` of the previous page; absent for the first.
     after: Option<String>,
+    /// Events per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
+    /// Only events by this principal id.
     actor: Option<String>,
+    /// Only events of this action, e.g. `field.read`.
     action: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ActorOut {
     kind: String,
     id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EventOut {
     seq: i64,
     time: String,
@@ -96,7 +104,7 @@ impl From<StoredEvent> for EventOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Page {
     events: Vec<EventOut>,
     /// Give it back as `after` for the events that follow (also when there were none yet).
@@ -107,6 +115,9 @@ fn bad(message: String) -> ApiError {
     ApiError::bad_request(message)
 }
 
+/// The audit trail, page by page (owner and admins).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = OK, body = Page)))]
 async fn list(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -151,12 +162,14 @@ async fn list(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct HeadOut {
     /// `null` while the trail is empty.
     head: Option<String>,
 }
 
+/// The trail's signed head, to keep elsewhere and compare later (owner and admins).
+#[utoipa::path(get, path = "/v1/audit/head", tag = "audit", responses((status = OK, body = HeadOut)))]
 async fn head(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<HeadOut>, ApiError> {
     Ok(Json(HeadOut {
         head: s.vault.audit_head(&caller).await?,

@@ -8,18 +8,20 @@
 
 use super::AppState;
 use super::dto::EntryIn;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Auth;
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest bulk body: 64 MiB holds 10,000 typical entries about twenty times over.
 pub const BULK_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -27,11 +29,10 @@ pub const BULK_BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// the time one transaction holds the writer.
 pub const MAX_BULK_ENTRIES: usize = 50_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/v1/entries/bulk",
-        post(create_many).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT)),
-    )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_many))
+        .layer(DefaultBodyLimit::max(BULK_BODY_LIMIT))
 }
 
 /// The entries, each still raw JSON (parsed one by one, so an error names its entry), and
@@ -72,14 +73,17 @@ impl<'de> Deserialize<'de> for Capped {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkIn {
+    /// 1 to 50,000 entries, each a `POST /v1/entries` body.
+    #[schema(value_type = Vec<EntryIn>, min_items = 1, max_items = 50000)]
     entries: Capped,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BulkOut {
+    /// The new entries' ids, in the order sent.
     ids: Vec<String>,
 }
 
@@ -96,6 +100,10 @@ fn rejection(r: JsonRejection) -> ApiError {
     r.into()
 }
 
+/// Creates many entries in one transaction: all or none (what `clavitor import` sends).
+#[utoipa::path(post, path = "/v1/entries/bulk", tag = "entries", request_body = BulkIn,
+    responses((status = CREATED, body = BulkOut),
+        (status = PAYLOAD_TOO_LARGE, body = ErrorBody, description = "`payload_too_large`: over 64 MiB or 50,000 entries")))]
 async fn create_many(
     State(s): State<AppState>,
     Auth(caller): Auth,

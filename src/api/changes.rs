@@ -6,23 +6,30 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::Auth;
 use crate::service::changes::MAX_WAIT;
+use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use std::time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/changes", get(changes))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(changes))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChangesOut {
     version: i64,
     entries: Vec<String>,
     reset: bool,
 }
 
+/// The ids of the visible entries changed after `since`, as a long poll.
+#[utoipa::path(get, path = "/v1/changes", tag = "entries",
+    params(("since" = Option<i64>, Query, description = "A `version` from an earlier answer; absent: the current version, at once"),
+        ("wait" = Option<u32>, Query, maximum = 25, description = "Seconds to wait for a change, 0 to 25 (default 0)")),
+    responses((status = OK, body = ChangesOut)))]
 async fn changes(
     State(s): State<AppState>,
     Auth(caller): Auth,

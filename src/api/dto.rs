@@ -6,9 +6,10 @@ use crate::vault::{self, AgentSpec, EntryDraft, FieldDraft, GroupSpec, Invalid, 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryIn {
     pub title: String,
@@ -18,7 +19,7 @@ pub struct EntryIn {
     pub fields: Vec<FieldIn>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldIn {
     pub name: String,
@@ -55,7 +56,7 @@ impl EntryIn {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentIn {
     pub name: String,
@@ -86,7 +87,7 @@ pub fn timestamp(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct FieldMetaOut {
     pub name: String,
     pub tier: &'static str,
@@ -96,7 +97,7 @@ pub struct FieldMetaOut {
     pub allowed_hosts: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EntryOut {
     pub id: String,
     pub title: String,
@@ -133,26 +134,26 @@ impl From<EntryView> for EntryOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EntryList {
     pub entries: Vec<EntryOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Written {
     pub id: String,
     pub version: i64,
     pub updated_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct FieldOut<'a> {
     pub name: &'a str,
     pub value: &'a str,
     pub tier: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AgentCreatedOut<'a> {
     pub id: String,
     pub token: &'a str,
@@ -161,7 +162,7 @@ pub struct AgentCreatedOut<'a> {
     pub expires_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AgentOut {
     pub id: String,
     pub name: String,
@@ -201,12 +202,12 @@ impl AgentOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AgentList {
     pub agents: Vec<AgentOut>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
     pub name: String,
@@ -220,7 +221,7 @@ impl UserIn {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub name: Option<String>,
@@ -250,7 +251,7 @@ impl UserPatch {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserOut {
     pub id: String,
     pub name: String,
@@ -278,19 +279,29 @@ impl From<UserView> for UserOut {
 }
 
 /// A user with the token shown once (creation, reactivation).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserWithToken<'a> {
     #[serde(flatten)]
     pub user: UserOut,
     pub token: &'a str,
 }
 
-#[derive(Serialize)]
+/// `PATCH /v1/users/{id}`'s answer: the user, and its new token when it was reactivated.
+#[derive(Serialize, ToSchema)]
+pub struct ChangedUser<'a> {
+    #[serde(flatten)]
+    pub user: UserOut,
+    /// Only when `{"active":true}` reactivated the user: its new token, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<&'a str>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct UserList {
     pub users: Vec<UserOut>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupIn {
     pub name: String,
@@ -304,7 +315,7 @@ impl GroupIn {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct GroupOut {
     pub id: String,
     pub name: String,
@@ -325,13 +336,13 @@ impl From<GroupView> for GroupOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct GroupList {
     pub groups: Vec<GroupOut>,
 }
 
 /// `GET /v1/me`: who this token is.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MeOut {
     pub id: String,
     pub kind: &'static str,

@@ -2,26 +2,30 @@
 
 use super::AppState;
 use super::dto::{EntryIn, EntryList, EntryOut, FieldOut, Written};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppPath, Auth};
 use crate::vault::{EntryId, check_field_name};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/entries", get(list).post(create))
-        .route("/v1/entries/{id}", get(show).put(replace).delete(remove))
-        .route("/v1/entries/{id}/fields/{name}", get(read_field))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, remove))
+        .routes(routes!(read_field))
 }
 
 fn entry_id(raw: &str) -> Result<EntryId, ApiError> {
     EntryId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// Creates an entry; its secret fields are sealed by tier and scope.
+#[utoipa::path(post, path = "/v1/entries", tag = "entries", request_body = EntryIn,
+    responses((status = CREATED, body = Written)))]
 async fn create(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -37,6 +41,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
+/// The entries the caller can see: titles and field metadata, never values.
+#[utoipa::path(get, path = "/v1/entries", tag = "entries",
+    responses((status = OK, body = EntryList)))]
 async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<EntryList>, ApiError> {
     let entries = s.vault.list_entries(&caller).await?;
     Ok(Json(EntryList {
@@ -44,6 +51,9 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Entr
     }))
 }
 
+/// One entry's metadata (no values).
+#[utoipa::path(get, path = "/v1/entries/{id}", tag = "entries", params(("id" = String, Path, description = "The entry's id")),
+    responses((status = OK, body = EntryOut), (status = NOT_FOUND, body = ErrorBody, description = "`entry_not_found`")))]
 async fn show(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -53,6 +63,10 @@ async fn show(
     Ok(Json(view.into()))
 }
 
+/// Replaces an entry; a field sent without a value policy keeps its own.
+#[utoipa::path(put, path = "/v1/entries/{id}", tag = "entries", params(("id" = String, Path, description = "The entry's id")), request_body = EntryIn,
+    responses((status = OK, body = Written), (status = NOT_FOUND, body = ErrorBody, description = "`entry_not_found`"),
+        (status = CONFLICT, body = ErrorBody, description = "`conflict`, `scope_key_not_held`")))]
 async fn replace(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -69,6 +83,9 @@ async fn replace(
     }))
 }
 
+/// Deletes an entry.
+#[utoipa::path(delete, path = "/v1/entries/{id}", tag = "entries", params(("id" = String, Path, description = "The entry's id")),
+    responses((status = NO_CONTENT, description = "Deleted"), (status = NOT_FOUND, body = ErrorBody, description = "`entry_not_found`")))]
 async fn remove(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -78,6 +95,13 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The one request that returns a value: one field of one entry (audited, `Cache-Control: no-store`).
+#[utoipa::path(get, path = "/v1/entries/{id}/fields/{name}", tag = "entries",
+    params(("id" = String, Path, description = "The entry's id"), ("name" = String, Path, description = "The field's name")),
+    responses((status = OK, body = FieldOut),
+        (status = FORBIDDEN, body = ErrorBody, description = "`use_only` (the field may only be used through the proxy), `forbidden`"),
+        (status = NOT_FOUND, body = ErrorBody, description = "`entry_not_found`, `field_not_found`"),
+        (status = CONFLICT, body = ErrorBody, description = "`scope_key_not_held`")))]
 async fn read_field(
     State(s): State<AppState>,
     Auth(caller): Auth,

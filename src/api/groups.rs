@@ -3,23 +3,21 @@
 
 use super::AppState;
 use super::dto::{GroupIn, GroupList, GroupOut};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppPath, Auth};
 use crate::vault::{GroupId, UserId};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/groups", get(list).post(create))
-        .route("/v1/groups/{id}", delete(remove))
-        .route(
-            "/v1/groups/{id}/members/{user_id}",
-            put(add_member).delete(remove_member),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(remove))
+        .routes(routes!(add_member, remove_member))
 }
 
 fn ids(group: &str, user: &str) -> Result<(GroupId, UserId), ApiError> {
@@ -28,6 +26,9 @@ fn ids(group: &str, user: &str) -> Result<(GroupId, UserId), ApiError> {
     Ok((g, u))
 }
 
+/// Creates a group.
+#[utoipa::path(post, path = "/v1/groups", tag = "people", request_body = GroupIn,
+    responses((status = CREATED, body = GroupOut), (status = CONFLICT, body = ErrorBody, description = "`conflict`")))]
 async fn create(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -38,6 +39,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(GroupOut::from(group))).into_response())
 }
 
+/// The groups (a user: the ones it belongs to).
+#[utoipa::path(get, path = "/v1/groups", tag = "people", responses((status = OK, body = GroupList)))]
 async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<GroupList>, ApiError> {
     let groups = s.vault.list_groups(&caller).await?;
     Ok(Json(GroupList {
@@ -45,6 +48,9 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Grou
     }))
 }
 
+/// Deletes a group.
+#[utoipa::path(delete, path = "/v1/groups/{id}", tag = "people", params(("id" = String, Path, description = "The group's id")),
+    responses((status = NO_CONTENT, description = "Deleted"), (status = NOT_FOUND, body = ErrorBody, description = "`group_not_found`")))]
 async fn remove(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -56,6 +62,10 @@ async fn remove(
 }
 
 /// 204 whether or not the user was a member already (the PUT is idempotent).
+#[utoipa::path(put, path = "/v1/groups/{id}/members/{user_id}", tag = "people",
+    params(("id" = String, Path, description = "The group's id"), ("user_id" = String, Path, description = "The user's id")),
+    responses((status = NO_CONTENT, description = "A member"),
+        (status = NOT_FOUND, body = ErrorBody, description = "`group_not_found`, `user_not_found`")))]
 async fn add_member(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -67,6 +77,10 @@ async fn add_member(
 }
 
 /// 204 whether or not the user was a member (the DELETE is idempotent).
+#[utoipa::path(delete, path = "/v1/groups/{id}/members/{user_id}", tag = "people",
+    params(("id" = String, Path, description = "The group's id"), ("user_id" = String, Path, description = "The user's id")),
+    responses((status = NO_CONTENT, description = "Not a member"),
+        (status = NOT_FOUND, body = ErrorBody, description = "`group_not_found`, `user_not_found`")))]
 async fn remove_member(
     State(s): State<AppState>,
     Auth(caller): Auth,

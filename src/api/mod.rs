@@ -12,6 +12,7 @@ mod entries;
 mod error;
 mod extract;
 mod groups;
+mod openapi;
 mod owner;
 mod proxy;
 mod request_context;
@@ -19,7 +20,7 @@ mod users;
 
 pub use bulk::{BULK_BODY_LIMIT, MAX_BULK_ENTRIES};
 pub use dto::timestamp;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use extract::{AppJson, bearer_token};
 
 use crate::edition::Edition;
@@ -28,12 +29,15 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde_json::json;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body accepted; larger ones get 413 (routes may set their own with
 /// [`with_body_limit`]).
@@ -64,11 +68,12 @@ pub struct AppState {
     pub egress: Option<Arc<crate::egress::Egress>>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let edition = state.edition.clone();
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+/// Every route of the API, each with its operation in the OpenAPI document (see `openapi`).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::document))
         .merge(entries::routes())
         .merge(bulk::routes())
         .merge(agents::routes())
@@ -78,7 +83,17 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(proxy::routes())
         .merge(changes::routes())
-        .with_state(state.clone());
+}
+
+/// The OpenAPI document `GET /openapi.json` serves: made from the routes the router serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().into_openapi())
+}
+
+pub fn router(state: AppState) -> Router {
+    let edition = state.edition.clone();
+    let (api, doc) = routes().with_state(state.clone()).split_for_parts();
+    let api = api.layer(Extension(openapi::Document::new(&openapi::finish(doc))));
     // After the edition's routes: a route keeps an answer to wrong methods the edition set
     // (Commercial: the tarpit); the rest get the JSON 405.
     let routes = edition
@@ -100,18 +115,37 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::method_not_allowed(&method)
 }
 
-async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let mut body = json!({
-        "status": "ok",
-        "edition": s.edition.name(),
-        "role": s.edition.role().as_str(),
-    });
-    if let Some((key, details)) = s.edition.health_details().await {
-        body[key] = details;
-    }
-    Json(body)
+#[derive(Serialize, ToSchema)]
+struct HealthOut {
+    /// `ok` whenever the server answers.
+    status: &'static str,
+    /// `community` or `commercial`.
+    edition: &'static str,
+    /// `standalone`, `primary` or `backup`.
+    role: &'static str,
+    /// The edition's own section under its own key (Commercial: `replication`).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    details: BTreeMap<&'static str, serde_json::Value>,
 }
 
+/// Whether the server is up, and its edition and role.
+#[utoipa::path(get, path = "/healthz", tag = "operate", security(()),
+    responses((status = OK, body = HealthOut)))]
+async fn healthz(State(s): State<AppState>) -> Json<HealthOut> {
+    let details = s.edition.health_details().await.into_iter().collect();
+    Json(HealthOut {
+        status: "ok",
+        edition: s.edition.name(),
+        role: s.edition.role().as_str(),
+        details,
+    })
+}
+
+/// Prometheus/OpenMetrics text: requests by route and status, latencies, failures.
+#[utoipa::path(get, path = "/metrics", tag = "operate", security(()),
+    responses((status = OK, body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let entries = s
         .vault

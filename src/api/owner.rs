@@ -9,27 +9,30 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Auth;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/owner/rotate", post(rotate_owner))
-        .route("/v1/token/rotate", post(rotate_own))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(rotate_owner))
+        .routes(routes!(rotate_own))
 }
 
-#[derive(Deserialize)]
+/// The new token, made and stored by the client before it asks.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateIn {
     token: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RotateOut {
     token: String,
 }
@@ -40,10 +43,16 @@ enum Whose {
     Own,
 }
 
+/// The owner replaces its token. An empty body: the server makes the new token.
+#[utoipa::path(post, path = "/v1/owner/rotate", tag = "tokens", request_body = Option<RotateIn>,
+    responses((status = OK, body = RotateOut)))]
 async fn rotate_owner(s: State<AppState>, a: Auth, body: Bytes) -> Result<Response, ApiError> {
     rotate(s, a, body, Whose::Owner).await
 }
 
+/// The owner or a user replaces its own token. An empty body: the server makes the new token.
+#[utoipa::path(post, path = "/v1/token/rotate", tag = "tokens", request_body = Option<RotateIn>,
+    responses((status = OK, body = RotateOut)))]
 async fn rotate_own(s: State<AppState>, a: Auth, body: Bytes) -> Result<Response, ApiError> {
     rotate(s, a, body, Whose::Own).await
 }

@@ -3,22 +3,24 @@
 //! JSON 403 `proxy_disabled` (after authentication), which tells an agent what to ask for.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, Auth};
 use crate::service::proxy::{Error, ProxyRequest};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/proxy", post(proxy))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(proxy))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProxyIn {
     method: String,
@@ -28,7 +30,7 @@ struct ProxyIn {
     body: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ProxyOut {
     status: u16,
     headers: BTreeMap<String, String>,
@@ -65,6 +67,13 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Sends a request with secrets filled in by the server; off unless `serve --enable-proxy`.
+#[utoipa::path(post, path = "/v1/proxy", tag = "proxy", request_body = ProxyIn,
+    responses((status = OK, body = ProxyOut, description = "The upstream's answer, whatever its status"),
+        (status = FORBIDDEN, body = ErrorBody, description = "`proxy_disabled`, `host_not_allowed`, `address_not_allowed`, `forbidden`"),
+        (status = NOT_FOUND, body = ErrorBody, description = "`field_not_found`, `entry_not_found`"),
+        (status = BAD_GATEWAY, body = ErrorBody, description = "`upstream_unreachable`, `upstream_failed`, `upstream_too_large`, `upstream_encoded`"),
+        (status = GATEWAY_TIMEOUT, body = ErrorBody, description = "`upstream_timeout`")))]
 async fn proxy(
     State(s): State<AppState>,
     Auth(caller): Auth,

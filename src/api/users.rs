@@ -2,22 +2,23 @@
 //! users (admins only by the owner); `/v1/me`: who a token is.
 
 use super::AppState;
-use super::dto::{MeOut, UserIn, UserList, UserOut, UserPatch, UserWithToken};
-use super::error::ApiError;
+use super::dto::{ChangedUser, MeOut, UserIn, UserList, UserOut, UserPatch, UserWithToken};
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppPath, Auth};
 use crate::service::Kind;
 use crate::vault::UserId;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/users", get(list).post(create))
-        .route("/v1/users/{id}", get(show).patch(change).delete(remove))
-        .route("/v1/me", get(me))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, change, remove))
+        .routes(routes!(me))
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
@@ -31,6 +32,9 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
+/// Creates a user; its token is in this answer only (`Cache-Control: no-store`).
+#[utoipa::path(post, path = "/v1/users", tag = "people", request_body = UserIn,
+    responses((status = CREATED, body = UserWithToken), (status = CONFLICT, body = ErrorBody, description = "`conflict`")))]
 async fn create(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -45,6 +49,9 @@ async fn create(
     Ok(no_store((StatusCode::CREATED, Json(out)).into_response()))
 }
 
+/// The users.
+#[utoipa::path(get, path = "/v1/users", tag = "people",
+    responses((status = OK, body = UserList)))]
 async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<UserList>, ApiError> {
     let users = s.vault.list_users(&caller).await?;
     Ok(Json(UserList {
@@ -52,6 +59,9 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<User
     }))
 }
 
+/// One user.
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path, description = "The user's id")),
+    responses((status = OK, body = UserOut), (status = NOT_FOUND, body = ErrorBody, description = "`user_not_found`")))]
 async fn show(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -63,6 +73,9 @@ async fn show(
 
 /// `{"active":false}` deactivates; `{"active":true}` reactivates and answers the new token
 /// (shown once); `name`, `email`, `role` change those.
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path, description = "The user's id")), request_body = UserPatch,
+    responses((status = OK, body = ChangedUser), (status = NOT_FOUND, body = ErrorBody, description = "`user_not_found`"),
+        (status = CONFLICT, body = ErrorBody, description = "`conflict`")))]
 async fn change(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -72,18 +85,17 @@ async fn change(
     let id = user_id(&id)?;
     let change = body.into_change().map_err(crate::service::Error::from)?;
     let (user, token) = s.vault.change_user(&caller, id, change).await?;
-    Ok(match token {
-        Some(t) => no_store(
-            Json(UserWithToken {
-                user: user.into(),
-                token: t.expose(),
-            })
-            .into_response(),
-        ),
-        None => Json(UserOut::from(user)).into_response(),
+    let res = Json(ChangedUser {
+        user: user.into(),
+        token: token.as_ref().map(|t| t.expose()),
     })
+    .into_response();
+    Ok(if token.is_some() { no_store(res) } else { res })
 }
 
+/// Deletes a user.
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path, description = "The user's id")),
+    responses((status = NO_CONTENT, description = "Deleted"), (status = NOT_FOUND, body = ErrorBody, description = "`user_not_found`")))]
 async fn remove(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -93,6 +105,8 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Who the caller's token is.
+#[utoipa::path(get, path = "/v1/me", tag = "people", responses((status = OK, body = MeOut)))]
 async fn me(Auth(caller): Auth) -> Json<MeOut> {
     let p = &caller.principal;
     let role = match p.kind {

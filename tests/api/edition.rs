@@ -47,6 +47,9 @@ mod imp {
         }
     }
 
+    /// Routes the edition serves outside the OpenAPI document (see `openapi.rs`): none.
+    pub const UNDOCUMENTED_ROUTES: &[(&str, &str)] = &[];
+
     /// The role `/healthz` reports.
     pub const ROLE: &str = "standalone";
     /// The sections `/healthz` adds to status, edition and role.
@@ -145,6 +148,11 @@ mod imp {
             Some(self.pop.client_config())
         }
     }
+
+    /// Routes the edition serves outside the OpenAPI document (see `openapi.rs`): POP-to-POP
+    /// replication, not a client API (mTLS with a POP certificate, the POP token, a wire
+    /// format versioned by the replication protocol).
+    pub const UNDOCUMENTED_ROUTES: &[(&str, &str)] = &[("POST", "/v1/replication/batch")];
 
     pub const ROLE: &str = "primary";
     pub const HEALTH_SECTIONS: &[&str] = &["replication"];

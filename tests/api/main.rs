@@ -25,6 +25,7 @@ mod fuzz;
 mod health;
 mod helpers;
 mod http_edge;
+mod openapi;
 mod owner;
 mod people;
 mod proxy;
