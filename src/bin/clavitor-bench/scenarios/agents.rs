@@ -176,12 +176,14 @@ impl Scenario for Agents {
         );
         let cli = |args: &[&str]| -> Result<Duration> {
             let mut cmd = std::process::Command::new(&ctx.clavitor);
-            cmd.args(args)
-                .arg("--server")
+            // The global flags go before the subcommand: after `run ... --` they would be
+            // the child's arguments.
+            cmd.arg("--server")
                 .arg(&url)
                 .arg("--token-file")
                 .arg(&token_file)
                 .args(ctx.client_args())
+                .args(args)
                 .env_remove("CLAVITOR_TOKEN")
                 .stdout(std::process::Stdio::null());
             let started = Instant::now();
