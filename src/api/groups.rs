@@ -6,7 +6,9 @@ use super::dto::{GroupIn, GroupList, GroupOut};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, Auth};
 use crate::vault::{GroupId, UserId};
-use axum::extract::State;
+use crate::service::MemberAdded;
+use axum::extract::{Query, State};
+use serde::Deserialize;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
@@ -55,15 +57,33 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// 204 whether or not the user was a member already (the PUT is idempotent).
+#[derive(Deserialize, Default)]
+pub struct AddMemberQuery {
+    /// When the caller holds no copy of a key of the group's scopes: make the membership a
+    /// pending grant (202) instead of refusing it (409 `scope_key_not_held`).
+    #[serde(default)]
+    pending: bool,
+}
+
+/// 204 whether or not the user was a member already (the PUT is idempotent); 202 with
+/// `{"pending":true}` when the membership is a pending grant.
 async fn add_member(
     State(s): State<AppState>,
     Auth(caller): Auth,
     AppPath((group, user)): AppPath<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+    query: Query<AddMemberQuery>,
+) -> Result<Response, ApiError> {
     let (g, u) = ids(&group, &user)?;
-    s.vault.add_group_member(&caller, g, u).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(
+        match s.vault.add_group_member(&caller, g, u, query.pending).await? {
+            MemberAdded::Pending => (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"pending": true, "group_id": group, "user_id": user})),
+            )
+                .into_response(),
+            _ => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
 }
 
 /// 204 whether or not the user was a member (the DELETE is idempotent).

@@ -11,7 +11,9 @@ mod dto;
 mod entries;
 mod error;
 mod extract;
+mod grants;
 mod groups;
+mod invites;
 mod owner;
 mod proxy;
 mod request_context;
@@ -75,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .merge(owner::routes())
         .merge(users::routes())
         .merge(groups::routes())
+        .merge(invites::routes())
+        .merge(grants::routes())
         .merge(audit::routes())
         .merge(proxy::routes())
         .merge(changes::routes())
