@@ -171,9 +171,9 @@ impl Vault {
         let now = store::now_ms();
         self.invite_attempts.check(ip, now)?;
         self.check_writable()?;
+        let token = parse_proposed(token)?;
         let id = user_of(code)?;
         let presented = code_hash(code.trim());
-        let token = parse_proposed(token)?;
         let (private, public) = generate_key_pair();
         let sealed = private.seal(&token, id.as_str())?;
         let hash = token.hash().0;
