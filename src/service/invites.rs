@@ -88,7 +88,8 @@ fn not_valid() -> Error {
 /// The user id a code names, or `not_valid`.
 fn user_of(code: &str) -> Result<UserId, Error> {
     let rest = code.trim().strip_prefix(PREFIX).ok_or_else(not_valid)?;
-    let (id, secret) = rest.rsplit_once('_').ok_or_else(not_valid)?;
+    // The id (a UUID) has no '_'; the secret (base64url) may.
+    let (id, secret) = rest.split_once('_').ok_or_else(not_valid)?;
     if secret.len() != 43 {
         return Err(not_valid());
     }
