@@ -17,6 +17,7 @@ mod invites;
 mod key_check;
 mod keys;
 mod owner;
+pub mod provisioning;
 pub mod proxy;
 mod read_cache;
 mod replicated;
@@ -194,6 +195,11 @@ impl Vault {
     /// Whether client writes are accepted (false on a backup POP).
     pub fn set_writable(&self, writable: bool) {
         self.writable.store(writable, Ordering::SeqCst);
+    }
+
+    /// Whether this POP takes writes (false on a backup).
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::SeqCst)
     }
 
     fn check_writable(&self) -> Result<(), Error> {

@@ -51,7 +51,7 @@ pub(super) fn role_of(row: &AgentRow) -> Role {
         .unwrap_or(Role::Member)
 }
 
-fn view(row: AgentRow, groups: Vec<String>) -> UserView {
+pub(super) fn view(row: AgentRow, groups: Vec<String>) -> UserView {
     UserView {
         role: role_of(&row),
         active: row.deactivated_at.is_none(),
