@@ -9,6 +9,7 @@ mod lease;
 mod peer;
 mod replication;
 mod schema;
+mod scim;
 mod tarpit;
 mod tls;
 
@@ -581,6 +582,10 @@ impl Edition for Commercial {
 
     fn extend_router(&self, router: Router) -> Router {
         router
+            .merge(scim::routes(scim::ScimState {
+                vault: self.vault.clone(),
+                live: self.live.clone(),
+            }))
             .layer(axum::middleware::from_fn_with_state(
                 self.lease.clone(),
                 lease::acknowledge_writes,
