@@ -5,14 +5,14 @@ use super::AppState;
 use super::dto::{GroupIn, GroupList, GroupOut};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, Auth};
-use crate::vault::{GroupId, UserId};
 use crate::service::MemberAdded;
+use crate::vault::{GroupId, UserId};
 use axum::extract::{Query, State};
-use serde::Deserialize;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
+use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -75,7 +75,11 @@ async fn add_member(
 ) -> Result<Response, ApiError> {
     let (g, u) = ids(&group, &user)?;
     Ok(
-        match s.vault.add_group_member(&caller, g, u, query.pending).await? {
+        match s
+            .vault
+            .add_group_member(&caller, g, u, query.pending)
+            .await?
+        {
             MemberAdded::Pending => (
                 StatusCode::ACCEPTED,
                 Json(serde_json::json!({"pending": true, "group_id": group, "user_id": user})),

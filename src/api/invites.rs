@@ -6,12 +6,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, Auth};
 use crate::vault::UserId;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::body::Bytes;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -89,7 +89,11 @@ async fn invite(
         None
     } else {
         serde_json::from_slice::<InviteIn>(&body)
-            .map_err(|e| ApiError::bad_request(format!("the body is not an invite request ({{\"expires_in_secs\": N}}): {e}")))?
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body is not an invite request ({{\"expires_in_secs\": N}}): {e}"
+                ))
+            })?
             .expires_in_secs
     };
     let inv = s.vault.invite_user(&caller, id, ttl).await?;

@@ -143,8 +143,8 @@ impl Vault {
             .write(move |c| {
                 live_group(c, &group)?;
                 let active = live_user(c, &user)?;
-                let has_keys = get_principal(c, user.as_str())?
-                    .is_some_and(|r| r.public_key.is_some());
+                let has_keys =
+                    get_principal(c, user.as_str())?.is_some_and(|r| r.public_key.is_some());
                 if !add_member_as(c, group.as_str(), user.as_str(), false)? {
                     return Ok(MemberAdded::AlreadyMember);
                 }

@@ -115,10 +115,7 @@ impl Vault {
         }
         let mut raw = Zeroizing::new([0u8; 32]);
         rand::fill(&mut raw[..]);
-        let code = Zeroizing::new(format!(
-            "{PREFIX}{id}_{}",
-            URL_SAFE_NO_PAD.encode(&raw[..])
-        ));
+        let code = Zeroizing::new(format!("{PREFIX}{id}_{}", URL_SAFE_NO_PAD.encode(&raw[..])));
         let now = store::now_ms();
         let row = InviteRow {
             user_id: id.to_string(),
@@ -254,4 +251,3 @@ impl Vault {
         Ok(out)
     }
 }
-

@@ -12,8 +12,8 @@ use crate::audit::{Actor, ActorKind, Event};
 use crate::crypto::{Token, generate_key_pair};
 use crate::store::agents::{get_principal, insert_agent, list_users, reactivate_user, update_user};
 use crate::store::groups::{
-    GroupRow, add_member_as, all_memberships, delete_group, get_group, insert_group,
-    list_groups, remove_member,
+    GroupRow, add_member_as, all_memberships, delete_group, get_group, insert_group, list_groups,
+    remove_member,
 };
 use crate::store::{self, AgentRow, provisioned};
 use crate::vault::{AgentId, GroupId, Role, check_email, check_user_name};
@@ -100,7 +100,11 @@ fn own_user(conn: &Connection, id: &str) -> Result<(AgentRow, Option<String>), E
     }
 }
 
-fn user_view(conn: &Connection, row: AgentRow, ext: Option<String>) -> Result<ProvisionedUser, Error> {
+fn user_view(
+    conn: &Connection,
+    row: AgentRow,
+    ext: Option<String>,
+) -> Result<ProvisionedUser, Error> {
     let all = all_memberships(conn)?;
     let updated_at = row.created_at.max(row.deactivated_at.unwrap_or(0));
     let mut view = super::users::view(row, Vec::new());
@@ -147,7 +151,11 @@ fn group_view(conn: &Connection, g: GroupRow) -> Result<ProvisionedGroup, Error>
 fn unusable_credentials(id: &str) -> Result<([u8; 32], Vec<u8>, Vec<u8>), Error> {
     let token = Token::generate();
     let (private, public) = generate_key_pair();
-    Ok((token.hash().0, public.to_bytes().to_vec(), private.seal(&token, id)?))
+    Ok((
+        token.hash().0,
+        public.to_bytes().to_vec(),
+        private.seal(&token, id)?,
+    ))
 }
 
 impl Vault {
@@ -196,7 +204,10 @@ impl Vault {
         row.role = Some(Role::Member.as_str().to_owned());
         row.email = Some(email);
         // No key pair: nothing can be wrapped to this user before it redeems its invite.
-        let event = p.audit("user.create").target(id.clone()).detail("role", "member");
+        let event = p
+            .audit("user.create")
+            .target(id.clone())
+            .detail("role", "member");
         let p = p.clone();
         let out = self
             .store
@@ -243,8 +254,14 @@ impl Vault {
                     .as_ref()
                     .filter(|e| Some(e.as_str()) != row.email.as_deref());
                 if renamed.is_some() || re_mailed.is_some() {
-                    update_user(c, &id, renamed.map(String::as_str), re_mailed.map(String::as_str), None)
-                        .map_err(from_store)?;
+                    update_user(
+                        c,
+                        &id,
+                        renamed.map(String::as_str),
+                        re_mailed.map(String::as_str),
+                        None,
+                    )
+                    .map_err(from_store)?;
                     crate::audit::record(c, &p.audit("user.update").target(id.as_str()))?;
                 }
                 if let Some(e) = &change.external_id
@@ -343,7 +360,8 @@ impl Vault {
                         ..Default::default()
                     },
                 )?;
-                let g = get_group(c, &row.id)?.ok_or_else(|| Error::GroupNotFound(row.id.clone()))?;
+                let g =
+                    get_group(c, &row.id)?.ok_or_else(|| Error::GroupNotFound(row.id.clone()))?;
                 group_view(c, g)
             })
             .await?;
@@ -446,7 +464,9 @@ fn change_members(
             removed = true;
             crate::audit::record(
                 c,
-                &p.audit("group.member.remove").target(group).detail("user", u.as_str()),
+                &p.audit("group.member.remove")
+                    .target(group)
+                    .detail("user", u.as_str()),
             )?;
         }
     }

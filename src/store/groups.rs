@@ -131,7 +131,12 @@ pub fn confirm_member(conn: &Connection, group: &str, user: &str) -> Result<bool
 }
 
 /// Marks a live membership pending (`true`) or confirmed. Returns false if nothing changed.
-pub fn set_pending(conn: &Connection, group: &str, user: &str, pending: bool) -> Result<bool, Error> {
+pub fn set_pending(
+    conn: &Connection,
+    group: &str,
+    user: &str,
+    pending: bool,
+) -> Result<bool, Error> {
     let version = next_version(conn)?;
     let n = conn
         .prepare_cached(

@@ -29,8 +29,8 @@ pub fn get(conn: &Connection, id: &str, kind: &str) -> Result<Option<Option<Stri
 
 /// Every id a provisioner made as a `kind`, with its external id.
 pub fn list(conn: &Connection, kind: &str) -> Result<Vec<(String, Option<String>)>, Error> {
-    let mut stmt = conn
-        .prepare_cached("SELECT id, external_id FROM provisioned WHERE kind = ?1 ORDER BY id")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id, external_id FROM provisioned WHERE kind = ?1 ORDER BY id")?;
     let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -33,16 +33,27 @@ async fn a_grant_the_caller_cannot_wrap_waits_for_a_holder_to_confirm_it() {
     let user = json_ok(app.get(&format!("/v1/users/{carol_id}"), &admin).await).await;
     assert_eq!(user["pending_grants"], json!([group]), "{user}");
     assert_eq!(user["groups"], json!([]), "{user}");
-    assert_eq!(app.get_field(&carol, &entry, "deploy_key").await.status(), 404);
+    assert_eq!(
+        app.get_field(&carol, &entry, "deploy_key").await.status(),
+        404
+    );
     let me = json_ok(app.get("/v1/me", &carol).await).await;
-    assert_eq!(me["scopes"], json!([]), "effective scopes hold only confirmed grants");
+    assert_eq!(
+        me["scopes"],
+        json!([]),
+        "effective scopes hold only confirmed grants"
+    );
 
     // The admin holds no deploy key: it sees nothing to complete, and cannot confirm.
     let v = json_ok(app.get("/v1/grants/pending", &admin).await).await;
     assert_eq!(v["pending_grants"], json!([]));
     let confirm = json!({"grants": [{"group_id": group, "user_id": carol_id}]});
     assert_error(
-        send(app.request(Method::POST, "/v1/grants/confirm", &admin).json(&confirm)).await,
+        send(
+            app.request(Method::POST, "/v1/grants/confirm", &admin)
+                .json(&confirm),
+        )
+        .await,
         StatusCode::CONFLICT,
         "scope_key_not_held",
     )
@@ -70,7 +81,15 @@ async fn a_grant_the_caller_cannot_wrap_waits_for_a_holder_to_confirm_it() {
         "refused",
     )
     .await;
-    let page = json_ok(app.get("/v1/audit?action=grant.confirm", &app.owner_token).await).await;
+    let page = json_ok(
+        app.get("/v1/audit?action=grant.confirm", &app.owner_token)
+            .await,
+    )
+    .await;
     assert_eq!(page["events"][0]["target"], group.as_str(), "{page}");
-    assert_eq!(page["events"][0]["details"]["user"], carol_id.as_str(), "{page}");
+    assert_eq!(
+        page["events"][0]["details"]["user"],
+        carol_id.as_str(),
+        "{page}"
+    );
 }

@@ -64,9 +64,16 @@ async fn a_redeemed_invite_gives_the_user_the_token_its_client_made_and_works_on
     assert_eq!(me["id"], bob_id.as_str());
     assert_eq!(app.get("/v1/me", &old_token).await.status(), 401);
     // Nobody has wrapped the new key pair anything: the membership waits for a holder.
-    let user = json_ok(app.get(&format!("/v1/users/{bob_id}"), &app.owner_token).await).await;
+    let user = json_ok(
+        app.get(&format!("/v1/users/{bob_id}"), &app.owner_token)
+            .await,
+    )
+    .await;
     assert_eq!(user["pending_grants"], json!([group]), "{user}");
-    assert_eq!(app.get_field(&mine, &entry, "deploy_key").await.status(), 404);
+    assert_eq!(
+        app.get_field(&mine, &entry, "deploy_key").await.status(),
+        404
+    );
     let res = send(
         app.owner(Method::POST, "/v1/grants/confirm")
             .json(&json!({"all": true})),
@@ -89,7 +96,10 @@ async fn a_redeemed_invite_gives_the_user_the_token_its_client_made_and_works_on
     // Both steps are in the trail, without the code.
     let page = json_ok(app.get("/v1/audit?limit=1000", &app.owner_token).await).await;
     let events = page["events"].as_array().unwrap();
-    let inv = events.iter().find(|e| e["action"] == "user.invite").unwrap();
+    let inv = events
+        .iter()
+        .find(|e| e["action"] == "user.invite")
+        .unwrap();
     assert_eq!(inv["target"], bob_id.as_str());
     let red = events
         .iter()
@@ -97,7 +107,10 @@ async fn a_redeemed_invite_gives_the_user_the_token_its_client_made_and_works_on
         .unwrap();
     assert_eq!(red["actor"]["kind"], "user");
     assert_eq!(red["actor"]["id"], bob_id.as_str());
-    assert!(!page.to_string().contains(&code[20..]), "the code is not in the trail");
+    assert!(
+        !page.to_string().contains(&code[20..]),
+        "the code is not in the trail"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +179,9 @@ async fn expired_wrong_and_malformed_invites_are_refused_with_what_to_do() {
     let v = created(invite(&app, &admin, &bob_id, None).await).await;
     let mine = fresh_token();
     assert_eq!(
-        redeem(&app, v["code"].as_str().unwrap(), &mine).await.status(),
+        redeem(&app, v["code"].as_str().unwrap(), &mine)
+            .await
+            .status(),
         200
     );
     assert_eq!(app.get("/v1/me", &mine).await.status(), 200);
@@ -177,7 +192,12 @@ async fn guessing_invite_codes_is_rate_limited_per_address() {
     let app = spawn_app().await;
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        statuses.push(redeem(&app, "clvinv_x_y", &fresh_token()).await.status().as_u16());
+        statuses.push(
+            redeem(&app, "clvinv_x_y", &fresh_token())
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert!(statuses[..10].iter().all(|s| *s == 400), "{statuses:?}");
     assert_eq!(statuses[11], 429, "{statuses:?}");

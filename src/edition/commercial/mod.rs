@@ -4,8 +4,8 @@
 
 mod config;
 mod control_plane;
-mod metrics;
 mod lease;
+mod metrics;
 mod peer;
 mod replication;
 mod schema;

@@ -130,6 +130,9 @@ mod tests {
         assert_eq!(p.filter[0].value, "2819c223");
         let p = parse_path(r#"emails[type eq "work"].value"#).unwrap();
         assert_eq!(p.sub.as_deref(), Some("value"));
-        assert_eq!(parse_path("name.givenName").unwrap().sub.as_deref(), Some("givenName"));
+        assert_eq!(
+            parse_path("name.givenName").unwrap().sub.as_deref(),
+            Some("givenName")
+        );
     }
 }

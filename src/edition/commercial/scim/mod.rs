@@ -44,7 +44,10 @@ pub struct ScimState {
 
 pub fn routes(state: ScimState) -> Router {
     Router::new()
-        .route("/scim/v2/ServiceProviderConfig", get(service_provider_config))
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(service_provider_config),
+        )
         .route("/scim/v2/ResourceTypes", get(resource_types))
         .route("/scim/v2/Schemas", get(schemas))
         .merge(resources::routes())
@@ -60,7 +63,11 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    pub fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        scim_type: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             scim_type,
@@ -96,9 +103,7 @@ impl From<Error> for ScimError {
                 Self::new(StatusCode::NOT_FOUND, None, msg)
             }
             Error::Conflict(_) => Self::new(StatusCode::CONFLICT, Some("uniqueness"), msg),
-            Error::NotAllowed(_) | Error::OwnerOnly => {
-                Self::new(StatusCode::FORBIDDEN, None, msg)
-            }
+            Error::NotAllowed(_) | Error::OwnerOnly => Self::new(StatusCode::FORBIDDEN, None, msg),
             Error::ReadOnlyBackup => Self::new(StatusCode::SERVICE_UNAVAILABLE, None, msg),
             Error::AuditUnavailable => Self::new(StatusCode::SERVICE_UNAVAILABLE, None, msg),
             Error::Refused(_) => Self::new(StatusCode::BAD_REQUEST, None, msg),
@@ -187,7 +192,12 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ScimError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != CONTENT_TYPE && mime != "application/json" {
         return Err(ScimError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -268,10 +278,7 @@ fn resource_type(name: &str, endpoint: &str, schema: &str) -> Value {
     })
 }
 
-async fn resource_types(
-    State(s): State<ScimState>,
-    req: Request,
-) -> Result<Response, ScimError> {
+async fn resource_types(State(s): State<ScimState>, req: Request) -> Result<Response, ScimError> {
     authorize(&s, &req)?;
     Ok(list_response(
         vec![
@@ -289,10 +296,7 @@ fn attr(name: &str, ty: &str, required: bool, mutability: &str, uniqueness: &str
            "uniqueness": uniqueness})
 }
 
-async fn schemas(
-    State(s): State<ScimState>,
-    req: Request,
-) -> Result<Response, ScimError> {
+async fn schemas(State(s): State<ScimState>, req: Request) -> Result<Response, ScimError> {
     authorize(&s, &req)?;
     let multi = |name: &str| {
         json!({"name": name, "type": "complex", "multiValued": true, "required": false,

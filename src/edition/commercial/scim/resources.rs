@@ -207,7 +207,9 @@ async fn replace_user(
         external_id: Some(v["externalId"].as_str().map(str::to_owned)),
         active: Some(match &v["active"] {
             Value::Null => true,
-            a => truthy(a).ok_or_else(|| ScimError::invalid_value("active must be true or false"))?,
+            a => {
+                truthy(a).ok_or_else(|| ScimError::invalid_value("active must be true or false"))?
+            }
         }),
     };
     let u = s.vault.change_provisioned_user(&p, &id, change).await?;
@@ -227,7 +229,11 @@ fn operations(v: &Value) -> Result<Vec<(String, Option<String>, Value)>, ScimErr
         ));
     }
     let ops = v["Operations"].as_array().ok_or_else(|| {
-        ScimError::new(StatusCode::BAD_REQUEST, Some("invalidSyntax"), "Operations is required (an array)")
+        ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            "Operations is required (an array)",
+        )
     })?;
     ops.iter()
         .map(|o| {
@@ -239,12 +245,21 @@ fn operations(v: &Value) -> Result<Vec<(String, Option<String>, Value)>, ScimErr
                     format!("op {:?} is not add, replace or remove", o["op"]),
                 ));
             }
-            Ok((op, o["path"].as_str().map(str::to_owned), o["value"].clone()))
+            Ok((
+                op,
+                o["path"].as_str().map(str::to_owned),
+                o["value"].clone(),
+            ))
         })
         .collect()
 }
 
-fn user_attr(change: &mut ProvisionedChange, op: &str, attr: &str, value: &Value) -> Result<(), ScimError> {
+fn user_attr(
+    change: &mut ProvisionedChange,
+    op: &str,
+    attr: &str,
+    value: &Value,
+) -> Result<(), ScimError> {
     let text = || value.as_str().map(str::to_owned);
     match attr.to_ascii_lowercase().as_str() {
         "active" => {
@@ -252,7 +267,10 @@ fn user_attr(change: &mut ProvisionedChange, op: &str, attr: &str, value: &Value
                 ScimError::invalid_value(format!("active must be true or false (got {value})"))
             })?)
         }
-        "username" => change.name = Some(text().ok_or_else(|| ScimError::invalid_value("userName must be a string"))?),
+        "username" => {
+            change.name =
+                Some(text().ok_or_else(|| ScimError::invalid_value("userName must be a string"))?)
+        }
         "externalid" => change.external_id = Some(if op == "remove" { None } else { text() }),
         "emails" => {
             if let Some(e) = email_of(&json!({"emails": value}), "") {
@@ -284,15 +302,18 @@ async fn patch_user(
                 }
             }
             Some(path) => {
-                let parsed = filter::parse_path(&path).map_err(|m| {
-                    ScimError::new(StatusCode::BAD_REQUEST, Some("invalidPath"), m)
-                })?;
+                let parsed = filter::parse_path(&path)
+                    .map_err(|m| ScimError::new(StatusCode::BAD_REQUEST, Some("invalidPath"), m))?;
                 if parsed.attr.eq_ignore_ascii_case("emails") && parsed.sub.is_some() {
                     if let Some(e) = value.as_str() {
                         change.email = Some(e.to_owned());
                     }
                 } else if op == "remove" && parsed.attr.eq_ignore_ascii_case("active") {
-                    return Err(ScimError::new(StatusCode::BAD_REQUEST, Some("mutability"), "active cannot be removed; replace it with false"));
+                    return Err(ScimError::new(
+                        StatusCode::BAD_REQUEST,
+                        Some("mutability"),
+                        "active cannot be removed; replace it with false",
+                    ));
                 } else {
                     user_attr(&mut change, &op, &parsed.attr, &value)?;
                 }
@@ -320,10 +341,10 @@ async fn list_groups(
 ) -> Result<Response, ScimError> {
     authorize(&s, &req)?;
     let filters = parse_filter(&q)?;
-    let members = !q
-        .excluded_attributes
-        .as_deref()
-        .is_some_and(|e| e.split(',').any(|a| a.trim().eq_ignore_ascii_case("members")));
+    let members = !q.excluded_attributes.as_deref().is_some_and(|e| {
+        e.split(',')
+            .any(|a| a.trim().eq_ignore_ascii_case("members"))
+    });
     let all = s.vault.provisioner_groups().await?;
     let found = all
         .iter()
@@ -362,7 +383,9 @@ fn member_ids(v: &Value) -> Result<Vec<String>, ScimError> {
                 })
             })
             .collect(),
-        _ => Err(ScimError::invalid_value("members is an array of {\"value\": \"USER ID\"}")),
+        _ => Err(ScimError::invalid_value(
+            "members is an array of {\"value\": \"USER ID\"}",
+        )),
     }
 }
 
@@ -418,9 +441,8 @@ async fn patch_group(
                 continue;
             }
             Some(path) => {
-                let parsed = filter::parse_path(path).map_err(|m| {
-                    ScimError::new(StatusCode::BAD_REQUEST, Some("invalidPath"), m)
-                })?;
+                let parsed = filter::parse_path(path)
+                    .map_err(|m| ScimError::new(StatusCode::BAD_REQUEST, Some("invalidPath"), m))?;
                 (parsed.attr.to_ascii_lowercase(), parsed.filter)
             }
         };
@@ -429,7 +451,11 @@ async fn patch_group(
                 // members[value eq "ID"]
                 for f in &filter {
                     if !f.attr.eq_ignore_ascii_case("value") {
-                        return Err(ScimError::new(StatusCode::BAD_REQUEST, Some("invalidFilter"), "a members path filters on value"));
+                        return Err(ScimError::new(
+                            StatusCode::BAD_REQUEST,
+                            Some("invalidFilter"),
+                            "a members path filters on value",
+                        ));
                     }
                     match op.as_str() {
                         "remove" => change.remove.push(f.value.clone()),
