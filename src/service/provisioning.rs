@@ -147,15 +147,22 @@ fn group_view(conn: &Connection, g: GroupRow) -> Result<ProvisionedGroup, Error>
     })
 }
 
-/// A token nobody knows: the user cannot sign in until it redeems an invite.
-fn unusable_credentials(id: &str) -> Result<([u8; 32], Vec<u8>, Vec<u8>), Error> {
+/// Credentials nobody knows: a token hash, a public key and the private key sealed under that
+/// token. The user cannot sign in until it redeems an invite.
+struct Unusable {
+    hash: [u8; 32],
+    public: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+fn unusable_credentials(id: &str) -> Result<Unusable, Error> {
     let token = Token::generate();
     let (private, public) = generate_key_pair();
-    Ok((
-        token.hash().0,
-        public.to_bytes().to_vec(),
-        private.seal(&token, id)?,
-    ))
+    Ok(Unusable {
+        hash: token.hash().0,
+        public: public.to_bytes().to_vec(),
+        sealed: private.seal(&token, id)?,
+    })
 }
 
 impl Vault {
@@ -199,7 +206,7 @@ impl Vault {
         check_user_name(&name)?;
         check_email(&email)?;
         let id = AgentId::generate().to_string();
-        let (hash, _, _) = unusable_credentials(&id)?;
+        let hash = unusable_credentials(&id)?.hash;
         let mut row = AgentRow::new(id.clone(), name, "user", hash, store::now_ms());
         row.role = Some(Role::Member.as_str().to_owned());
         row.email = Some(email);
@@ -275,8 +282,9 @@ impl Vault {
                         crate::audit::record(c, &p.audit("user.deactivate").target(id.as_str()))?;
                     }
                     (Some(true), true) => {
-                        let (hash, public, sealed) = unusable_credentials(&id)?;
-                        reactivate_user(c, &id, &hash, &public, &sealed).map_err(from_store)?;
+                        let u = unusable_credentials(&id)?;
+                        reactivate_user(c, &id, &u.hash, &u.public, &u.sealed)
+                            .map_err(from_store)?;
                         crate::audit::record(c, &p.audit("user.activate").target(id.as_str()))?;
                     }
                     _ => {}
