@@ -592,3 +592,42 @@ async fn the_scim_token_manages_only_its_own_users_and_nothing_else() {
     .await;
     assert_eq!((s, e["status"].clone()), (404, json!("404")), "{e}");
 }
+
+/// `scim.token_file` follows the POP token's rules: a file others may read, a missing key or
+/// the POP's own token stop `serve`, naming the file, the key and the fix; `scim-token` makes
+/// a 0600 token a POP accepts.
+#[test]
+fn a_bad_scim_token_file_stops_serve_naming_the_key_and_the_fix() {
+    let pop = Pop::new();
+    let scim_file = pop.path("scim.token");
+    let made = clavitor(&["scim-token", "--out", scim_file.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", made.stderr);
+    assert_eq!(mode(&scim_file), 0o600);
+    let base = config_yaml(&pop, "primary", &Opts::default());
+    let cases = [
+        (
+            format!("scim:\n  token_file: {}\n", q(&scim_file)),
+            Some(0o644),
+            "chmod 600",
+        ),
+        ("scim: {}\n".to_owned(), None, "clavitor scim-token"),
+        (
+            format!("scim:\n  token_file: {}\n", q(&pop.token_file)),
+            None,
+            "a token of its own",
+        ),
+    ];
+    for (extra, file_mode, fix) in cases {
+        if let Some(m) = file_mode {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&scim_file, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        pop.write_config(&format!("{base}{extra}"));
+        let out = run(&mut pop.serve_cmd());
+        assert!(!out.status.success(), "{extra}: {out}");
+        assert!(out.stderr.contains("scim.token_file"), "{extra}: {out}");
+        assert!(out.stderr.contains(fix), "{extra}: {out}");
+        assert!(out.stderr.contains(pop.config.to_str().unwrap()), "{out}");
+        assert!(!pop.data.exists());
+    }
+}
