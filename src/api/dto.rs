@@ -259,6 +259,7 @@ pub struct UserOut {
     pub role: &'static str,
     pub active: bool,
     pub groups: Vec<String>,
+    pub pending_grants: Vec<String>,
     pub created_at: String,
     pub deactivated_at: Option<String>,
 }
@@ -272,6 +273,7 @@ impl From<UserView> for UserOut {
             role: u.role.as_str(),
             active: u.active,
             groups: u.groups,
+            pending_grants: u.pending_grants,
             created_at: timestamp(u.created_at),
             deactivated_at: u.deactivated_at.map(timestamp),
         }

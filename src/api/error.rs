@@ -98,6 +98,7 @@ impl From<service::Error> for ApiError {
             E::UserNotFound(_) => (StatusCode::NOT_FOUND, "user_not_found"),
             E::GroupNotFound(_) => (StatusCode::NOT_FOUND, "group_not_found"),
             E::KeyNotHeld { .. } => (StatusCode::CONFLICT, "scope_key_not_held"),
+            E::InviteNotValid(_) => (StatusCode::BAD_REQUEST, "invite_not_valid"),
             E::EntryNotFound(_) | E::EntryNotReadable(_) => {
                 (StatusCode::NOT_FOUND, "entry_not_found")
             }

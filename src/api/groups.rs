@@ -5,11 +5,14 @@ use super::AppState;
 use super::dto::{GroupIn, GroupList, GroupOut};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppPath, Auth};
+use crate::service::MemberAdded;
 use crate::vault::{GroupId, UserId};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -61,19 +64,56 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// 204 whether or not the user was a member already (the PUT is idempotent).
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AddMemberQuery {
+    /// When the caller holds no copy of a key of the group's scopes: make the membership a
+    /// pending grant (202) instead of refusing it (409 `scope_key_not_held`).
+    #[serde(default)]
+    pending: bool,
+}
+
+/// A membership waiting for a holder of the group's keys to confirm it.
+#[derive(Serialize, ToSchema)]
+pub struct PendingMember {
+    pub pending: bool,
+    pub group_id: String,
+    pub user_id: String,
+}
+
+/// 204 whether or not the user was a member already (the PUT is idempotent); 202 with
+/// `{"pending":true}` when the membership is a pending grant.
 #[utoipa::path(put, path = "/v1/groups/{id}/members/{user_id}", tag = "people",
-    params(("id" = String, Path, description = "The group's id"), ("user_id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, description = "The group's id"), ("user_id" = String, Path, description = "The user's id"), AddMemberQuery),
     responses((status = NO_CONTENT, description = "A member"),
-        (status = NOT_FOUND, body = ErrorBody, description = "`group_not_found`, `user_not_found`")))]
+        (status = ACCEPTED, body = PendingMember, description = "A pending grant"),
+        (status = NOT_FOUND, body = ErrorBody, description = "`group_not_found`, `user_not_found`"),
+        (status = CONFLICT, body = ErrorBody, description = "`scope_key_not_held`")))]
 async fn add_member(
     State(s): State<AppState>,
     Auth(caller): Auth,
     AppPath((group, user)): AppPath<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+    query: Query<AddMemberQuery>,
+) -> Result<Response, ApiError> {
     let (g, u) = ids(&group, &user)?;
-    s.vault.add_group_member(&caller, g, u).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(
+        match s
+            .vault
+            .add_group_member(&caller, g, u, query.pending)
+            .await?
+        {
+            MemberAdded::Pending => (
+                StatusCode::ACCEPTED,
+                Json(PendingMember {
+                    pending: true,
+                    group_id: group,
+                    user_id: user,
+                }),
+            )
+                .into_response(),
+            _ => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
 }
 
 /// 204 whether or not the user was a member (the DELETE is idempotent).

@@ -11,7 +11,9 @@ mod dto;
 mod entries;
 mod error;
 mod extract;
+mod grants;
 mod groups;
+mod invites;
 mod openapi;
 mod owner;
 mod proxy;
@@ -80,6 +82,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(owner::routes())
         .merge(users::routes())
         .merge(groups::routes())
+        .merge(invites::routes())
+        .merge(grants::routes())
         .merge(audit::routes())
         .merge(proxy::routes())
         .merge(changes::routes())

@@ -41,7 +41,9 @@ pub enum ActorKind {
     Owner,
     User,
     Agent,
-    Scim,
+    /// An actor kind the edition defines (Commercial: its provisioning token, `scim`), named
+    /// there so that the community binary carries nothing of it.
+    Edition(&'static str),
     Pop,
     System,
 }
@@ -52,7 +54,7 @@ impl ActorKind {
             ActorKind::Owner => "owner",
             ActorKind::User => "user",
             ActorKind::Agent => "agent",
-            ActorKind::Scim => "scim",
+            ActorKind::Edition(k) => k,
             ActorKind::Pop => "pop",
             ActorKind::System => "system",
         }

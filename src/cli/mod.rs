@@ -7,6 +7,7 @@ mod commands;
 mod completions;
 mod endpoint;
 mod export;
+mod grants;
 mod group;
 mod http;
 mod import;
@@ -53,8 +54,12 @@ enum Command {
     /// Add and list groups, add and remove their members (the owner and admins).
     #[command(subcommand)]
     Group(group::GroupCmd),
-    /// Make a token you were given (--token-file FILE) the CLI's default.
+    /// Make a token you were given (--token-file FILE) the CLI's default, or redeem an
+    /// invite (--invite CODE): make your own token and store it.
     Login(login::LoginArgs),
+    /// Pending grants: memberships waiting for a holder of their keys; list and confirm.
+    #[command(subcommand)]
+    Grants(grants::GrantsCmd),
     /// Your own token: rotate.
     #[command(subcommand)]
     Token(owner::TokenCmd),
@@ -94,7 +99,7 @@ pub struct ClientOpts {
         env = "CLAVITOR_SERVER",
         default_value = "http://127.0.0.1:7441"
     )]
-    server: String,
+    pub(crate) server: String,
     /// File holding the bearer token (must be mode 0600). Default: CLAVITOR_TOKEN, else
     /// $XDG_CONFIG_HOME/clavitor/token (else ~/.config/clavitor/token).
     #[arg(long, global = true, value_name = "FILE")]
@@ -122,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::User(c) => user::user(c),
         Command::Group(c) => group::group(c),
         Command::Login(a) => login::login(a),
+        Command::Grants(c) => grants::grants(c),
         Command::Token(c) => owner::token(c),
         Command::Owner(c) => owner::owner(c),
         Command::Read(a) => commands::read(a),

@@ -37,6 +37,16 @@ pub enum UserCmd {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Issue a user (by id or name) a single-use invite code that expires; prints it once.
+    /// The user runs `clavitor login --invite CODE`, which makes its token on its own machine.
+    Invite {
+        user: String,
+        /// How long the code lasts, in hours (at most 720).
+        #[arg(long, default_value_t = 72)]
+        hours: u64,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
 }
 
 pub(super) fn print_json(v: &Value) {
@@ -161,6 +171,31 @@ pub fn user(cmd: UserCmd) -> Result<()> {
                 print_json(&out);
             } else {
                 print_with_token(&out, "reactivated");
+            }
+        }
+        UserCmd::Invite { user, hours, opts } => {
+            let c = Client::from_opts(&opts)?;
+            let id = resolve_user(&c, &user)?;
+            let out = c
+                .call(
+                    "POST",
+                    &format!("/v1/users/{id}/invite"),
+                    Some(&json!({"expires_in_secs": hours.saturating_mul(3600)})),
+                )?
+                .unwrap_or_default();
+            if opts.json {
+                print_json(&out);
+            } else {
+                println!(
+                    "invite for {} (single use, expires {}):",
+                    escape(&user),
+                    text(&out["expires_at"], "")
+                );
+                println!("{}", text(&out["code"], ""));
+                println!(
+                    "give it to them; they run: clavitor login --invite CODE --server {}",
+                    escape(&opts.server)
+                );
             }
         }
     }

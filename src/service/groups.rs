@@ -8,12 +8,21 @@ use super::keys::KeyRing;
 use super::{Caller, Error, Vault, from_store, require_admin};
 use crate::store::agents::{agents_created_by, get_principal};
 use crate::store::groups::{
-    self as rows, GroupRow, add_member, delete_group, get_group, insert_group, memberships,
-    remove_member,
+    self as rows, GroupRow, add_member_as, delete_group, get_group, insert_group, memberships,
+    remove_member, set_pending,
 };
 use crate::store::{self};
 use crate::vault::{GroupId, GroupSpec, UserId};
 use rusqlite::Connection;
+
+/// What adding a member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberAdded {
+    Added,
+    AlreadyMember,
+    /// A pending grant: the member gets the group's scopes once a holder confirms it.
+    Pending,
+}
 
 #[derive(Debug)]
 pub struct GroupView {
@@ -24,12 +33,12 @@ pub struct GroupView {
     pub created_at: i64,
 }
 
-fn live_group(conn: &Connection, id: &GroupId) -> Result<GroupRow, Error> {
+pub(super) fn live_group(conn: &Connection, id: &GroupId) -> Result<GroupRow, Error> {
     get_group(conn, id.as_str())?.ok_or_else(|| Error::GroupNotFound(id.to_string()))
 }
 
 /// A user that is not deleted (deactivated ones may be members).
-fn live_user(conn: &Connection, id: &UserId) -> Result<bool, Error> {
+pub(super) fn live_user(conn: &Connection, id: &UserId) -> Result<bool, Error> {
     match get_principal(conn, id.as_str())? {
         Some(r) if r.kind == "user" && r.revoked_at.is_none() => Ok(r.deactivated_at.is_none()),
         _ => Err(Error::UserNotFound(id.to_string())),
@@ -115,14 +124,17 @@ impl Vault {
     }
 
     /// Adds `user` to the group, granting it, and the agents it made, the keys of the
-    /// group's scopes that exist (the caller must hold each: 409 naming the scope otherwise,
-    /// and nothing changes). Returns false if it was a member already.
+    /// group's scopes that exist. The caller must hold each: otherwise 409 naming the scope
+    /// and nothing changes, or, with `allow_pending`, the membership becomes a pending grant
+    /// that a holder confirms (`POST /v1/grants/confirm`). A user without a key pair yet (it
+    /// has not redeemed its invite) can be wrapped nothing: its membership is pending too.
     pub async fn add_group_member(
         &self,
         caller: &Caller,
         group: GroupId,
         user: UserId,
-    ) -> Result<bool, Error> {
+        allow_pending: bool,
+    ) -> Result<MemberAdded, Error> {
         require_admin(caller)?;
         self.check_writable()?;
         let caller_c = caller.clone();
@@ -131,22 +143,38 @@ impl Vault {
             .write(move |c| {
                 live_group(c, &group)?;
                 let active = live_user(c, &user)?;
-                if !add_member(c, group.as_str(), user.as_str())? {
-                    return Ok(false);
+                let has_keys =
+                    get_principal(c, user.as_str())?.is_some_and(|r| r.public_key.is_some());
+                if !add_member_as(c, group.as_str(), user.as_str(), false)? {
+                    return Ok(MemberAdded::AlreadyMember);
                 }
-                if active {
+                let mut outcome = MemberAdded::Added;
+                if !has_keys && super::grants::group_has_keys(c, group.as_str())? {
+                    set_pending(c, group.as_str(), user.as_str(), true)?;
+                    outcome = MemberAdded::Pending;
+                } else if active {
                     let mut recipients = vec![user.as_str().to_owned()];
                     recipients.extend(agents_created_by(c, user.as_str())?);
-                    KeyRing::new(&caller_c).grant_entitlements(c, &recipients)?;
+                    match KeyRing::new(&caller_c).grant_entitlements(c, &recipients) {
+                        Ok(_) => {}
+                        Err(Error::KeyNotHeld { .. }) if allow_pending => {
+                            set_pending(c, group.as_str(), user.as_str(), true)?;
+                            // Copies of other scopes of the group wrapped before the refusal.
+                            drop_unentitled(c)?;
+                            outcome = MemberAdded::Pending;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                crate::audit::record(
-                    c,
-                    &caller_c
-                        .audit("group.member.add")
-                        .target(group.as_str())
-                        .detail("user", user.as_str()),
-                )?;
-                Ok::<_, Error>(true)
+                let mut event = caller_c
+                    .audit("group.member.add")
+                    .target(group.as_str())
+                    .detail("user", user.as_str());
+                if outcome == MemberAdded::Pending {
+                    event = event.detail("pending", "true");
+                }
+                crate::audit::record(c, &event)?;
+                Ok::<_, Error>(outcome)
             })
             .await?;
         self.reload_principals().await?;

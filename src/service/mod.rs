@@ -11,10 +11,13 @@ mod auth;
 pub mod changes;
 mod entitlement;
 mod entries;
+mod grants;
 mod groups;
+mod invites;
 mod key_check;
 mod keys;
 mod owner;
+pub mod provisioning;
 pub mod proxy;
 mod read_cache;
 mod replicated;
@@ -25,7 +28,9 @@ pub use audit::{AuditOptions, AuditPage, DiskAlert, MAX_PAGE as AUDIT_MAX_PAGE};
 pub use auth::{Caller, Kind, Principal};
 pub use entitlement::drop_unentitled;
 pub use entries::{EntryView, FieldView};
-pub use groups::GroupView;
+pub use grants::{GrantRef, PendingGrant};
+pub use groups::{GroupView, MemberAdded};
+pub use invites::{DEFAULT_TTL_SECS as INVITE_TTL_SECS, Invite, Redeemed};
 pub use key_check::{check_master_key, seal_key_check};
 pub use replicated::ReplicatedField;
 pub use users::{UserChange, UserCreated, UserView};
@@ -69,6 +74,9 @@ pub enum Error {
         "scope {scope:?} has a key, held by {holders}; this token holds no copy of it, so it cannot give it to anyone. Ask one of its holders (the owner holds every key) to do this"
     )]
     KeyNotHeld { scope: String, holders: String },
+    /// An invite code that is unknown, used or expired: the message says which and the fix.
+    #[error("{0}")]
+    InviteNotValid(String),
     #[error("no entry with id {0}")]
     EntryNotFound(String),
     #[error("entry {entry} has no field named {field:?}")]
@@ -141,6 +149,8 @@ pub struct Vault {
     audit_key: crypto::AuditKey,
     /// `GET /v1/changes`: what changed, for watchers (`clavitor run --watch`).
     changes: changes::ChangeFeed,
+    /// Invite redeem attempts per address (`POST /v1/invite/redeem` has no bearer).
+    invite_attempts: invites::Attempts,
 }
 
 impl std::fmt::Debug for Vault {
@@ -163,6 +173,7 @@ impl Vault {
             writable: AtomicBool::new(true),
             audit_key,
             changes: changes::ChangeFeed::default(),
+            invite_attempts: invites::Attempts::default(),
         });
         vault.reload_principals().await?;
         Ok(vault)
@@ -184,6 +195,11 @@ impl Vault {
     /// Whether client writes are accepted (false on a backup POP).
     pub fn set_writable(&self, writable: bool) {
         self.writable.store(writable, Ordering::SeqCst);
+    }
+
+    /// Whether this POP takes writes (false on a backup).
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::SeqCst)
     }
 
     fn check_writable(&self) -> Result<(), Error> {

@@ -25,7 +25,7 @@ const TOKEN_BYTES: usize = 32;
 const MIN_DISTINCT: usize = 16;
 
 /// A token proposed by a client: `clv_` and 32 random bytes in base64url, as ours are.
-fn parse_proposed(text: &str) -> Result<Token, Error> {
+pub(super) fn parse_proposed(text: &str) -> Result<Token, Error> {
     let format = || {
         Error::Invalid(Invalid(format!(
             "the proposed token must be {TOKEN_PREFIX} followed by {TOKEN_BYTES} random bytes in unpadded base64url (43 characters), as `clavitor owner rotate` and `clavitor token rotate` make"

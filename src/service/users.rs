@@ -10,7 +10,7 @@ use crate::store::agents::{
     agents_created_by, deactivate_user, get_principal, insert_agent, list_users, reactivate_user,
     revoke_agent, update_user,
 };
-use crate::store::groups::{memberships, remove_user_everywhere};
+use crate::store::groups::{memberships, pending_memberships, remove_user_everywhere};
 use crate::store::{self, AgentRow};
 use crate::vault::{AgentId, Role, UserId, UserSpec, check_email, check_user_name};
 use rusqlite::Connection;
@@ -23,6 +23,8 @@ pub struct UserView {
     pub role: Role,
     pub active: bool,
     pub groups: Vec<String>,
+    /// Groups whose keys wait for a holder to confirm this user's membership.
+    pub pending_grants: Vec<String>,
     pub created_at: i64,
     pub deactivated_at: Option<i64>,
 }
@@ -42,14 +44,14 @@ pub struct UserChange {
     pub active: Option<bool>,
 }
 
-fn role_of(row: &AgentRow) -> Role {
+pub(super) fn role_of(row: &AgentRow) -> Role {
     row.role
         .as_deref()
         .and_then(|r| Role::parse(r).ok())
         .unwrap_or(Role::Member)
 }
 
-fn view(row: AgentRow, groups: Vec<String>) -> UserView {
+pub(super) fn view(row: AgentRow, groups: Vec<String>) -> UserView {
     UserView {
         role: role_of(&row),
         active: row.deactivated_at.is_none(),
@@ -57,13 +59,14 @@ fn view(row: AgentRow, groups: Vec<String>) -> UserView {
         name: row.name,
         email: row.email.unwrap_or_default(),
         groups,
+        pending_grants: Vec::new(),
         created_at: row.created_at,
         deactivated_at: row.deactivated_at,
     }
 }
 
 /// The live user `id` (not deleted), or `UserNotFound`; the owner's id is refused by name.
-fn target(conn: &Connection, id: &UserId) -> Result<AgentRow, Error> {
+pub(super) fn target(conn: &Connection, id: &UserId) -> Result<AgentRow, Error> {
     match get_principal(conn, id.as_str())? {
         Some(r) if r.kind == "user" && r.revoked_at.is_none() => Ok(r),
         Some(r) if r.kind == "owner" => Err(Error::NotAllowed(
@@ -74,7 +77,7 @@ fn target(conn: &Connection, id: &UserId) -> Result<AgentRow, Error> {
 }
 
 /// Admins are created, demoted, deactivated and removed by the owner only.
-fn check_may_manage(caller: &Caller, target_role: Role) -> Result<(), Error> {
+pub(super) fn check_may_manage(caller: &Caller, target_role: Role) -> Result<(), Error> {
     require_admin(caller)?;
     if target_role == Role::Admin && !caller.principal.is_owner {
         return Err(Error::OwnerOnly);
@@ -92,7 +95,7 @@ fn groups_of(conn: &Connection, user: &str) -> Result<Vec<String>, store::Error>
 
 /// Stops a user and everything they made: the user row deactivated (or deleted), their
 /// copies of keys dropped, every live agent they created revoked (copies deleted).
-fn stop_user(conn: &Connection, id: &str, deleted: bool) -> Result<(), Error> {
+pub(super) fn stop_user(conn: &Connection, id: &str, deleted: bool) -> Result<(), Error> {
     deactivate_user(conn, id, deleted).map_err(from_store)?;
     for agent in agents_created_by(conn, id)? {
         revoke_agent(conn, &agent).map_err(from_store)?;
@@ -143,12 +146,16 @@ impl Vault {
     /// Every user (not deleted), for the owner and admins.
     pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, Error> {
         require_admin(caller)?;
-        let (users, members) = self
+        let users = self
             .store
             .read(|c| {
-                store::snapshot(c, |c| Ok((list_users(c)?, memberships(c)?))).map_err(Error::from)
+                store::snapshot(c, |c| {
+                    Ok((list_users(c)?, memberships(c)?, pending_memberships(c)?))
+                })
+                .map_err(Error::from)
             })
             .await?;
+        let (users, members, pending) = users;
         Ok(users
             .into_iter()
             .map(|u| {
@@ -157,7 +164,13 @@ impl Vault {
                     .filter(|(_, m)| *m == u.id)
                     .map(|(g, _)| g.clone())
                     .collect();
-                view(u, groups)
+                let mut v = view(u, groups);
+                v.pending_grants = pending
+                    .iter()
+                    .filter(|(_, m, _)| *m == v.id)
+                    .map(|(g, _, _)| g.clone())
+                    .collect();
+                v
             })
             .collect())
     }
@@ -176,7 +189,9 @@ impl Vault {
                     r => r?,
                 };
                 let groups = groups_of(c, key.as_str())?;
-                Ok::<_, Error>(view(row, groups))
+                let mut v = view(row, groups);
+                v.pending_grants = super::grants::pending_of(c, key.as_str())?;
+                Ok::<_, Error>(v)
             })
             .await
     }
@@ -247,7 +262,9 @@ impl Vault {
                 }
                 let row = get_principal(c, uid)?.ok_or_else(|| Error::UserNotFound(uid.into()))?;
                 let groups = groups_of(c, uid)?;
-                Ok::<_, Error>((view(row, groups), reactivated))
+                let mut v = view(row, groups);
+                v.pending_grants = super::grants::pending_of(c, uid)?;
+                Ok::<_, Error>((v, reactivated))
             })
             .await?;
         self.reload_principals().await?;

@@ -12,7 +12,7 @@ pub struct GroupRow {
     pub created_at: i64,
 }
 
-/// A live membership: `(group id, user id)`.
+/// A live, confirmed membership: `(group id, user id)`.
 pub type Membership = (String, String);
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupRow> {
@@ -72,11 +72,11 @@ pub fn list_groups(conn: &Connection) -> Result<Vec<GroupRow>, Error> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Every live membership of a live group.
+/// Every live, confirmed membership of a live group (a pending one grants nothing yet).
 pub fn memberships(conn: &Connection) -> Result<Vec<Membership>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT m.group_id, m.user_id FROM group_members m JOIN groups g ON g.id = m.group_id
-         WHERE m.deleted = 0 AND g.deleted = 0 ORDER BY m.group_id, m.user_id",
+         WHERE m.deleted = 0 AND m.pending = 0 AND g.deleted = 0 ORDER BY m.group_id, m.user_id",
     )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -104,8 +104,62 @@ pub fn delete_group(conn: &Connection, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A live membership of a live group whose keys nobody has granted yet:
+/// `(group id, user id, since ms)`.
+pub fn pending_memberships(conn: &Connection) -> Result<Vec<(String, String, i64)>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.group_id, m.user_id, m.updated_at FROM group_members m JOIN groups g ON g.id = m.group_id
+         WHERE m.deleted = 0 AND m.pending = 1 AND g.deleted = 0 ORDER BY m.updated_at, m.group_id, m.user_id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every live membership of a live group, confirmed or pending: `(group id, user id, pending)`.
+pub fn all_memberships(conn: &Connection) -> Result<Vec<(String, String, bool)>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.group_id, m.user_id, m.pending FROM group_members m JOIN groups g ON g.id = m.group_id
+         WHERE m.deleted = 0 AND g.deleted = 0 ORDER BY m.group_id, m.user_id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Turns a pending membership into a confirmed one. Returns false if there was none pending.
+pub fn confirm_member(conn: &Connection, group: &str, user: &str) -> Result<bool, Error> {
+    set_pending(conn, group, user, false)
+}
+
+/// Marks a live membership pending (`true`) or confirmed. Returns false if nothing changed.
+pub fn set_pending(
+    conn: &Connection,
+    group: &str,
+    user: &str,
+    pending: bool,
+) -> Result<bool, Error> {
+    let version = next_version(conn)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE group_members SET pending = ?5, updated_at = max(?3, updated_at + 1), version = ?4
+             WHERE group_id = ?1 AND user_id = ?2 AND deleted = 0 AND pending != ?5",
+        )?
+        .execute(params![group, user, now_ms(), version, pending])?;
+    Ok(n == 1)
+}
+
 /// Makes `user` a member of `group`. Returns false if it already was.
 pub fn add_member(conn: &Connection, group: &str, user: &str) -> Result<bool, Error> {
+    add_member_as(conn, group, user, false)
+}
+
+/// Makes `user` a member of `group`, pending or confirmed. Returns false if it already was
+/// (as either).
+pub fn add_member_as(
+    conn: &Connection,
+    group: &str,
+    user: &str,
+    pending: bool,
+) -> Result<bool, Error> {
     let live: Option<i64> = conn
         .prepare_cached("SELECT deleted FROM group_members WHERE group_id = ?1 AND user_id = ?2")?
         .query_row(params![group, user], |r| r.get(0))
@@ -115,11 +169,12 @@ pub fn add_member(conn: &Connection, group: &str, user: &str) -> Result<bool, Er
     }
     let version = next_version(conn)?;
     conn.prepare_cached(
-        "INSERT INTO group_members (group_id, user_id, updated_at, version) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (group_id, user_id) DO UPDATE SET deleted = 0,
+        "INSERT INTO group_members (group_id, user_id, updated_at, version, pending)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (group_id, user_id) DO UPDATE SET deleted = 0, pending = excluded.pending,
             updated_at = max(excluded.updated_at, updated_at + 1), version = excluded.version",
     )?
-    .execute(params![group, user, now_ms(), version])?;
+    .execute(params![group, user, now_ms(), version, pending])?;
     Ok(true)
 }
 

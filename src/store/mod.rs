@@ -13,6 +13,8 @@ pub mod agents;
 pub mod audit;
 pub mod entries;
 pub mod groups;
+pub mod invites;
+pub mod provisioned;
 mod schema;
 pub mod settings;
 mod writer;

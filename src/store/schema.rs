@@ -159,6 +159,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE fields ADD COLUMN allowed_hosts TEXT NOT NULL DEFAULT '[]';  -- JSON array
     CREATE INDEX entries_version ON entries (version);
     "#,
+    // 6: invites (a single-use code, kept as its hash, that lets a user make its own token and
+    // key pair), pending grants (a membership whose scope keys nobody has wrapped for the member
+    // yet: it grants nothing until a holder confirms it; it replicates with its membership), and
+    // which users and groups an identity provider created (`kind`, `external_id`).
+    r#"
+    CREATE TABLE invites (
+        user_id    TEXT PRIMARY KEY REFERENCES agents (id),
+        code_hash  BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER
+    ) STRICT;
+    ALTER TABLE group_members ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE provisioned (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL CHECK (kind IN ('user', 'group')),
+        external_id TEXT,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {

@@ -151,8 +151,19 @@ mod imp {
 
     /// Routes the edition serves outside the OpenAPI document (see `openapi.rs`): POP-to-POP
     /// replication, not a client API (mTLS with a POP certificate, the POP token, a wire
-    /// format versioned by the replication protocol).
-    pub const UNDOCUMENTED_ROUTES: &[(&str, &str)] = &[("POST", "/v1/replication/batch")];
+    /// format versioned by the replication protocol); and SCIM 2.0, whose clients are identity
+    /// providers that read its own discovery (RFC 7644: ServiceProviderConfig, ResourceTypes,
+    /// Schemas) with the SCIM token, not the vault's API.
+    pub const UNDOCUMENTED_ROUTES: &[(&str, &str)] = &[
+        ("POST", "/v1/replication/batch"),
+        ("GET", "/scim/v2/ServiceProviderConfig"),
+        ("GET", "/scim/v2/ResourceTypes"),
+        ("GET", "/scim/v2/Schemas"),
+        ("GET", "/scim/v2/Users"),
+        ("GET", "/scim/v2/Users/{id}"),
+        ("GET", "/scim/v2/Groups"),
+        ("GET", "/scim/v2/Groups/{id}"),
+    ];
 
     pub const ROLE: &str = "primary";
     pub const HEALTH_SECTIONS: &[&str] = &["replication"];

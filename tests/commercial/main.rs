@@ -12,6 +12,7 @@ mod pop_auth;
 mod pop_token;
 mod reload;
 mod roles;
+mod scim;
 mod signals;
 mod startup;
 mod tarpit;

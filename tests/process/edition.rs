@@ -92,6 +92,9 @@ mod imp {
         "replication.yaml",
         "clavitor-pop-v1-",
         "/v1/replication/batch",
+        "/scim/v2",
+        "scim.token_file",
+        "application/scim+json",
         // Source paths end up in panic locations and debug info of whatever is compiled in.
         "edition/commercial",
     ];

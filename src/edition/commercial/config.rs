@@ -36,6 +36,13 @@ struct RawConfig {
     auth: Option<RawAuth>,
     replication: Option<RawReplication>,
     control_plane: Option<RawControlPlane>,
+    scim: Option<RawScim>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScim {
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +102,9 @@ pub struct PopConfig {
     pub batch_size: usize,
     pub max_retries: u32,
     pub control_plane: Option<ControlPlane>,
+    /// The bearer token of the identity provider on `/scim/v2` (`scim.token_file`); `None`:
+    /// SCIM is off.
+    pub scim_token: Option<Token>,
 }
 
 #[derive(Debug, Clone)]
@@ -618,6 +628,30 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
         })
     });
 
+    // scim
+    let scim_token = raw.scim.and_then(|s| match s.token_file.as_deref().map(file) {
+        Some(p) => {
+            let t = check_token_file(&mut r, "scim.token_file", &p, key_path.as_deref())?;
+            if inbound_token.as_ref().is_some_and(|i| i.hash() == t.hash()) {
+                r.add(
+                    "scim.token_file",
+                    format!("{} holds the same token as auth.token_file", p.display()),
+                    "give the identity provider a token of its own: `clavitor scim-token --out FILE`",
+                );
+                return None;
+            }
+            Some(t)
+        }
+        None => {
+            r.add(
+                "scim.token_file",
+                "missing",
+                "point it at the file holding the identity provider's token (`clavitor scim-token --out FILE`), or remove scim",
+            );
+            None
+        }
+    });
+
     if !r.0.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
@@ -625,6 +659,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
         });
     }
     Ok(PopConfig {
+        scim_token,
         path: path.to_owned(),
         pop_id: pop_id.expect("no problems means pop_id is set"),
         region: raw.region,

@@ -9,6 +9,7 @@ mod metrics;
 mod peer;
 mod replication;
 mod schema;
+mod scim;
 mod tarpit;
 mod tls;
 
@@ -71,6 +72,12 @@ pub enum Commands {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Write a fresh 256-bit token (mode 0600) for replication.yaml's scim.token_file: the
+    /// bearer your identity provider presents on /scim/v2.
+    ScimToken {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Run the control plane: POP heartbeats, failover and the operators' dashboard (HTTPS).
     ControlPlane {
         #[arg(long, value_name = "FILE")]
@@ -95,6 +102,18 @@ pub fn run_command(cmd: Commands) -> Result<(), CommandError> {
             zeroize::Zeroize::zeroize(&mut text);
             res?;
             println!("wrote a new POP token to {} (mode 0600)", out.display());
+            Ok(())
+        }
+        Commands::ScimToken { out } => {
+            let token = config::generate_pop_token();
+            let mut text = format!("{}\n", token.expose());
+            let res = files::write_private(&out, text.as_bytes());
+            zeroize::Zeroize::zeroize(&mut text);
+            res?;
+            println!(
+                "wrote a new SCIM token to {} (mode 0600); set scim.token_file to it and give the token to your identity provider",
+                out.display()
+            );
             Ok(())
         }
         Commands::ControlPlane { config } => Ok(control_plane::run(&config)?),
@@ -563,6 +582,10 @@ impl Edition for Commercial {
 
     fn extend_router(&self, router: Router) -> Router {
         router
+            .merge(scim::routes(scim::ScimState {
+                vault: self.vault.clone(),
+                live: self.live.clone(),
+            }))
             .layer(axum::middleware::from_fn_with_state(
                 self.lease.clone(),
                 lease::acknowledge_writes,

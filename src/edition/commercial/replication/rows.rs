@@ -120,7 +120,7 @@ fn collect_rows(
     drop(rows);
 
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT group_id, user_id, deleted, version, updated_at, origin
+        "SELECT group_id, user_id, deleted, version, updated_at, origin, pending
          FROM group_members WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
     ))?;
     let mut rows = stmt.query([(limit - items.len()) as i64])?;
@@ -129,6 +129,7 @@ fn collect_rows(
             group_id: r.get(0)?,
             user_id: r.get(1)?,
             deleted: r.get(2)?,
+            pending: r.get(6)?,
             stamp: stamp(r.get(3)?, r.get(4)?, r.get(5)?),
         });
         weight += item.weight();
@@ -506,13 +507,14 @@ pub fn apply(
             }
             Item::GroupMember(m) => {
                 conn.prepare_cached(
-                    "INSERT INTO group_members (group_id, user_id, updated_at, version, deleted, replicated_at, origin)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?3, ?6)
+                    "INSERT INTO group_members (group_id, user_id, updated_at, version, deleted, replicated_at, origin, pending)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?3, ?6, ?7)
                      ON CONFLICT (group_id, user_id) DO UPDATE SET updated_at = excluded.updated_at,
                         version = excluded.version, deleted = excluded.deleted,
-                        replicated_at = excluded.replicated_at, origin = excluded.origin",
+                        replicated_at = excluded.replicated_at, origin = excluded.origin,
+                        pending = excluded.pending",
                 )?
-                .execute(params![m.group_id, m.user_id, stamp.updated_at, stamp.version, m.deleted, stamp.origin])?;
+                .execute(params![m.group_id, m.user_id, stamp.updated_at, stamp.version, m.deleted, stamp.origin, m.pending])?;
                 out.agents_changed = true;
             }
             Item::Entry(e) => {

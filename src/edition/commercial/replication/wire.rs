@@ -193,6 +193,9 @@ pub struct GroupMemberItem {
     pub group_id: String,
     pub user_id: String,
     pub deleted: bool,
+    /// A pending grant (absent from older POPs: confirmed).
+    #[serde(default)]
+    pub pending: bool,
     #[serde(flatten)]
     pub stamp: Stamp,
 }
