@@ -25,6 +25,6 @@ pub mod poll;
 pub mod primary;
 pub mod process;
 pub mod raw;
-pub mod upstream;
 #[cfg(feature = "commercial")]
 pub mod stand_in;
+pub mod upstream;

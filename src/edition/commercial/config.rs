@@ -36,6 +36,7 @@ struct RawConfig {
     auth: Option<RawAuth>,
     replication: Option<RawReplication>,
     control_plane: Option<RawControlPlane>,
+    siem: Option<super::siem::config::RawSiem>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +96,8 @@ pub struct PopConfig {
     pub batch_size: usize,
     pub max_retries: u32,
     pub control_plane: Option<ControlPlane>,
+    /// Where this POP streams its audit trail (none when `siem` is absent).
+    pub siem: super::siem::config::SiemConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -218,7 +221,7 @@ pub enum ConfigError {
     )]
     Unreadable { path: PathBuf, reason: String },
     #[error(
-        "{path}: not a valid replication config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, and an unknown-key message lists those allowed in its section"
+        "{path}: not a valid replication config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, siem, and an unknown-key message lists those allowed in its section"
     )]
     Syntax { path: PathBuf, message: String },
     #[error("{}", render(path, "replication config", problems))]
@@ -618,6 +621,8 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
         })
     });
 
+    let siem = super::siem::config::validate(&mut r, path, raw.siem);
+
     if !r.0.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
@@ -634,6 +639,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
         batch_size,
         max_retries,
         control_plane,
+        siem,
     })
 }
 

@@ -243,6 +243,8 @@ async fn push_audit(w: &Worker, live: &Live) -> Result<(), String> {
             watermark: None,
             audit: items,
             audit_head: head,
+            protocol: Some(PROTOCOL_VERSION),
+            epoch: Some(w.lease.epoch()),
         };
         let ack = send(
             client,
