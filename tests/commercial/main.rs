@@ -12,6 +12,7 @@ mod pop_auth;
 mod pop_token;
 mod reload;
 mod roles;
+mod siem;
 mod signals;
 mod startup;
 mod tarpit;
