@@ -590,3 +590,97 @@ fn bad_siem_config_is_refused_with_key_and_fix() {
     assert!(!out.status.success(), "{out}");
     assert!(out.stderr.contains("endpoint"), "{out}");
 }
+
+/// SIGHUP swaps the sinks: a sink added by a reload receives the whole trail from its own
+/// cursor; the one removed stops receiving.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_sinks() {
+    let siem_ca = Ca::new("SIEM CA");
+    let leaf = siem_ca.leaf("collector");
+    let first = Receiver::new(Kind::Syslog, &leaf).await;
+    let second = Receiver::new(Kind::Http, &leaf).await;
+    let pop = Pop::new();
+    let ca = ca_file(&pop, "siem-ca.crt", &siem_ca);
+    let bearer = token_file(&pop, "collector.token", "bearer-token-1234\n");
+    let y = config_yaml(&pop, "primary", &Opts::default());
+    pop.write_config(&format!(
+        "{y}siem:\n  sinks:\n    - {{name: one, type: syslog, address: \"127.0.0.1:{}\", ca_file: {ca}, format: json}}\n",
+        first.addr.port()
+    ));
+    let mut v = pop.start();
+    let c = pop.client();
+    write_entries(&c, &v, "a", 3).await;
+    let upto = api_events(&c, &v).await.last().map(plain_seq).unwrap();
+    delivered_in_order(&first, plain_seq, upto, "the first sink").await;
+    assert!(second.got().is_empty());
+
+    pop.write_config(&format!(
+        "{y}siem:\n  sinks:\n    - {{name: two, type: http, url: \"https://127.0.0.1:{}/in\", token_file: {bearer}, ca_file: {ca}, format: json}}\n",
+        second.addr.port()
+    ));
+    v.sighup();
+    assert!(v.wait_stderr("sink=two", RELOAD_TIMEOUT), "{}", v.stderr());
+    let before = first.got().len();
+    write_entries(&c, &v, "b", 3).await;
+    let upto = api_events(&c, &v).await.last().map(plain_seq).unwrap();
+    delivered_in_order(&second, plain_seq, upto, "the sink added by SIGHUP").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The removed sink saw at most the reload's own event, sent before it was stopped.
+    assert!(
+        first.got().len() <= before + 1,
+        "the removed sink still receives"
+    );
+    v.stop(Duration::from_secs(10));
+}
+
+/// Events that retention deleted before a sink had them are skipped, counted and alerted;
+/// delivery goes on from the first kept event without a further gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_pruned_before_delivery_are_skipped_counted_and_alerted() {
+    let siem_ca = Ca::new("SIEM CA");
+    let leaf = siem_ca.leaf("collector");
+    let mut r = Receiver::new(Kind::Http, &leaf).await;
+    r.stop();
+    let pop = Pop::new();
+    let ca = ca_file(&pop, "siem-ca.crt", &siem_ca);
+    let bearer = token_file(&pop, "collector.token", "bearer-token-1234\n");
+    let y = config_yaml(&pop, "primary", &Opts::default());
+    pop.write_config(&format!(
+        "{y}siem:\n  sinks:\n    - {{name: late, type: http, url: \"https://127.0.0.1:{}/in\", token_file: {bearer}, ca_file: {ca}, format: json, retry_max_seconds: 1}}\n",
+        r.addr.port()
+    ));
+    let mut v = pop.start();
+    let c = pop.client();
+    write_entries(&c, &v, "old", 5).await;
+    v.stop(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Retention of 1 s deletes all but the newest event at start.
+    let mut cmd = pop.serve_cmd();
+    cmd.args(["--audit-retention", "1s"]);
+    let v = Vault::start(&mut cmd, &pop.data);
+    write_entries(&c, &v, "new", 2).await;
+    let kept = api_events(&c, &v).await;
+    let first_kept = plain_seq(&kept[0]);
+    assert!(first_kept > 1, "retention deleted nothing: {kept:?}");
+    r.start().await;
+    assert!(
+        v.wait_stderr("alert=\"siem_events_pruned\"", WAIT),
+        "{}",
+        v.stderr()
+    );
+    let upto = plain_seq(kept.last().unwrap());
+    wait_for(WAIT, "the kept events delivered", || async {
+        let seqs = r.seqs(plain_seq);
+        if seqs.contains(&upto) {
+            Ok(())
+        } else {
+            Err(seqs)
+        }
+    })
+    .await;
+    let seqs = r.seqs(plain_seq);
+    assert_eq!(seqs[0], first_kept, "{seqs:?}");
+    let h = health(&c, &v.url).await;
+    let s = &h["replication"]["siem"]["sinks"][0];
+    assert_eq!(s["skipped"].as_i64().unwrap(), first_kept - 1, "{s}");
+}
