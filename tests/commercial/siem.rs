@@ -335,7 +335,12 @@ async fn sinks_receive_framed_events_in_each_format() {
 
     // Samples as received (the README shows these).
     let sample = |r: &Receiver| r.got().last().map(|g| g.body.clone()).unwrap_or_default();
-    eprintln!("syslog: {}\njson: {}\nhec: {}", sample(&syslog), sample(&json), sample(&hec));
+    eprintln!(
+        "syslog: {}\njson: {}\nhec: {}",
+        sample(&syslog),
+        sample(&json),
+        sample(&hec)
+    );
     // Syslog: RFC 5424 header, the audit facility, structured data with the seq and hash.
     let first = &syslog.got()[0].body;
     assert!(

@@ -214,13 +214,15 @@ impl Run {
 
     /// Syslog: writes that the connection outlived by `CONFIRM_AFTER` are delivered.
     async fn confirm(&mut self) -> Result<(), String> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
         let Conn::Syslog(s) = &mut self.conn else {
             return Ok(());
         };
         if !s.alive().await {
+            if self.pending.is_empty() {
+                // Closed while idle (collectors drop quiet connections): connect again.
+                self.conn = Conn::None;
+                return Ok(());
+            }
             return Err(
                 "the syslog collector closed the connection; unconfirmed events are sent again"
                     .into(),
