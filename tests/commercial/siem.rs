@@ -151,10 +151,7 @@ async fn read_frames(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         // RFC 5425: MSG-LEN SP SYSLOG-MSG, MSG-LEN in octets without leading zeros.
-        loop {
-            let Some(sp) = buf.iter().position(|b| *b == b' ') else {
-                break;
-            };
+        while let Some(sp) = buf.iter().position(|b| *b == b' ') {
             let len_text = String::from_utf8_lossy(&buf[..sp]).to_string();
             let Ok(len) = len_text.parse::<usize>() else {
                 bad.lock().unwrap().push(len_text);

@@ -22,7 +22,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 
 enum Conn {
     None,
-    Syslog(Syslog),
+    Syslog(Box<Syslog>),
     Http(Http),
 }
 
@@ -182,7 +182,7 @@ impl Run {
                         ));
                     }
                     if matches!(self.conn, Conn::None) {
-                        self.conn = Conn::Syslog(Syslog::connect(&self.sink).await?);
+                        self.conn = Conn::Syslog(Box::new(Syslog::connect(&self.sink).await?));
                     }
                     let Conn::Syslog(s) = &mut self.conn else {
                         unreachable!("connected above")
