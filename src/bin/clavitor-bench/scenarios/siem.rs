@@ -232,18 +232,21 @@ fn writes(ctx: &Ctx, addr: SocketAddr, owner: String) -> Result<LoadResult> {
     Ok(r)
 }
 
-/// Waits until `seen` holds `seq`; the time it took.
-fn wait_seq(seen: &Seen, seq: i64, started: Instant) -> Result<Duration> {
-    while seen.max_seq.load(Ordering::Relaxed) < seq {
-        if started.elapsed() > DRAIN {
-            bail!(
-                "a collector got seq {} of {seq} within {DRAIN:?}",
-                seen.max_seq.load(Ordering::Relaxed)
-            );
+/// Waits until both collectors hold `seq`; when each did, from `started`.
+fn wait_both(seen: [&Seen; 2], seq: i64, started: Instant) -> Result<[Duration; 2]> {
+    let mut took: [Option<Duration>; 2] = [None, None];
+    while took.iter().any(Option::is_none) {
+        for (i, s) in seen.iter().enumerate() {
+            if took[i].is_none() && s.max_seq.load(Ordering::Relaxed) >= seq {
+                took[i] = Some(started.elapsed());
+            }
         }
-        std::thread::sleep(Duration::from_millis(5));
+        if started.elapsed() > DRAIN {
+            bail!("the collectors did not get seq {seq} within {DRAIN:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
-    Ok(started.elapsed())
+    Ok(took.map(Option::unwrap_or_default))
 }
 
 impl Scenario for Siem {
@@ -285,19 +288,26 @@ impl Scenario for Siem {
         std::fs::write(&pop.config, pristine)?;
         let backlog_collectors = Collectors::start(&ca)?;
         add_sinks(&pop, &ca, &backlog_collectors, "-replay")?;
-        let started = Instant::now();
         let server = ctx.spawn(
             "siem-replay",
             pop.serve_command(&ctx.clavitor, "127.0.0.1:0"),
         )?;
+        // From "listening": the sinks start at the same moment; start-up is not theirs.
+        let started = Instant::now();
         // The last event written before the restart; the restart appends none of its own.
         let last = on.ok as i64;
         ctx.progress(
             self.name(),
             &format!("replaying a backlog of at least {last} events to both sinks"),
         );
-        let syslog_took = wait_seq(&backlog_collectors.syslog_seen, last, started)?;
-        let http_took = wait_seq(&backlog_collectors.http_seen, last, started)?;
+        let [syslog_took, http_took] = wait_both(
+            [
+                &backlog_collectors.syslog_seen,
+                &backlog_collectors.http_seen,
+            ],
+            last,
+            started,
+        )?;
         server.stop()?;
         let rate = |seen: &Seen, took: Duration| {
             seen.events.load(Ordering::Relaxed) as f64 / took.as_secs_f64()
