@@ -9,7 +9,7 @@ cargo build --release --bin clavitor
 bin=target/release/clavitor
 "$bin" --version | grep -q '(community)' || { echo "FAIL: $bin is not a community build"; exit 1; }
 fail=0
-for word in tarpit replicat telemetry control_plane /v1/alerts scim; do
+for word in tarpit replicat telemetry control_plane /v1/alerts scim siem; do
   if strings "$bin" | grep -qi -- "$word"; then
     echo "FAIL: community binary contains '$word':"
     strings "$bin" | grep -i -- "$word" | head -3 | cut -c1-160

@@ -179,6 +179,18 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 7: how far each outbound audit stream (a Commercial sink) has been acknowledged, keyed by
+    // the sink's name. This POP's own bookkeeping: never replicated.
+    r#"
+    CREATE TABLE stream_cursors (
+        sink       TEXT PRIMARY KEY,
+        acked_seq  INTEGER NOT NULL,     -- every event up to this seq was acknowledged
+        delivered  INTEGER NOT NULL DEFAULT 0,
+        resent     INTEGER NOT NULL DEFAULT 0,   -- events sent again after a crash or outage
+        skipped    INTEGER NOT NULL DEFAULT 0,   -- events deleted by retention before delivery
+        updated_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {

@@ -13,6 +13,7 @@ mod pop_token;
 mod reload;
 mod roles;
 mod scim;
+mod siem;
 mod signals;
 mod startup;
 mod tarpit;

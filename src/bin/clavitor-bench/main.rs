@@ -48,7 +48,7 @@ struct Cli {
     /// Run only these scenarios (repeatable): reads, writes, cold-start, import, idle-connections.
     #[cfg_attr(
         feature = "commercial",
-        doc = "This Commercial build adds replication-lag, catch-up, replication-throughput, tarpit."
+        doc = "This Commercial build adds replication-lag, catch-up, replication-throughput, tarpit, siem."
     )]
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,

@@ -37,6 +37,7 @@ struct RawConfig {
     replication: Option<RawReplication>,
     control_plane: Option<RawControlPlane>,
     scim: Option<RawScim>,
+    siem: Option<super::siem::config::RawSiem>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +106,8 @@ pub struct PopConfig {
     /// The bearer token of the identity provider on `/scim/v2` (`scim.token_file`); `None`:
     /// SCIM is off.
     pub scim_token: Option<Token>,
+    /// Where this POP streams its audit trail (none when `siem` is absent).
+    pub siem: super::siem::config::SiemConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -228,7 +231,7 @@ pub enum ConfigError {
     )]
     Unreadable { path: PathBuf, reason: String },
     #[error(
-        "{path}: not a valid replication config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, and an unknown-key message lists those allowed in its section"
+        "{path}: not a valid replication config:\n{message}\nFix: correct the marked line; the keys allowed at the top level are pop_id, region, role, backup_pop, primary_pop, auth, replication, control_plane, siem, and an unknown-key message lists those allowed in its section"
     )]
     Syntax { path: PathBuf, message: String },
     #[error("{}", render(path, "replication config", problems))]
@@ -651,6 +654,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
             None
         }
     });
+    let siem = super::siem::config::validate(&mut r, path, raw.siem);
 
     if !r.0.is_empty() {
         return Err(ConfigError::Invalid {
@@ -669,6 +673,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<PopConfig, ConfigError> {
         batch_size,
         max_retries,
         control_plane,
+        siem,
     })
 }
 

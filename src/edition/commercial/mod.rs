@@ -10,6 +10,7 @@ mod peer;
 mod replication;
 mod schema;
 mod scim;
+mod siem;
 mod tarpit;
 mod tls;
 
@@ -190,6 +191,8 @@ struct Commercial {
     grant: Mutex<Option<Grant>>,
     /// This edition itself, for handlers that raise alerts.
     me: std::sync::Weak<Commercial>,
+    /// The audit trail's SIEM sinks.
+    siem: siem::Siem,
 }
 
 /// Builds the HTTPS server config, and checks now that the same certificate can also
@@ -309,8 +312,17 @@ pub async fn start(
             lease: lease.clone(),
             grant: Mutex::new(grant),
             me: me.clone(),
+            siem: siem::Siem::new(
+                vault.store().clone(),
+                alert_fn(me.clone()),
+                shutdown.clone(),
+            ),
         }
     });
+    let live_now = edition.snapshot();
+    edition
+        .siem
+        .start(&live_now.config.siem, &live_now.config.pop_id);
     control_plane::spawn_reporter(
         edition.clone(),
         control_plane::Report::Heartbeat,
@@ -333,6 +345,17 @@ pub async fn start(
     });
     spawn_reloader(edition.clone(), shutdown);
     Ok(edition)
+}
+
+/// Raises operator alerts through the edition while it lives.
+fn alert_fn(me: std::sync::Weak<Commercial>) -> siem::AlertFn {
+    Arc::new(
+        move |kind: &str, message: &str, details: serde_json::Value| {
+            if let Some(e) = me.upgrade() {
+                e.alert_operator(kind, message, details);
+            }
+        },
+    )
 }
 
 fn spawn_reloader(edition: Arc<Commercial>, shutdown: CancellationToken) {
@@ -414,6 +437,7 @@ impl Commercial {
         let mut report = self.status.report(role, backlog, committed, watermark);
         report["epoch"] = serde_json::json!(self.lease.epoch());
         report["lease"] = self.lease.report();
+        report["siem"] = self.siem.report().await;
         report
     }
 
@@ -439,6 +463,8 @@ impl Commercial {
         let live = Live::build(config).map_err(|e| e.to_string())?;
         self.tls.replace(new_tls);
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        let now = self.snapshot();
+        self.siem.start(&now.config.siem, &now.config.pop_id);
         self.vault.set_writable(primary);
         if !primary {
             self.lease.drop_lease();
@@ -622,7 +648,7 @@ impl Edition for Commercial {
             let live = self.snapshot();
             let role = live.config.role_name();
             let replication = self.replication_numbers(role == "primary").await.ok();
-            Some(metrics::registry(metrics::Snapshot {
+            let mut registry = metrics::registry(metrics::Snapshot {
                 pop_id: live.config.pop_id.clone(),
                 role,
                 replication,
@@ -631,7 +657,9 @@ impl Edition for Commercial {
                 tarpit_held: self.tarpit.held(),
                 tarpit_cap: self.tarpit.cap(),
                 tarpit_saturated: self.tarpit.saturated(),
-            }))
+            });
+            self.siem.register(&mut registry).await;
+            Some(registry)
         })
     }
 

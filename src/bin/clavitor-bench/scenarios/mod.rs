@@ -17,6 +17,8 @@ mod replication_lag;
 #[cfg(feature = "commercial")]
 mod replication_throughput;
 #[cfg(feature = "commercial")]
+mod siem;
+#[cfg(feature = "commercial")]
 mod tarpit;
 mod writes;
 
@@ -54,6 +56,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(replication_throughput::ReplicationThroughput),
         #[cfg(feature = "commercial")]
         Box::new(tarpit::Tarpit),
+        #[cfg(feature = "commercial")]
+        Box::new(siem::Siem),
     ]
 }
 
