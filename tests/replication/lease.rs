@@ -339,8 +339,10 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
         .filter(|w| w.pop == BACKUP_ID && w.status == 201)
         .filter_map(|w| w.id.clone())
         .collect();
+    // The new primary retries its old peer with a growing backoff while cut off (1 s, 2 s,
+    // 4 s, ...): after healing, its next attempt may be some seconds away.
     c.api
-        .wait_has(&c.p.url, &c.owner, &new_writes, CONVERGE)
+        .wait_has(&c.p.url, &c.owner, &new_writes, Duration::from_secs(75))
         .await;
     // The writes it kept but did not acknowledge are still in its database, owed (they would
     // replicate if it were promoted again), and not on the new primary.

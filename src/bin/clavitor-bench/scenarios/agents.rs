@@ -176,14 +176,16 @@ impl Scenario for Agents {
         );
         let cli = |args: &[&str]| -> Result<Duration> {
             let mut cmd = std::process::Command::new(&ctx.clavitor);
-            // The global flags go before the subcommand: after `run ... --` they would be
-            // the child's arguments.
-            cmd.arg("--server")
+            // The client's flags go right after the subcommand: after `run ... --` they would
+            // be the child's arguments.
+            let (sub, rest) = args.split_first().expect("a subcommand");
+            cmd.arg(sub)
+                .arg("--server")
                 .arg(&url)
                 .arg("--token-file")
                 .arg(&token_file)
                 .args(ctx.client_args())
-                .args(args)
+                .args(rest)
                 .env_remove("CLAVITOR_TOKEN")
                 .stdout(std::process::Stdio::null());
             let started = Instant::now();
