@@ -569,6 +569,7 @@ fn with_the_proxy_on_the_only_outbound_connections_go_to_listed_hosts() {
     let http = peers.reaching(reqwest::Client::builder()).build().unwrap();
     let (base, owner) = (server.url.clone(), token.clone());
     rt.block_on(async {
+        peers.ready(&http, &base).await;
         let res = http
             .post(format!("{base}/v1/entries"))
             .bearer_auth(&owner)
