@@ -333,8 +333,18 @@ fn serve_limited(data: &Path, limit: u64, extra: &[&str]) -> Vault {
 
 /// The disk has room again: lifts the server's file-size limit.
 fn unlimit(v: &Vault) {
+    set_file_size_limit(v, libc::RLIM_INFINITY);
+}
+
+/// The disk stays full: no file of the server may grow at all. (Under the first limit, a
+/// checkpoint that truncates the WAL makes room again, and the trail rightly resumes.)
+fn full_disk(v: &Vault) {
+    set_file_size_limit(v, 0);
+}
+
+fn set_file_size_limit(v: &Vault, bytes: libc::rlim_t) {
     let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
+        rlim_cur: bytes,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: a plain syscall on our child's pid with valid pointers.
@@ -404,6 +414,7 @@ fn a_trail_that_cannot_be_written_refuses_every_request_until_it_can() {
         }
     }
     let refused = refused.expect("the file-size limit was never reached");
+    full_disk(&v);
     assert_unavailable(refused);
     assert!(!acked.is_empty());
     assert_unavailable(request(&v, "GET", "/v1/entries", Some(&owner), "r1"));

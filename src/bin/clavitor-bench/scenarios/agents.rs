@@ -281,10 +281,14 @@ impl Scenario for Agents {
                 }
             }));
         }
+        // Waited for on the runtime: with one client thread it is a current-thread runtime,
+        // which runs the watchers only while something blocks on it.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while watching.load(Ordering::Relaxed) < WATCHERS as u64 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        ctx.rt.block_on(async {
+            while watching.load(Ordering::Relaxed) < WATCHERS as u64 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
         let watching_now = watching.load(Ordering::Relaxed);
         ensure!(
             watching_now == WATCHERS as u64,
