@@ -180,6 +180,13 @@ impl IntoResponse for ApiError {
             },
         });
         let mut res = (self.status, body).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body was not read, so the connection cannot carry another request: say so,
+            // or a client reuses it and its next request dies with the closed connection.
+            // (HTTP/2 strips the header; a stream there needs none of this.)
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
