@@ -1,7 +1,7 @@
 //! The primary's replication loop.
 
 use super::super::Live;
-use super::super::config::PopRole;
+use super::super::config::{BackupPop, PopRole};
 use super::super::lease::Lease;
 use super::Status;
 use super::wire::{Ack, Batch, Item, PROTOCOL_VERSION};
@@ -121,16 +121,9 @@ async fn run(w: Arc<Worker>) {
 /// agents or scope keys travels alone, after everything before it was acknowledged, because
 /// the backup's scope keys reference its agents.
 async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
-    let PopRole::Primary { backup } = &live.config.role else {
+    let Some((backup, client, url)) = backup_endpoint(live)? else {
         return Ok(());
     };
-    let Some(client) = live.backup_client.as_ref() else {
-        return Err("no client for the backup".into());
-    };
-    let url = format!(
-        "{}/v1/replication/batch",
-        backup.url.as_str().trim_end_matches('/')
-    );
     let mut outstanding = FuturesUnordered::new();
     let mut busy: HashSet<String> = HashSet::new();
     let mut barrier = false;
@@ -219,20 +212,12 @@ async fn drain(w: &Worker, live: &Live) -> Result<(), String> {
     }
 }
 
-/// Sends this POP's audit events the backup does not hold yet, in order, after a drain that
-/// got the data across (see `audit`). Bounded per round, so a long trail does not hold data
-/// back.
+/// Sends this POP's audit events the backup does not hold yet, in order (see `audit`), from
+/// the audit loop beside the data's. Bounded per round.
 async fn push_audit(w: &Worker, live: &Live) -> Result<(), String> {
-    let PopRole::Primary { backup } = &live.config.role else {
+    let Some((backup, client, url)) = backup_endpoint(live)? else {
         return Ok(());
     };
-    let Some(client) = live.backup_client.as_ref() else {
-        return Err("no client for the backup".into());
-    };
-    let url = format!(
-        "{}/v1/replication/batch",
-        backup.url.as_str().trim_end_matches('/')
-    );
     let token = backup.token.expose();
     {
         let mut last = w.last_audit.lock().unwrap_or_else(|p| p.into_inner());
@@ -342,6 +327,23 @@ async fn push(
         .await
         .map_err(|e: store::Error| e.to_string())?;
     Ok(ids)
+}
+
+/// Where a primary pushes: its backup's settings, client and batch URL; `None` when this POP
+/// is not a primary.
+fn backup_endpoint(live: &Live) -> Result<Option<(&BackupPop, &reqwest::Client, String)>, String> {
+    let PopRole::Primary { backup } = &live.config.role else {
+        return Ok(None);
+    };
+    let client = live
+        .backup_client
+        .as_ref()
+        .ok_or_else(|| "no client for the backup".to_owned())?;
+    let url = format!(
+        "{}/v1/replication/batch",
+        backup.url.as_str().trim_end_matches('/')
+    );
+    Ok(Some((backup, client, url)))
 }
 
 /// POSTs one batch, retrying with exponential backoff and jitter.
