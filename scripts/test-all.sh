@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/supply-chain.sh
 cargo test --all-targets
-cargo test --all-targets --features commercial
+# Right after the community tests: it checks the community binary they built.
 scripts/check-community-binary.sh
+cargo test --all-targets --features commercial
