@@ -477,24 +477,17 @@ impl Vault {
     }
 
     /// A field's value for the server to use on the caller's behalf (the proxy), `use` fields
-    /// included, with the policy it was sealed under. Scopes apply as to reads.
+    /// included, with its tier and the policy it was sealed under. Scopes apply as to reads. Not
+    /// recorded here: the caller records the use once it knows where the value goes, and before
+    /// it goes there.
     pub(super) async fn use_field(
         &self,
         caller: &Caller,
         id: &EntryId,
         name: &str,
-    ) -> Result<(StoredPolicy, Zeroizing<String>), Error> {
+    ) -> Result<(String, StoredPolicy, Zeroizing<String>), Error> {
         let (row, value) = self.open_field(caller, id, name, |_, _| Ok(())).await?;
-        // Recorded before the value is used: with --audit-sync, nothing leaves unrecorded.
-        self.record_read(
-            caller
-                .audit("field.use")
-                .target(id.as_str())
-                .detail("field", name)
-                .detail("tier", row.meta.tier.as_str()),
-        )
-        .await?;
-        Ok((row.meta.policy.clone(), value))
+        Ok((row.meta.tier.clone(), row.meta.policy.clone(), value))
     }
 
     /// Finds, authorises (scopes, then `check`) and opens one field.

@@ -180,23 +180,24 @@ impl Vault {
             )));
         }
 
-        // The values, each field's hosts checked.
+        // The values, each field's hosts checked. A refused host is recorded (someone tried to
+        // send a secret where its owner did not allow it); nothing is sent.
         let mut values: HashMap<String, Zeroizing<String>> = HashMap::new();
-        let mut used: Vec<(EntryId, String)> = Vec::new();
+        let mut used: Vec<Event> = Vec::new();
         for reference in &references {
-            let (id, field, policy, value) = self.field_for_use(caller, reference).await?;
+            let (id, field, tier, policy, value) = self.field_for_use(caller, reference).await?;
+            let event = caller
+                .audit("field.use")
+                .target(id.as_str())
+                .detail("field", field.as_str())
+                .detail("tier", tier.as_str())
+                .detail("host", target.host.as_str());
             let allowed = policy
                 .allowed_hosts
                 .iter()
                 .any(|h| HostPattern::from_stored(h.clone()).matches(&target.host));
             if !allowed {
-                self.record_field_use(
-                    caller
-                        .audit("field.use")
-                        .target(format!("{id}/{field}"))
-                        .outcome(Outcome::Denied)
-                        .detail("host", target.host.clone()),
-                );
+                self.record_read(event.outcome(Outcome::Denied)).await?;
                 return Err(Error::HostNotAllowed(format!(
                     "{reference} may not be sent to {}: its allowed_hosts are [{}]; the owner sets them on the field",
                     target.host,
@@ -204,7 +205,7 @@ impl Vault {
                 )));
             }
             values.insert(reference.clone(), value);
-            used.push((id, field));
+            used.push(event);
         }
         check_address(&target)?;
 
@@ -238,8 +239,11 @@ impl Vault {
         let masker = Masker::new(values.values().map(|v| v.as_bytes()));
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| invalid("method is not valid"))?;
-        let host = target.host.clone();
-        let sent = egress
+        // Recorded before anything leaves: with --audit-sync, no value is sent unrecorded.
+        for event in used {
+            self.record_read(event).await?;
+        }
+        let answer = egress
             .send(Outbound {
                 method,
                 url: target.url,
@@ -247,25 +251,7 @@ impl Vault {
                 body,
             })
             .await;
-        let status = match &sent {
-            Ok(a) => a.status.to_string(),
-            Err(_) => "error".to_owned(),
-        };
-        for (id, field) in &used {
-            self.record_field_use(
-                caller
-                    .audit("field.use")
-                    .target(format!("{id}/{field}"))
-                    .outcome(if sent.is_ok() {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Error
-                    })
-                    .detail("host", host.clone())
-                    .detail("status", status.clone()),
-            );
-        }
-        let answer = sent?;
+        let answer = answer?;
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in answer.headers {
             let value = String::from_utf8_lossy(&masker.mask(&value)).into_owned();
@@ -285,13 +271,13 @@ impl Vault {
         })
     }
 
-    /// A referenced field's id, name, policy and value, for use. An entry is named by id or by
+    /// A referenced field's id, name, tier, policy and value, for use. An entry is named by id or by
     /// exact title among the entries the caller sees.
     async fn field_for_use(
         &self,
         caller: &Caller,
         reference: &str,
-    ) -> Result<(EntryId, String, StoredPolicy, Zeroizing<String>), Error> {
+    ) -> Result<(EntryId, String, String, StoredPolicy, Zeroizing<String>), Error> {
         let (entry, field) = parse_reference(reference).map_err(|e| invalid(e.0))?;
         let not_found = || Error::NotFound(reference.to_owned());
         let id = match EntryId::parse(entry) {
@@ -317,7 +303,7 @@ impl Vault {
             }
         };
         match self.use_field(caller, &id, field).await {
-            Ok((policy, value)) => Ok((id, field.to_owned(), policy, value)),
+            Ok((tier, policy, value)) => Ok((id, field.to_owned(), tier, policy, value)),
             Err(
                 ServiceError::EntryNotFound(_)
                 | ServiceError::EntryNotReadable(_)
@@ -326,20 +312,5 @@ impl Vault {
             ) => Err(not_found()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// AUDIT SWITCH (one call site for every `field.use` event): a proxy call changes no data,
-    /// so its events are recorded the way reads are. The audit stream's read path (events
-    /// handed to the writer without waiting, `Trail::read`) replaces this body when it is
-    /// merged; until then `crate::audit::record` needs a write transaction this path does not
-    /// have, and the event only goes to the debug log (never a value: host, status, field).
-    fn record_field_use(&self, event: Event) {
-        tracing::debug!(
-            action = event.action,
-            target = ?event.target,
-            outcome = event.outcome.as_str(),
-            details = ?event.details,
-            "audit event"
-        );
     }
 }

@@ -5,12 +5,13 @@
 use crate::common::pki::Ca;
 use crate::common::upstream::{Upstream, leaky_forms};
 use crate::helpers::{
-    TestApp, assert_error, distinctive, json_ok, send, spawn_app, spawn_app_with,
+    TestApp, assert_error, distinctive, eventually, json_ok, send, spawn_app, spawn_app_with,
 };
 use clavitor::mask::{MARKER, forms};
 use clavitor::server::ProxySettings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 use tempfile::TempDir;
 
 /// A vault with the proxy on, trusting `ca` for upstreams; the dir holds the CA file.
@@ -126,6 +127,64 @@ async fn a_use_field_is_filled_in_and_masked_in_every_form_of_the_answer() {
     .await;
     let text = json_ok(res).await.to_string();
     assert_no_form_of(&text, &secret);
+}
+
+/// The `field.use` events of the trail (the owner reads it), once `n` of them are committed.
+async fn use_events(app: &TestApp, n: usize) -> Vec<Value> {
+    let read = || async {
+        let page = json_ok(
+            app.get("/v1/audit?action=field.use&limit=100", &app.owner_token)
+                .await,
+        )
+        .await;
+        page["events"].as_array().cloned().unwrap_or_default()
+    };
+    let committed = eventually(Duration::from_secs(5), || async { read().await.len() >= n }).await;
+    let events = read().await;
+    assert!(committed, "expected {n} field.use events, got {events:?}");
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_use_and_every_refused_host_is_in_the_audit_trail() {
+    let ca = Ca::new("upstream CA");
+    let upstream = Upstream::https(&ca).await;
+    let (app, _dir) = proxy_app(&ca).await;
+    let secret = distinctive("sk-audit");
+    let agent = api_entry(&app, &secret, &["127.0.0.1"]).await;
+    let call = |r: &str, url: String| {
+        json!({"method": "GET", "url": url,
+               "headers": {"Authorization": format!("Bearer {{{{clavitor://api/{r}}}}}")}})
+    };
+
+    let res = proxy(&app, &agent, &call("key", upstream.url("/echo"))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // `elsewhere` may only go to api.example.com: refused, and recorded as a denial.
+    let res = proxy(&app, &agent, &call("elsewhere", upstream.url("/echo"))).await;
+    assert_error(res, StatusCode::FORBIDDEN, "host_not_allowed").await;
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "the refused call reached the upstream"
+    );
+
+    let events = use_events(&app, 2).await;
+    let find = |field: &str| {
+        events
+            .iter()
+            .find(|e| e["details"]["field"] == field)
+            .unwrap_or_else(|| panic!("no field.use of {field} in {events:?}"))
+    };
+    let used = find("key");
+    assert_eq!(used["outcome"], "ok", "{used}");
+    assert_eq!(used["details"]["host"], "127.0.0.1", "{used}");
+    assert_eq!(used["details"]["tier"], "credential", "{used}");
+    assert_eq!(used["actor"]["kind"], "agent", "{used}");
+    let refused = find("elsewhere");
+    assert_eq!(refused["outcome"], "denied", "{refused}");
+    assert_eq!(refused["details"]["host"], "127.0.0.1", "{refused}");
+    let text = Value::Array(events.clone()).to_string();
+    assert!(!text.contains(&secret), "a value reached the trail: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
