@@ -45,7 +45,8 @@ struct Cli {
     /// Threads for the load generator (it shares the machine with the server under test).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     client_threads: u64,
-    /// Run only these scenarios (repeatable): reads, writes, cold-start, import, idle-connections.
+    /// Run only these scenarios (repeatable): reads, writes, cold-start, import, idle-connections,
+    /// agents.
     #[cfg_attr(
         feature = "commercial",
         doc = "This Commercial build adds replication-lag, catch-up, replication-throughput, tarpit, siem."
