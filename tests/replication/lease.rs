@@ -324,7 +324,6 @@ fn owed_entries(db: &std::path::Path) -> usize {
     .expect("count owed rows") as usize
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted() {
     let t_start = Instant::now();
