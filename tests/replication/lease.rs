@@ -240,7 +240,7 @@ impl Writers {
     /// Waits (bounded) until `pop` has acknowledged at least `n` writes.
     async fn wait_acked(&self, pop: &str, n: usize) {
         wait_for(
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             &format!("{n} acknowledged writes on {pop}"),
             || async {
                 let have = self.acked(pop).len();
@@ -340,7 +340,7 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
     let promoted = cut.elapsed();
     // Clients keep writing to the new primary for some seconds: each write wakes its
     // replication loop, and each push to the cut-off old primary fails. Then it is left idle
-    // long enough for its last push to fail (a push tries 3 times within about 0.5 s).
+    // long enough for its last push to fail (these POPs try a push 3 times, within 0.5 s).
     writers.wait_acked(BACKUP_ID, 50).await;
     writers.stop_writing_to(BACKUP_ID);
     tokio::time::sleep(Duration::from_secs(1)).await;
