@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// after 6 missed ones (1.8 s), a 1 s lease (the control plane waits 1 s more for it).
 const FAILOVER: &str = "failover:\n  mode: automatic\n  heartbeat_interval_ms: 300\n  missed_heartbeats: 6\n  lease_seconds: 1\n  max_lag_versions: 100000\n";
 
+/// A healed link's convergence, with no new write to wake the new primary: its retry timer
+/// (at most 5 s) after the old primary heard of its demotion, with room for a loaded machine.
+const HEALED_WITHIN: Duration = Duration::from_secs(20);
+
 /// One write a client sent.
 #[derive(Clone, Debug)]
 struct Write {
@@ -154,23 +158,47 @@ impl Cluster {
                 .unwrap_or_default()
         )
     }
+
+    /// Started, with clients writing to both POPs and the primary acknowledging theirs.
+    async fn writing(failover: &str) -> (Self, Writers) {
+        let c = Self::start(failover).await;
+        let writers = Writers::start(&c);
+        writers.wait_acked(PRIMARY_ID, 10).await;
+        (c, writers)
+    }
+
+    /// The links of the primary (to the control plane and both ways to the backup) forward
+    /// or drop; clients reach it either way.
+    fn primary_links(&self, mode: Mode) {
+        for link in [&self.p_cp, &self.to_b, &self.to_p] {
+            link.set_mode(mode);
+        }
+    }
+
+    /// SIGKILLs the control plane; returns when it died.
+    fn kill_control_plane(&mut self) -> Instant {
+        let mut cp = self.cp.take().expect("control plane running");
+        cp.process.kill9();
+        Instant::now()
+    }
 }
 
 /// Clients writing to both POPs, every 40 ms each, until stopped.
 struct Writers {
     log: Arc<Mutex<Vec<Write>>>,
-    stop: Arc<AtomicBool>,
+    /// One per POP, with the POP it writes to.
+    stops: Vec<(&'static str, Arc<AtomicBool>)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Writers {
     fn start(c: &Cluster) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
+        let (mut stops, mut tasks) = (Vec::new(), Vec::new());
         for (pop, base) in [(PRIMARY_ID, c.p.url.clone()), (BACKUP_ID, c.b.url.clone())] {
-            let (api, owner, log, stop) =
-                (c.api.clone(), c.owner.clone(), log.clone(), stop.clone());
+            let stop = Arc::new(AtomicBool::new(false));
+            stops.push((pop, stop.clone()));
+            let (api, owner, log) = (c.api.clone(), c.owner.clone(), log.clone());
             tasks.push(tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -195,7 +223,7 @@ impl Writers {
                 }
             }));
         }
-        Self { log, stop, tasks }
+        Self { log, stops, tasks }
     }
 
     fn snapshot(&self) -> Vec<Write> {
@@ -209,8 +237,30 @@ impl Writers {
             .collect()
     }
 
+    /// Waits (bounded) until `pop` has acknowledged at least `n` writes.
+    async fn wait_acked(&self, pop: &str, n: usize) {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{n} acknowledged writes on {pop}"),
+            || async {
+                let have = self.acked(pop).len();
+                (have >= n).then_some(()).ok_or(have)
+            },
+        )
+        .await;
+    }
+
+    /// Clients stop writing to `pop` (those in flight finish).
+    fn stop_writing_to(&self, pop: &str) {
+        for (_, stop) in self.stops.iter().filter(|(p, _)| *p == pop) {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+
     async fn stop(self) -> Vec<Write> {
-        self.stop.store(true, Ordering::SeqCst);
+        for (_, stop) in &self.stops {
+            stop.store(true, Ordering::SeqCst);
+        }
         for t in self.tasks {
             let _ = t.await;
         }
@@ -227,12 +277,7 @@ fn assert_no_overlap(
     then: &str,
     logs: &dyn Fn() -> String,
 ) -> Duration {
-    let last_first = log
-        .iter()
-        .filter(|w| w.pop == first && w.status == 201)
-        .map(|w| w.answered)
-        .max()
-        .expect("the first primary acknowledged writes");
+    let last_first = last_ack(log, first);
     let first_then = log
         .iter()
         .filter(|w| w.pop == then && w.status == 201)
@@ -255,6 +300,15 @@ fn assert_no_overlap(
     first_then - last_first
 }
 
+/// When `pop`'s last acknowledged write was answered.
+fn last_ack(log: &[Write], pop: &str) -> Instant {
+    log.iter()
+        .filter(|w| w.pop == pop && w.status == 201)
+        .map(|w| w.answered)
+        .max()
+        .unwrap_or_else(|| panic!("{pop} acknowledged no write"))
+}
+
 /// Entry rows a POP's database owes its backup (read-only, beside the running POP).
 fn owed_entries(db: &std::path::Path) -> usize {
     let conn =
@@ -272,17 +326,8 @@ fn owed_entries(db: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted() {
-    let c = Cluster::start(FAILOVER).await;
-    let writers = Writers::start(&c);
-    wait_for(
-        Duration::from_secs(10),
-        "acknowledged writes on the primary",
-        || async {
-            let n = writers.acked(PRIMARY_ID).len();
-            (n >= 10).then_some(()).ok_or(n)
-        },
-    )
-    .await;
+    let t_start = Instant::now();
+    let (c, writers) = Cluster::writing(FAILOVER).await;
     assert!(
         writers.acked(BACKUP_ID).is_empty(),
         "a backup acknowledged a write"
@@ -290,19 +335,15 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
 
     // Cut the primary off from the control plane and from its backup; clients still reach it.
     let cut = Instant::now();
-    for link in [&c.p_cp, &c.to_b, &c.to_p] {
-        link.set_mode(Mode::Drop);
-    }
+    c.primary_links(Mode::Drop);
     c.wait_standing(&c.b.url, "primary", 2, "live").await;
-    wait_for(
-        Duration::from_secs(10),
-        "acknowledged writes on the new primary",
-        || async {
-            let n = writers.acked(BACKUP_ID).len();
-            (n >= 10).then_some(()).ok_or(n)
-        },
-    )
-    .await;
+    let promoted = cut.elapsed();
+    // Clients keep writing to the new primary for some seconds: each write wakes its
+    // replication loop, and each push to the cut-off old primary fails. Then it is left idle
+    // long enough for its last push to fail (these POPs try a push 3 times, within 0.5 s).
+    writers.wait_acked(BACKUP_ID, 50).await;
+    writers.stop_writing_to(BACKUP_ID);
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let log = writers.snapshot();
     let gap = assert_no_overlap(&log, PRIMARY_ID, BACKUP_ID, &|| c.logs());
     // The cut-off primary kept taking writes, committed them, and refused to acknowledge them.
@@ -311,27 +352,17 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
         .filter(|w| w.pop == PRIMARY_ID && w.sent > cut && w.code == "primary_lease_expired")
         .count();
     assert!(refused_after_cut > 0, "{log:?}");
-    let last_ack = log
-        .iter()
-        .filter(|w| w.pop == PRIMARY_ID && w.status == 201)
-        .map(|w| w.answered)
-        .max()
-        .unwrap();
+    let last = last_ack(&log, PRIMARY_ID) - cut;
     assert!(
-        last_ack - cut < Duration::from_millis(3000),
-        "the primary acknowledged writes {:?} after it was cut off (lease 1 s)",
-        last_ack - cut
-    );
-    eprintln!(
-        "cut-off primary: last acknowledgement {:?} after the cut; new primary's first {gap:?} later",
-        last_ack - cut
+        last < Duration::from_millis(3000),
+        "the primary acknowledged writes {last:?} after it was cut off (lease 1 s)"
     );
 
     // Heal: the old primary hears it was demoted, and takes the new primary's writes.
-    for link in [&c.p_cp, &c.to_b, &c.to_p] {
-        link.set_mode(Mode::Forward);
-    }
+    c.primary_links(Mode::Forward);
+    let healed = Instant::now();
     c.wait_standing(&c.p.url, "backup", 2, "none").await;
+    let demoted = healed.elapsed();
     let log = writers.stop().await;
     assert_no_overlap(&log, PRIMARY_ID, BACKUP_ID, &|| c.logs());
     let new_writes: HashSet<String> = log
@@ -339,11 +370,17 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
         .filter(|w| w.pop == BACKUP_ID && w.status == 201)
         .filter_map(|w| w.id.clone())
         .collect();
-    // The new primary retries its old peer with a growing backoff while cut off (1 s, 2 s,
-    // 4 s, ...): after healing, its next attempt may be some seconds away.
+    // Nothing was written on the new primary since before the heal, so no commit wakes its
+    // replication loop: its retry timer must bring the healed link back within seconds
+    // (it backs off to at most 5 s), however many pushes failed while it was cut.
     c.api
-        .wait_has(&c.p.url, &c.owner, &new_writes, Duration::from_secs(75))
+        .wait_has(&c.p.url, &c.owner, &new_writes, HEALED_WITHIN)
         .await;
+    eprintln!(
+        "partition: promoted {promoted:?} after the cut; the cut-off primary's last acknowledgement {last:?} after the cut, the new primary's first {gap:?} later; healed: demoted in {demoted:?}, the new writes all on the old primary in {:?}; {:?} in all",
+        healed.elapsed(),
+        t_start.elapsed()
+    );
     // The writes it kept but did not acknowledge are still in its database, owed (they would
     // replicate if it were promoted again), and not on the new primary.
     let owed = owed_entries(&c.primary.data.join("vault.db"));
@@ -408,38 +445,20 @@ async fn a_partitioned_primary_stops_acknowledging_before_its_backup_is_promoted
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_while_its_lease_holds()
 {
-    let mut c = Cluster::start(FAILOVER).await;
-    let writers = Writers::start(&c);
-    wait_for(
-        Duration::from_secs(10),
-        "acknowledged writes on the primary",
-        || async {
-            let n = writers.acked(PRIMARY_ID).len();
-            (n >= 10).then_some(()).ok_or(n)
-        },
-    )
-    .await;
-
-    let mut cp = c.cp.take().expect("control plane running");
-    cp.process.kill9();
-    let died = Instant::now();
+    let (mut c, writers) = Cluster::writing(FAILOVER).await;
+    let died = c.kill_control_plane();
     c.wait_standing(&c.p.url, "primary", 1, "expired").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let log = writers.snapshot();
-    let last_ack = log
-        .iter()
-        .filter(|w| w.pop == PRIMARY_ID && w.status == 201)
-        .map(|w| w.answered)
-        .max()
-        .unwrap();
+    let last = last_ack(&log, PRIMARY_ID);
     assert!(
-        last_ack - died < Duration::from_millis(3000),
+        last - died < Duration::from_millis(3000),
         "the primary acknowledged writes {:?} after the control plane died (lease 1 s)",
-        last_ack - died
+        last - died
     );
     assert!(
         log.iter()
-            .any(|w| w.pop == PRIMARY_ID && w.sent > last_ack && w.code == "primary_lease_expired"),
+            .any(|w| w.pop == PRIMARY_ID && w.sent > last && w.code == "primary_lease_expired"),
         "{log:?}"
     );
     assert!(
@@ -457,15 +476,7 @@ async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_whil
     c.cp = Some(cp);
     c.wait_standing(&c.p.url, "primary", 1, "live").await;
     let before = writers.acked(PRIMARY_ID).len();
-    wait_for(
-        Duration::from_secs(10),
-        "acknowledged writes again",
-        || async {
-            let n = writers.acked(PRIMARY_ID).len();
-            (n > before + 5).then_some(()).ok_or(n)
-        },
-    )
-    .await;
+    writers.wait_acked(PRIMARY_ID, before + 6).await;
     let log = writers.stop().await;
     assert!(
         !log.iter().any(|w| w.pop == BACKUP_ID && w.status == 201),
@@ -480,8 +491,7 @@ async fn when_the_control_plane_dies_roles_stay_and_the_primary_serves_only_whil
 async fn without_a_lease_a_primary_keeps_acknowledging_when_the_control_plane_dies() {
     const NO_LEASE: &str = "failover:\n  mode: manual\n  heartbeat_interval_ms: 300\n  missed_heartbeats: 6\n  lease_seconds: 0\n";
     let mut c = Cluster::start_with(NO_LEASE, "unlimited").await;
-    let mut cp = c.cp.take().expect("control plane running");
-    cp.process.kill9();
+    c.kill_control_plane();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let h = c.api.health(&c.p.url).await;
     assert_eq!(h["replication"]["lease"]["state"], "unlimited", "{h}");

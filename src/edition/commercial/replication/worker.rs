@@ -20,8 +20,12 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Entry batches on their way to the backup (or being marked) at once.
 const IN_FLIGHT: usize = 4;
+/// Between failed drains. Every commit also wakes the loop, and each failure doubles the wait,
+/// so a busy primary reaches the cap within seconds of losing its backup; the cap is what a
+/// healed link with nothing new to send waits for, so it stays a few seconds (a failed drain
+/// costs its `max_retries` attempts, cheap against a backup that is down).
 const SLOW_RETRY_MIN: Duration = Duration::from_secs(1);
-const SLOW_RETRY_MAX: Duration = Duration::from_secs(60);
+const SLOW_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Audit events are sent at least this often (reads commit no data, so wake nothing).
 const AUDIT_EVERY: Duration = Duration::from_secs(1);
 const AUDIT_BATCHES_PER_DRAIN: usize = 8;
