@@ -191,6 +191,20 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 8: invites and the provisioner's marks carry version and updated_at like every other row
+    // another copy of the data must order (the Commercial backup takes them over on failover).
+    // Rows from before share one fresh version; updated_at is their last change.
+    r#"
+    ALTER TABLE invites ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE invites ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE provisioned ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE provisioned ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    UPDATE sequence SET value = value + 1 WHERE name = 'version';
+    UPDATE invites SET updated_at = max(created_at, coalesce(used_at, 0)),
+        version = (SELECT value FROM sequence WHERE name = 'version');
+    UPDATE provisioned SET updated_at = created_at,
+        version = (SELECT value FROM sequence WHERE name = 'version');
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
