@@ -669,6 +669,18 @@ mod tests {
         })
     }
 
+    /// `base` with each case's fields replaced is refused, the message saying the case's text.
+    fn refused(base: &Value, cases: &[(Value, &str)]) {
+        for (patch, expect) in cases {
+            let mut item = base.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                item[k] = v.clone();
+            }
+            let e = one(item).expect_err(expect).to_string();
+            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
+        }
+    }
+
     /// Each row the hostile client pushed, and rows like them, is refused naming the rule.
     #[test]
     fn hostile_rows_are_refused() {
@@ -694,14 +706,7 @@ mod tests {
             (json!({"updated_at": -5}), "updated_at -5"),
             (json!({"origin": "../x"}), "origin"),
         ];
-        for (patch, expect) in cases {
-            let mut a = valid_agent();
-            for (k, v) in patch.as_object().unwrap() {
-                a[k] = v.clone();
-            }
-            let e = one(a).expect_err(expect).to_string();
-            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
-        }
+        refused(&valid_agent(), &cases);
         let entry_cases: Vec<(Value, &str)> = vec![
             (json!({"id": "../../etc"}), "not a UUID"),
             (json!({"meta": b64(4)}), "meta is 4 bytes"),
@@ -729,14 +734,7 @@ mod tests {
             ),
             (json!({"deleted": true}), "a deleted entry carries no meta"),
         ];
-        for (patch, expect) in entry_cases {
-            let mut e = valid_entry();
-            for (k, v) in patch.as_object().unwrap() {
-                e[k] = v.clone();
-            }
-            let err = one(e).expect_err(expect).to_string();
-            assert!(err.contains(expect), "{err:?} does not say {expect:?}");
-        }
+        refused(&valid_entry(), &entry_cases);
         let key = json!({"kind": "scope_key", "scope": "deploy", "agent_id": uuid::Uuid::now_v7().to_string(),
                          "wrapped": b64(12), "version": 2, "updated_at": 1, "origin": "calgary-01"});
         assert!(
@@ -747,31 +745,27 @@ mod tests {
         );
         // People: a user without a role, a kind that is none, a bad key pair, groups and
         // memberships with bad ids or scopes.
-        for (patch, expect) in [
-            (json!({"principal_kind": "user"}), "a user has no role"),
-            (
-                json!({"principal_kind": "god"}),
-                "is not owner, user or agent",
-            ),
-            (json!({"role": "admin"}), "only users have a role"),
-            (
-                json!({"principal_kind": "user", "role": "admin", "email": "x y"}),
-                "email",
-            ),
-            (
-                json!({"public_key": b64(31), "sealed_private_key": b64(61)}),
-                "public_key is 31",
-            ),
-            (json!({"public_key": b64(32)}), "needs both"),
-            (json!({"creator_id": "nope"}), "creator_id"),
-        ] {
-            let mut a = valid_agent();
-            for (k, v) in patch.as_object().unwrap() {
-                a[k] = v.clone();
-            }
-            let e = one(a).expect_err(expect).to_string();
-            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
-        }
+        refused(
+            &valid_agent(),
+            &[
+                (json!({"principal_kind": "user"}), "a user has no role"),
+                (
+                    json!({"principal_kind": "god"}),
+                    "is not owner, user or agent",
+                ),
+                (json!({"role": "admin"}), "only users have a role"),
+                (
+                    json!({"principal_kind": "user", "role": "admin", "email": "x y"}),
+                    "email",
+                ),
+                (
+                    json!({"public_key": b64(31), "sealed_private_key": b64(61)}),
+                    "public_key is 31",
+                ),
+                (json!({"public_key": b64(32)}), "needs both"),
+                (json!({"creator_id": "nope"}), "creator_id"),
+            ],
+        );
         let mut user = valid_agent();
         user["principal_kind"] = json!("user");
         user["role"] = json!("member");
@@ -810,46 +804,38 @@ mod tests {
                             "code_hash": b64(32), "created_at": 1, "expires_at": 1 + day,
                             "used_at": null, "version": 2, "updated_at": 1, "origin": "calgary-01"});
         assert!(one(invite.clone()).is_ok());
-        for (patch, expect) in [
-            (json!({"user_id": "../x"}), "user_id"),
-            (json!({"code_hash": b64(31)}), "code_hash is 31 bytes"),
-            (
-                json!({"expires_at": 1}),
-                "expires_at is not after created_at",
-            ),
-            (json!({"expires_at": 2 + 30 * day}), "at most 30 days"),
-            (json!({"used_at": -1}), "used_at -1"),
-        ] {
-            let mut i = invite.clone();
-            for (k, v) in patch.as_object().unwrap() {
-                i[k] = v.clone();
-            }
-            let e = one(i).expect_err(expect).to_string();
-            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
-        }
+        refused(
+            &invite,
+            &[
+                (json!({"user_id": "../x"}), "user_id"),
+                (json!({"code_hash": b64(31)}), "code_hash is 31 bytes"),
+                (
+                    json!({"expires_at": 1}),
+                    "expires_at is not after created_at",
+                ),
+                (json!({"expires_at": 2 + 30 * day}), "at most 30 days"),
+                (json!({"used_at": -1}), "used_at -1"),
+            ],
+        );
         let mark = json!({"kind": "provisioned", "id": uuid::Uuid::now_v7().to_string(),
                           "resource": "user", "external_id": "00ujl29u0le5T6Aj10h7",
                           "created_at": 1, "version": 2, "updated_at": 1, "origin": "calgary-01"});
         assert!(one(mark.clone()).is_ok());
-        for (patch, expect) in [
-            (json!({"id": "nope"}), "not a UUID"),
-            (
-                json!({"resource": "owner"}),
-                "resource \"owner\" is not user or group",
-            ),
-            (
-                json!({"external_id": "x".repeat(crate::api::BODY_LIMIT + 1)}),
-                "external_id is",
-            ),
-            (json!({"created_at": -1}), "created_at -1"),
-        ] {
-            let mut m = mark.clone();
-            for (k, v) in patch.as_object().unwrap() {
-                m[k] = v.clone();
-            }
-            let e = one(m).expect_err(expect).to_string();
-            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
-        }
+        refused(
+            &mark,
+            &[
+                (json!({"id": "nope"}), "not a UUID"),
+                (
+                    json!({"resource": "owner"}),
+                    "resource \"owner\" is not user or group",
+                ),
+                (
+                    json!({"external_id": "x".repeat(crate::api::BODY_LIMIT + 1)}),
+                    "external_id is",
+                ),
+                (json!({"created_at": -1}), "created_at -1"),
+            ],
+        );
 
         // Messages describe secrets by length only.
         let mut a = valid_agent();
