@@ -283,4 +283,39 @@ mod tests {
             .is_err()
         );
     }
+    /// Invites and provisioner marks from before migration 8 get a version above every version
+    /// already handed out (a backup refuses version 0) and their last change as `updated_at`.
+    #[test]
+    fn migration_8_versions_invites_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v7.db");
+        let mut c = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..7] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 7).unwrap();
+        c.execute_batch(
+            "UPDATE sequence SET value = 41 WHERE name = 'version';
+             INSERT INTO agents (id, name, token_hash, scopes, ip_allowlist, created_at, updated_at, version, kind, role)
+               VALUES ('u', 'bo', x'03', '[]', '[]', 1, 1, 5, 'user', 'member');
+             INSERT INTO invites (user_id, code_hash, created_at, expires_at, used_at)
+               VALUES ('u', x'01', 100, 200, 150);
+             INSERT INTO provisioned (id, kind, external_id, created_at) VALUES ('u', 'user', 'x', 120);",
+        )
+        .unwrap();
+        migrate(&mut c, &path).unwrap();
+        let row = |sql: &str| -> (i64, i64) {
+            c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        assert_eq!(row("SELECT version, updated_at FROM invites"), (42, 150));
+        assert_eq!(
+            row("SELECT version, updated_at FROM provisioned"),
+            (42, 120)
+        );
+        assert_eq!(
+            row("SELECT value, value FROM sequence WHERE name = 'version'"),
+            (42, 42)
+        );
+    }
 }
