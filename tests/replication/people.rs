@@ -105,7 +105,8 @@ async fn failover_keeps_invites_and_their_single_use() {
 }
 
 /// The identity provider deprovisions, on the promoted POP, a user it created on the old
-/// primary: the SCIM token still manages it there (200), and the user's token stops there.
+/// primary: the SCIM token still manages it there (200), and the user's token stops there;
+/// the group it created there is still its own to delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_keeps_what_scim_created_so_deprovisioning_works() {
     let pair = Pair::new(Opts {
@@ -141,6 +142,18 @@ async fn failover_keeps_what_scim_created_so_deprovisioning_works() {
         None,
     )
     .await;
+    let group = ok(
+        &api,
+        Method::POST,
+        &format!("{p}/scim/v2/Groups"),
+        &scim,
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                     "displayName": "Engineering"}),
+        ),
+    )
+    .await;
+    let group = group["id"].as_str().expect("SCIM group id").to_owned();
     let dee_token = fresh_token();
     let (st, v) = redeem(&api, &p, invite["code"].as_str().unwrap(), &dee_token).await;
     assert_eq!(st, 200, "{v}");
@@ -186,4 +199,14 @@ async fn failover_keeps_what_scim_created_so_deprovisioning_works() {
     assert_eq!(v["active"], false, "{v}");
     let (st, v) = me(&api, &b, &dee_token).await;
     assert_eq!(st, 401, "a deprovisioned user's token: {v}");
+    // And it still owns the group it created there: it may delete it.
+    let (st, v) = api
+        .call(
+            Method::DELETE,
+            &format!("{b}/scim/v2/Groups/{group}"),
+            &scim,
+            None,
+        )
+        .await;
+    assert_eq!(st, 204, "deleting its own group on the promoted POP: {v}");
 }
