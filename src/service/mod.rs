@@ -30,7 +30,9 @@ pub use entitlement::drop_unentitled;
 pub use entries::{EntryView, FieldView};
 pub use grants::{GrantRef, PendingGrant};
 pub use groups::{GroupView, MemberAdded};
-pub use invites::{DEFAULT_TTL_SECS as INVITE_TTL_SECS, Invite, Redeemed};
+pub use invites::{
+    DEFAULT_TTL_SECS as INVITE_TTL_SECS, Invite, MAX_TTL_SECS as INVITE_MAX_TTL_SECS, Redeemed,
+};
 pub use key_check::{check_master_key, seal_key_check};
 pub use replicated::ReplicatedField;
 pub use users::{UserChange, UserCreated, UserView};

@@ -1,5 +1,5 @@
-//! Invites: one per user, kept as the hash of its code, used once. Not replicated: an invite
-//! is redeemed on the POP that issued it (after a failover, issue a new one).
+//! Invites: one per user, kept as the hash of its code, used once. Each write carries a
+//! version and a strictly increasing `updated_at`, so the Commercial backup keeps them.
 
 use super::{Error, next_version, now_ms};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -15,13 +15,22 @@ pub struct InviteRow {
 
 /// Issues (or replaces: a new invite voids the one before) `user`'s invite.
 pub fn put_invite(conn: &Connection, i: &InviteRow) -> Result<(), Error> {
+    let version = next_version(conn)?;
     conn.prepare_cached(
-        "INSERT INTO invites (user_id, code_hash, created_at, expires_at, used_at)
-         VALUES (?1, ?2, ?3, ?4, NULL)
+        "INSERT INTO invites (user_id, code_hash, created_at, expires_at, used_at, updated_at, version)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)
          ON CONFLICT (user_id) DO UPDATE SET code_hash = excluded.code_hash,
-            created_at = excluded.created_at, expires_at = excluded.expires_at, used_at = NULL",
+            created_at = excluded.created_at, expires_at = excluded.expires_at, used_at = NULL,
+            updated_at = max(excluded.updated_at, updated_at + 1), version = excluded.version",
     )?
-    .execute(params![i.user_id, i.code_hash, i.created_at, i.expires_at])?;
+    .execute(params![
+        i.user_id,
+        i.code_hash,
+        i.created_at,
+        i.expires_at,
+        now_ms(),
+        version
+    ])?;
     Ok(())
 }
 
@@ -44,9 +53,13 @@ pub fn get_invite(conn: &Connection, user: &str) -> Result<Option<InviteRow>, Er
 
 /// Marks `user`'s invite used. Returns false if it was used already (a race lost).
 pub fn use_invite(conn: &Connection, user: &str) -> Result<bool, Error> {
+    let version = next_version(conn)?;
     let n = conn
-        .prepare_cached("UPDATE invites SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL")?
-        .execute(params![user, now_ms()])?;
+        .prepare_cached(
+            "UPDATE invites SET used_at = ?2, updated_at = max(?2, updated_at + 1), version = ?3
+             WHERE user_id = ?1 AND used_at IS NULL",
+        )?
+        .execute(params![user, now_ms(), version])?;
     Ok(n == 1)
 }
 

@@ -1,7 +1,9 @@
 //! Which users and groups an identity provider created (and may therefore manage), with the
-//! provider's own id for them. Not replicated (see the README's provisioning section).
+//! provider's own id for them. Each write carries a version and a strictly increasing
+//! `updated_at`, so the Commercial backup keeps them: after a failover the provider still
+//! manages what it created.
 
-use super::{Error, now_ms};
+use super::{Error, next_version, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Records that a provisioner made `id` (`kind`: `user` or `group`).
@@ -11,11 +13,14 @@ pub fn mark(
     kind: &str,
     external_id: Option<&str>,
 ) -> Result<(), Error> {
+    let version = next_version(conn)?;
     conn.prepare_cached(
-        "INSERT INTO provisioned (id, kind, external_id, created_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id",
+        "INSERT INTO provisioned (id, kind, external_id, created_at, updated_at, version)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id,
+            updated_at = max(excluded.updated_at, updated_at + 1), version = excluded.version",
     )?
-    .execute(params![id, kind, external_id, now_ms()])?;
+    .execute(params![id, kind, external_id, now_ms(), version])?;
     Ok(())
 }
 

@@ -191,6 +191,20 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 8: invites and the provisioner's marks carry version and updated_at like every other row
+    // another copy of the data must order (the Commercial backup takes them over on failover).
+    // Rows from before share one fresh version; updated_at is their last change.
+    r#"
+    ALTER TABLE invites ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE invites ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE provisioned ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE provisioned ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    UPDATE sequence SET value = value + 1 WHERE name = 'version';
+    UPDATE invites SET updated_at = max(created_at, coalesce(used_at, 0)),
+        version = (SELECT value FROM sequence WHERE name = 'version');
+    UPDATE provisioned SET updated_at = created_at,
+        version = (SELECT value FROM sequence WHERE name = 'version');
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
@@ -267,6 +281,41 @@ mod tests {
                    VALUES ('u2', 'ci', x'04', '[]', '[]', 1, 1, 6, 'user', 'member')",
             )
             .is_err()
+        );
+    }
+    /// Invites and provisioner marks from before migration 8 get a version above every version
+    /// already handed out (a backup refuses version 0) and their last change as `updated_at`.
+    #[test]
+    fn migration_8_versions_invites_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v7.db");
+        let mut c = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..7] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 7).unwrap();
+        c.execute_batch(
+            "UPDATE sequence SET value = 41 WHERE name = 'version';
+             INSERT INTO agents (id, name, token_hash, scopes, ip_allowlist, created_at, updated_at, version, kind, role)
+               VALUES ('u', 'bo', x'03', '[]', '[]', 1, 1, 5, 'user', 'member');
+             INSERT INTO invites (user_id, code_hash, created_at, expires_at, used_at)
+               VALUES ('u', x'01', 100, 200, 150);
+             INSERT INTO provisioned (id, kind, external_id, created_at) VALUES ('u', 'user', 'x', 120);",
+        )
+        .unwrap();
+        migrate(&mut c, &path).unwrap();
+        let row = |sql: &str| -> (i64, i64) {
+            c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        assert_eq!(row("SELECT version, updated_at FROM invites"), (42, 150));
+        assert_eq!(
+            row("SELECT version, updated_at FROM provisioned"),
+            (42, 120)
+        );
+        assert_eq!(
+            row("SELECT value, value FROM sequence WHERE name = 'version'"),
+            (42, 42)
         );
     }
 }

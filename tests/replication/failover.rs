@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-async fn wait_role(api: &Api, base: &str, role: &str) {
+pub(crate) async fn wait_role(api: &Api, base: &str, role: &str) {
     wait_for(
         Duration::from_secs(10),
         &format!("{base} to report role {role}"),
@@ -20,7 +20,7 @@ async fn wait_role(api: &Api, base: &str, role: &str) {
 }
 
 /// SIGHUP with a backup config (of the old backup): the primary steps down.
-async fn demote_primary(pair: &Pair) {
+pub(crate) async fn demote_primary(pair: &Pair) {
     pair.primary.write_backup(BACKUP_ID);
     pair.p().sighup();
     wait_role(&pair.api, &pair.purl(), "backup").await;
@@ -28,7 +28,7 @@ async fn demote_primary(pair: &Pair) {
 
 /// SIGHUP with a primary config: the backup steps up and pushes straight to the old primary,
 /// with the token that one accepts.
-async fn promote_backup(pair: &Pair, max_retries: u32) {
+pub(crate) async fn promote_backup(pair: &Pair, max_retries: u32) {
     pair.backup.write_primary(
         &BackupRef {
             id: PRIMARY_ID,

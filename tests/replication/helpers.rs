@@ -40,6 +40,8 @@ pub struct Pop {
     /// The owner token `init` printed for this POP's own owner. Empty for a backup, which has
     /// none of its own: [`Pair::new`] sets the primary's, valid there once it replicated.
     pub owner: String,
+    /// `scim.token_file`, written into every config of this POP when set.
+    pub scim_token_file: Option<PathBuf>,
 }
 
 /// What the primary's `backup_pop` says.
@@ -71,6 +73,7 @@ impl Pop {
             token_file,
             tls: TlsFiles::write(dir.path(), "pop", leaf, ca),
             owner: String::new(),
+            scim_token_file: None,
             id,
             dir,
         }
@@ -100,8 +103,13 @@ impl Pop {
     }
 
     fn auth_yaml(&self) -> String {
+        let scim = self
+            .scim_token_file
+            .as_ref()
+            .map(|f| format!("scim:\n  token_file: {}\n", q(f)))
+            .unwrap_or_default();
         format!(
-            "auth:\n  token_file: {}\n{}",
+            "auth:\n  token_file: {}\n{}{scim}",
             q(&self.token_file),
             self.tls.yaml()
         )
@@ -447,6 +455,8 @@ pub struct Opts {
     pub backup_args: &'static [&'static str],
     /// Whether to start the backup at all (it can be started later with [`Pair::start_backup`]).
     pub start_backup: bool,
+    /// Whether both POPs serve SCIM, with one token ([`Pair::scim_token`]).
+    pub scim: bool,
 }
 
 impl Opts {
@@ -467,6 +477,7 @@ impl Default for Opts {
             max_retries: 5,
             backup_args: &[],
             start_backup: true,
+            scim: false,
         }
     }
 }
@@ -483,6 +494,8 @@ pub struct Pair {
     pub p: Option<Vault>,
     pub b: Option<Vault>,
     pub opts: Opts,
+    /// The identity provider's token on `/scim/v2` (empty without [`Opts::scim`]).
+    pub scim_token: String,
 }
 
 impl Pair {
@@ -493,6 +506,18 @@ impl Pair {
         primary.init(None);
         backup.init(Some(&primary.master_key()));
         backup.owner = primary.owner.clone();
+        let scim_token = if opts.scim {
+            // The provider keeps one token whichever POP is primary.
+            let token = token_text(32);
+            for pop in [&mut primary, &mut backup] {
+                let file = pop.path("scim.token");
+                write_file(&file, &format!("{token}\n"), 0o600);
+                pop.scim_token_file = Some(file);
+            }
+            token
+        } else {
+            String::new()
+        };
         backup.write_backup(PRIMARY_ID);
         let proxy = Proxy::start();
         let mut pair = Self {
@@ -504,6 +529,7 @@ impl Pair {
             p: None,
             b: None,
             opts,
+            scim_token,
         };
         if pair.opts.start_backup {
             pair.start_backup();

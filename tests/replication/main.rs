@@ -19,6 +19,7 @@ mod helpers;
 mod hostile;
 mod lease;
 mod outage;
+mod people;
 mod proxy;
 mod recovery_point;
 mod rotation;

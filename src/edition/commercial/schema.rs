@@ -29,6 +29,8 @@ const TABLES: &[(&str, &str)] = &[
         "group_members",
         "group_id = NEW.group_id AND user_id = NEW.user_id",
     ),
+    ("invites", "user_id = NEW.user_id"),
+    ("provisioned", "id = NEW.id"),
 ];
 
 /// A row is owed to the backup while this holds.

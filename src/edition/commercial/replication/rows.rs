@@ -2,7 +2,8 @@
 //! pushed batch on the backup (idempotent, last-write-wins).
 
 use super::wire::{
-    AgentItem, EntryItem, FieldItem, GroupItem, GroupMemberItem, Item, ScopeKeyItem, Stamp,
+    AgentItem, EntryItem, FieldItem, GroupItem, GroupMemberItem, InviteItem, Item, ProvisionedItem,
+    ScopeKeyItem, Stamp,
 };
 use crate::store;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,8 +21,9 @@ pub struct Collected {
     pub watermark: i64,
 }
 
-/// Up to `limit` owed rows, agents first (scope keys and memberships reference them), then
-/// groups, memberships, scope keys, then entries, oldest unacknowledged change first; stops early once the batch weighs `max_bytes`.
+/// Up to `limit` owed rows, agents first (scope keys, memberships and invites reference them),
+/// then groups, memberships, scope keys, invites, SCIM's marks, then entries, oldest
+/// unacknowledged change first; stops early once the batch weighs `max_bytes`.
 /// Entries in `skip` (already on their way in another batch) are passed over.
 ///
 /// Every query runs in one read transaction: a scope key committed with its agent between
@@ -45,6 +47,42 @@ pub fn collect(
     })
 }
 
+/// The batch being filled: owed rows in the order they are read, and their weight.
+struct Filling {
+    items: Vec<Item>,
+    weight: usize,
+    limit: usize,
+    max_bytes: usize,
+}
+
+impl Filling {
+    /// Adds `table`'s owed rows, first owed change first, as `item` maps each (`None`: pass
+    /// over), reading up to `extra` rows more than there is room for (the ones passed over).
+    /// Returns whether the batch is full.
+    fn take(
+        &mut self,
+        conn: &Connection,
+        table: &str,
+        columns: &str,
+        extra: usize,
+        mut item: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Option<Item>>,
+    ) -> Result<bool, store::Error> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {columns} FROM {table} WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
+        ))?;
+        let mut rows = stmt.query([(self.limit - self.items.len() + extra) as i64])?;
+        while let Some(r) = rows.next()? {
+            let Some(item) = item(r)? else { continue };
+            self.weight += item.weight();
+            self.items.push(item);
+            if self.items.len() >= self.limit || self.weight >= self.max_bytes {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 fn collect_rows(
     conn: &Connection,
     local: &str,
@@ -52,156 +90,165 @@ fn collect_rows(
     max_bytes: usize,
     skip: &HashSet<String>,
 ) -> Result<Vec<Item>, store::Error> {
-    let mut items: Vec<Item> = Vec::new();
-    let mut weight = 0usize;
-    let full = |items: &Vec<Item>, weight: usize| items.len() >= limit || weight >= max_bytes;
-    let stamp = |version: i64, updated_at: i64, origin: Option<String>| Stamp {
-        version,
-        updated_at,
-        origin: origin.unwrap_or_else(|| local.to_owned()),
+    let mut b = Filling {
+        items: Vec::new(),
+        weight: 0,
+        limit,
+        max_bytes,
     };
-
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, name, token_hash, is_owner, scopes, ip_allowlist, rate_limit_per_minute,
-                created_at, expires_at, revoked_at, version, updated_at, origin,
-                kind, role, email, creator_id, public_key, sealed_private_key, deactivated_at
-         FROM agents WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
-    ))?;
-    let mut rows = stmt.query([limit as i64])?;
-    while let Some(r) = rows.next()? {
-        let item = Item::Agent(AgentItem {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            token_hash: r.get(2)?,
-            is_owner: r.get(3)?,
-            scopes: r.get(4)?,
-            ip_allowlist: r.get(5)?,
-            rate_limit_per_minute: r.get(6)?,
-            created_at: r.get(7)?,
-            expires_at: r.get(8)?,
-            revoked_at: r.get(9)?,
-            stamp: stamp(r.get(10)?, r.get(11)?, r.get(12)?),
-            principal_kind: r.get(13)?,
-            role: r.get(14)?,
-            email: r.get(15)?,
-            creator_id: r.get(16)?,
-            public_key: r.get(17)?,
-            sealed_private_key: r.get(18)?,
-            deactivated_at: r.get(19)?,
-        });
-        weight += item.weight();
-        items.push(item);
-        if full(&items, weight) {
-            return Ok(items);
-        }
+    let stamp = |r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<Stamp> {
+        Ok(Stamp {
+            version: r.get(at)?,
+            updated_at: r.get(at + 1)?,
+            origin: r
+                .get::<_, Option<String>>(at + 2)?
+                .unwrap_or_else(|| local.to_owned()),
+        })
+    };
+    // Each table's columns end with its stamp: version, updated_at, origin.
+    let full = b.take(
+        conn,
+        "agents",
+        "id, name, token_hash, is_owner, scopes, ip_allowlist, rate_limit_per_minute,
+         created_at, expires_at, revoked_at, kind, role, email, creator_id, public_key,
+         sealed_private_key, deactivated_at, version, updated_at, origin",
+        0,
+        |r| {
+            Ok(Some(Item::Agent(AgentItem {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                token_hash: r.get(2)?,
+                is_owner: r.get(3)?,
+                scopes: r.get(4)?,
+                ip_allowlist: r.get(5)?,
+                rate_limit_per_minute: r.get(6)?,
+                created_at: r.get(7)?,
+                expires_at: r.get(8)?,
+                revoked_at: r.get(9)?,
+                principal_kind: r.get(10)?,
+                role: r.get(11)?,
+                email: r.get(12)?,
+                creator_id: r.get(13)?,
+                public_key: r.get(14)?,
+                sealed_private_key: r.get(15)?,
+                deactivated_at: r.get(16)?,
+                stamp: stamp(r, 17)?,
+            })))
+        },
+    )? || b.take(
+        conn,
+        "groups",
+        "id, name, scopes, created_at, deleted, version, updated_at, origin",
+        0,
+        |r| {
+            Ok(Some(Item::Group(GroupItem {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                scopes: r.get(2)?,
+                created_at: r.get(3)?,
+                deleted: r.get(4)?,
+                stamp: stamp(r, 5)?,
+            })))
+        },
+    )? || b.take(
+        conn,
+        "group_members",
+        "group_id, user_id, deleted, pending, version, updated_at, origin",
+        0,
+        |r| {
+            Ok(Some(Item::GroupMember(GroupMemberItem {
+                group_id: r.get(0)?,
+                user_id: r.get(1)?,
+                deleted: r.get(2)?,
+                pending: r.get(3)?,
+                stamp: stamp(r, 4)?,
+            })))
+        },
+    )? || b.take(
+        conn,
+        "scope_keys",
+        "scope, agent_id, wrapped, version, updated_at, origin",
+        0,
+        |r| {
+            Ok(Some(Item::ScopeKey(ScopeKeyItem {
+                scope: r.get(0)?,
+                agent_id: r.get(1)?,
+                wrapped: r.get(2)?,
+                stamp: stamp(r, 3)?,
+            })))
+        },
+    )? || b.take(
+        conn,
+        "invites",
+        "user_id, code_hash, created_at, expires_at, used_at, version, updated_at, origin",
+        0,
+        |r| {
+            Ok(Some(Item::Invite(InviteItem {
+                user_id: r.get(0)?,
+                code_hash: r.get(1)?,
+                created_at: r.get(2)?,
+                expires_at: r.get(3)?,
+                used_at: r.get(4)?,
+                stamp: stamp(r, 5)?,
+            })))
+        },
+    )? || b.take(
+        conn,
+        "provisioned",
+        "id, kind, external_id, created_at, version, updated_at, origin",
+        0,
+        |r| {
+            Ok(Some(Item::Provisioned(ProvisionedItem {
+                id: r.get(0)?,
+                resource: r.get(1)?,
+                external_id: r.get(2)?,
+                created_at: r.get(3)?,
+                stamp: stamp(r, 4)?,
+            })))
+        },
+    )?;
+    if full {
+        return Ok(b.items);
     }
-    drop(rows);
 
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, name, scopes, created_at, deleted, version, updated_at, origin
-         FROM groups WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
-    ))?;
-    let mut rows = stmt.query([(limit - items.len()) as i64])?;
-    while let Some(r) = rows.next()? {
-        let item = Item::Group(GroupItem {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            scopes: r.get(2)?,
-            created_at: r.get(3)?,
-            deleted: r.get(4)?,
-            stamp: stamp(r.get(5)?, r.get(6)?, r.get(7)?),
-        });
-        weight += item.weight();
-        items.push(item);
-        if full(&items, weight) {
-            return Ok(items);
-        }
-    }
-    drop(rows);
-
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT group_id, user_id, deleted, version, updated_at, origin, pending
-         FROM group_members WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
-    ))?;
-    let mut rows = stmt.query([(limit - items.len()) as i64])?;
-    while let Some(r) = rows.next()? {
-        let item = Item::GroupMember(GroupMemberItem {
-            group_id: r.get(0)?,
-            user_id: r.get(1)?,
-            deleted: r.get(2)?,
-            pending: r.get(6)?,
-            stamp: stamp(r.get(3)?, r.get(4)?, r.get(5)?),
-        });
-        weight += item.weight();
-        items.push(item);
-        if full(&items, weight) {
-            return Ok(items);
-        }
-    }
-    drop(rows);
-
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT scope, agent_id, wrapped, version, updated_at, origin
-         FROM scope_keys WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
-    ))?;
-    let mut rows = stmt.query([(limit - items.len()) as i64])?;
-    while let Some(r) = rows.next()? {
-        let item = Item::ScopeKey(ScopeKeyItem {
-            scope: r.get(0)?,
-            agent_id: r.get(1)?,
-            wrapped: r.get(2)?,
-            stamp: stamp(r.get(3)?, r.get(4)?, r.get(5)?),
-        });
-        weight += item.weight();
-        items.push(item);
-        if full(&items, weight) {
-            return Ok(items);
-        }
-    }
-    drop(rows);
-
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, meta, created_at, deleted, version, updated_at, origin
-         FROM entries WHERE {OWED} ORDER BY {FIRST_OWED} LIMIT ?1"
-    ))?;
     let mut fields = conn.prepare_cached(
         "SELECT position, name, tier, scope, ciphertext, agent_access, allowed_hosts
          FROM fields WHERE entry_id = ?1 ORDER BY position",
     )?;
-    let mut rows = stmt.query([(limit - items.len() + skip.len()) as i64])?;
-    while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        if skip.contains(&id) {
-            continue;
-        }
-        let fs = fields
-            .query_map([&id], |f| {
-                Ok(FieldItem {
-                    position: f.get(0)?,
-                    name: f.get(1)?,
-                    tier: f.get(2)?,
-                    scope: f.get(3)?,
-                    ciphertext: f.get(4)?,
-                    agent_access: f.get(5)?,
-                    allowed_hosts: f.get(6)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let item = Item::Entry(EntryItem {
-            id,
-            meta: r.get(1)?,
-            created_at: r.get(2)?,
-            deleted: r.get(3)?,
-            fields: fs,
-            stamp: stamp(r.get(4)?, r.get(5)?, r.get(6)?),
-        });
-        weight += item.weight();
-        items.push(item);
-        if full(&items, weight) {
-            break;
-        }
-    }
-    Ok(items)
+    b.take(
+        conn,
+        "entries",
+        "id, meta, created_at, deleted, version, updated_at, origin",
+        skip.len(),
+        |r| {
+            let id: String = r.get(0)?;
+            if skip.contains(&id) {
+                return Ok(None);
+            }
+            let fields = fields
+                .query_map([&id], |f| {
+                    Ok(FieldItem {
+                        position: f.get(0)?,
+                        name: f.get(1)?,
+                        tier: f.get(2)?,
+                        scope: f.get(3)?,
+                        ciphertext: f.get(4)?,
+                        agent_access: f.get(5)?,
+                        allowed_hosts: f.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(Item::Entry(EntryItem {
+                id,
+                meta: r.get(1)?,
+                created_at: r.get(2)?,
+                deleted: r.get(3)?,
+                fields,
+                stamp: stamp(r, 4)?,
+            })))
+        },
+    )?;
+    Ok(b.items)
 }
 
 /// The recovery point of a batch of `items` read at `snapshot`: the highest version `W` such
@@ -219,6 +266,8 @@ pub fn watermark(conn: &Connection, snapshot: i64, items: &[Item]) -> Result<i64
     let mut entries = HashSet::new();
     let mut groups = HashSet::new();
     let mut members = HashSet::new();
+    let mut invites = HashSet::new();
+    let mut provisioned = HashSet::new();
     for item in items {
         match item {
             Item::Agent(a) => drop(agents.insert(a.id.as_str())),
@@ -226,6 +275,8 @@ pub fn watermark(conn: &Connection, snapshot: i64, items: &[Item]) -> Result<i64
             Item::Entry(e) => drop(entries.insert(e.id.as_str())),
             Item::Group(g) => drop(groups.insert(g.id.as_str())),
             Item::GroupMember(m) => drop(members.insert((m.group_id.as_str(), m.user_id.as_str()))),
+            Item::Invite(i) => drop(invites.insert(i.user_id.as_str())),
+            Item::Provisioned(p) => drop(provisioned.insert(p.id.as_str())),
         }
     }
     let mut w = snapshot;
@@ -267,6 +318,16 @@ pub fn watermark(conn: &Connection, snapshot: i64, items: &[Item]) -> Result<i64
         ),
         &|g, u| members.contains(&(g, u)),
     )?;
+    first_unsent(
+        &format!(
+            "SELECT user_id, '', {FIRST_OWED} FROM invites WHERE {OWED} ORDER BY {FIRST_OWED}"
+        ),
+        &|id, _| invites.contains(id),
+    )?;
+    first_unsent(
+        &format!("SELECT id, '', {FIRST_OWED} FROM provisioned WHERE {OWED} ORDER BY {FIRST_OWED}"),
+        &|id, _| provisioned.contains(id),
+    )?;
     Ok(w.max(0))
 }
 
@@ -289,6 +350,8 @@ pub fn mark(conn: &Connection, items: &[Item], snapshot: i64) -> Result<(), stor
             Item::Entry(_) => ("entries", "id = ?1"),
             Item::Group(_) => ("groups", "id = ?1"),
             Item::GroupMember(_) => ("group_members", "group_id = ?1 AND user_id = ?3"),
+            Item::Invite(_) => ("invites", "user_id = ?1"),
+            Item::Provisioned(_) => ("provisioned", "id = ?1"),
         };
         let run = |sql: &str, value: i64| -> Result<usize, store::Error> {
             let mut stmt = conn.prepare_cached(sql)?;
@@ -298,6 +361,8 @@ pub fn mark(conn: &Connection, items: &[Item], snapshot: i64) -> Result<(), stor
                 Item::Entry(e) => stmt.execute(params![e.id, value])?,
                 Item::Group(g) => stmt.execute(params![g.id, value])?,
                 Item::GroupMember(m) => stmt.execute(params![m.group_id, value, m.user_id])?,
+                Item::Invite(i) => stmt.execute(params![i.user_id, value])?,
+                Item::Provisioned(p) => stmt.execute(params![p.id, value])?,
             })
         };
         let marked = run(
@@ -373,15 +438,31 @@ fn existing(
         .optional()?)
 }
 
-/// Agents, then groups, memberships (they reference both) and scope keys (they reference
-/// agents), then entries; in batch order within each.
+/// Agents, then groups, memberships (they reference both), scope keys and invites (they
+/// reference agents), SCIM's marks, then entries; in batch order within each.
 fn apply_order(item: &Item) -> u8 {
     match item {
         Item::Agent(_) => 0,
         Item::Group(_) => 1,
         Item::GroupMember(_) => 2,
         Item::ScopeKey(_) => 3,
-        Item::Entry(_) => 4,
+        Item::Invite(_) => 4,
+        Item::Provisioned(_) => 5,
+        Item::Entry(_) => 6,
+    }
+}
+
+/// Refuses a row wrapped for or issued to a principal neither the batch nor this backup holds.
+fn require_principal(conn: &Connection, id: &str, row: &str) -> Result<(), ApplyError> {
+    let known = conn
+        .prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?
+        .exists([id])?;
+    if known {
+        Ok(())
+    } else {
+        Err(ApplyError::Refused(format!(
+            "{row} is for principal {id}, which neither this batch nor this backup holds"
+        )))
     }
 }
 
@@ -434,6 +515,18 @@ pub fn apply(
                 local,
                 [&m.group_id, &m.user_id],
             )?,
+            Item::Invite(i) => existing(
+                conn,
+                "SELECT version, updated_at, origin FROM invites WHERE user_id = ?1",
+                local,
+                [&i.user_id],
+            )?,
+            Item::Provisioned(p) => existing(
+                conn,
+                "SELECT version, updated_at, origin FROM provisioned WHERE id = ?1",
+                local,
+                [&p.id],
+            )?,
         };
         if current.as_ref().is_some_and(|c| c >= stamp) {
             out.skipped += 1;
@@ -475,15 +568,7 @@ pub fn apply(
                 out.agents_changed = true;
             }
             Item::ScopeKey(k) => {
-                let agent_known = conn
-                    .prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?
-                    .exists([&k.agent_id])?;
-                if !agent_known {
-                    return Err(ApplyError::Refused(format!(
-                        "scope key {:?} is wrapped for agent {}, which neither this batch nor this backup holds",
-                        k.scope, k.agent_id
-                    )));
-                }
+                require_principal(conn, &k.agent_id, &format!("scope key {:?}", k.scope))?;
                 conn.prepare_cached(
                     "INSERT INTO scope_keys (scope, agent_id, wrapped, updated_at, version, replicated_at, origin)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)
@@ -516,6 +601,34 @@ pub fn apply(
                 )?
                 .execute(params![m.group_id, m.user_id, stamp.updated_at, stamp.version, m.deleted, stamp.origin, m.pending])?;
                 out.agents_changed = true;
+            }
+            Item::Invite(i) => {
+                require_principal(conn, &i.user_id, "an invite")?;
+                // A used code stays used: only a new code (a new invite) comes unused, so a
+                // replayed or reordered copy can never make a redeemed code work again.
+                conn.prepare_cached(
+                    "INSERT INTO invites (user_id, code_hash, created_at, expires_at, used_at, updated_at, version, replicated_at, origin)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)
+                     ON CONFLICT (user_id) DO UPDATE SET
+                        used_at = CASE WHEN code_hash = excluded.code_hash
+                            THEN coalesce(used_at, excluded.used_at) ELSE excluded.used_at END,
+                        code_hash = excluded.code_hash, created_at = excluded.created_at,
+                        expires_at = excluded.expires_at, updated_at = excluded.updated_at,
+                        version = excluded.version, replicated_at = excluded.replicated_at,
+                        origin = excluded.origin",
+                )?
+                .execute(params![i.user_id, i.code_hash, i.created_at, i.expires_at, i.used_at, stamp.updated_at, stamp.version, stamp.origin])?;
+            }
+            Item::Provisioned(p) => {
+                conn.prepare_cached(
+                    "INSERT INTO provisioned (id, kind, external_id, created_at, updated_at, version, replicated_at, origin)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)
+                     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
+                        external_id = excluded.external_id, created_at = excluded.created_at,
+                        updated_at = excluded.updated_at, version = excluded.version,
+                        replicated_at = excluded.replicated_at, origin = excluded.origin",
+                )?
+                .execute(params![p.id, p.resource, p.external_id, p.created_at, stamp.updated_at, stamp.version, stamp.origin])?;
             }
             Item::Entry(e) => {
                 conn.prepare_cached(

@@ -500,3 +500,92 @@ fn out_of_order_batches_do_not_overstate_the_recovery_point() {
         },
     ]);
 }
+
+// ---- invites and SCIM's marks ----------------------------------------------------------------
+
+fn apply_items(backup: &Connection, items: &[Item]) -> rows::Applied {
+    let tx = backup.unchecked_transaction().expect("backup tx");
+    let out = rows::apply(&tx, "zurich-01", items, None).expect("apply");
+    tx.commit().expect("backup commit");
+    out
+}
+
+fn held_invite(backup: &Connection, user: &str) -> (Vec<u8>, Option<i64>) {
+    backup
+        .query_row(
+            "SELECT code_hash, used_at FROM invites WHERE user_id = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the backup holds the invite")
+}
+
+/// An invite and SCIM's mark reach the backup. A redeemed code stays redeemed there whatever
+/// copy of its invite arrives later (an older one replayed, or one stamped later that still
+/// shows it unused); a new invite, with a new code, arrives unused.
+#[test]
+fn invites_and_scim_marks_replicate_and_a_used_code_stays_used() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let primary = database(&dir.path().join("p").tap_create());
+    let backup = database(&dir.path().join("b").tap_create());
+    let user = uuid();
+    store::agents::insert_agent(&primary, &agent_row(&user, "bo")).expect("user");
+    let now = store::now_ms();
+    let invite = |hash: u8| store::invites::InviteRow {
+        user_id: user.clone(),
+        code_hash: vec![hash; 32],
+        created_at: now,
+        expires_at: now + 3_600_000,
+        used_at: None,
+    };
+    store::invites::put_invite(&primary, &invite(1)).expect("invite");
+    store::provisioned::mark(&primary, &user, "user", Some("00ujl29u0le5T6Aj10h7")).expect("mark");
+    let unused = owed(&primary);
+    assert!(unused.iter().any(|i| matches!(i, Item::Invite(_))));
+    assert!(unused.iter().any(|i| matches!(i, Item::Provisioned(_))));
+    assert!(store::invites::use_invite(&primary, &user).expect("redeem"));
+    let used = owed(&primary);
+
+    apply_items(&backup, &used);
+    assert!(held_invite(&backup, &user).1.is_some());
+    let (resource, external): (String, Option<String>) = backup
+        .query_row(
+            "SELECT kind, external_id FROM provisioned WHERE id = ?1",
+            [&user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the backup holds SCIM's mark");
+    assert_eq!(
+        (resource.as_str(), external.as_deref()),
+        ("user", Some("00ujl29u0le5T6Aj10h7"))
+    );
+
+    // The earlier copy, replayed: older, skipped.
+    let out = apply_items(&backup, &unused);
+    assert_eq!(out.applied, 0, "{out:?}");
+    assert!(held_invite(&backup, &user).1.is_some());
+    // The same code unused, stamped later than the redemption: applied, still used.
+    let mut later = unused;
+    for item in &mut later {
+        if let Item::Invite(i) = item {
+            i.stamp.version += 1_000;
+        }
+    }
+    later.retain(|i| matches!(i, Item::Invite(_)));
+    assert_eq!(apply_items(&backup, &later).applied, 1);
+    assert!(
+        held_invite(&backup, &user).1.is_some(),
+        "a replayed copy made a used code usable again"
+    );
+
+    // A new invite replaces the used one: a new code, unused.
+    store::invites::put_invite(&primary, &invite(2)).expect("new invite");
+    let mut again = owed(&primary);
+    for item in &mut again {
+        if let Item::Invite(i) = item {
+            i.stamp.version += 2_000;
+        }
+    }
+    apply_items(&backup, &again);
+    assert_eq!(held_invite(&backup, &user), (vec![2; 32], None));
+}

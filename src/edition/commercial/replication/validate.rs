@@ -8,7 +8,8 @@
 
 use super::super::config::valid_id;
 use super::wire::{
-    AgentItem, Batch, EntryItem, FieldItem, GroupItem, GroupMemberItem, Item, ScopeKeyItem, Stamp,
+    AgentItem, Batch, EntryItem, FieldItem, GroupItem, GroupMemberItem, InviteItem, Item,
+    ProvisionedItem, ScopeKeyItem, Stamp,
 };
 use crate::crypto::{PUBLIC_KEY_LEN, SEALED_PRIVATE_KEY_LEN, WrapFormat};
 use crate::vault::{self, AgentId, EntryId, GroupId, MAX_FIELDS, Role, Scope, Tier};
@@ -17,6 +18,8 @@ use std::collections::HashSet;
 /// AES-GCM's nonce and tag: the least any sealed value can be (`crypto::Sealer`).
 pub const SEAL_OVERHEAD: usize = 12 + 16;
 const TOKEN_HASH_LEN: usize = 32;
+/// SHA-256 of an invite code (`service::invites`).
+const CODE_HASH_LEN: usize = 32;
 /// Versions stay exact in every JSON reader (2^53) and leave room to count up.
 const MAX_VERSION: i64 = 1 << 53;
 /// 9999-12-31T23:59:59.999Z: the last instant an RFC 3339 timestamp can show.
@@ -72,6 +75,8 @@ pub fn check(batch: &Batch) -> Result<(), Refusal> {
                 "group member",
                 format!("{}/{}", shown(&m.group_id), shown(&m.user_id)),
             ),
+            Item::Invite(i) => ("invite", shown(&i.user_id)),
+            Item::Provisioned(p) => ("provisioned", shown(&p.id)),
         };
         let res = stamp(item.stamp()).and_then(|()| match item {
             Item::Agent(a) => agent(a),
@@ -79,6 +84,8 @@ pub fn check(batch: &Batch) -> Result<(), Refusal> {
             Item::Entry(e) => entry(e),
             Item::Group(g) => group(g),
             Item::GroupMember(m) => group_member(m),
+            Item::Invite(i) => invite(i),
+            Item::Provisioned(p) => provisioned(p),
         });
         res.map_err(|what| Refusal::Item {
             index,
@@ -304,6 +311,47 @@ fn group_member(m: &GroupMemberItem) -> Result<(), String> {
     uuid("user_id", &m.user_id, agent_id)
 }
 
+fn invite(i: &InviteItem) -> Result<(), String> {
+    uuid("user_id", &i.user_id, agent_id)?;
+    if i.code_hash.len() != CODE_HASH_LEN {
+        return Err(format!(
+            "code_hash is {} bytes, not {CODE_HASH_LEN}",
+            i.code_hash.len()
+        ));
+    }
+    time_ms("created_at", i.created_at)?;
+    time_ms("expires_at", i.expires_at)?;
+    let max_ms = crate::service::INVITE_MAX_TTL_SECS as i64 * 1000;
+    if !(1..=max_ms).contains(&(i.expires_at - i.created_at)) {
+        return Err(format!(
+            "expires_at is not after created_at by 1 ms to {max_ms} ms (an invite lasts at most 30 days)"
+        ));
+    }
+    if let Some(t) = i.used_at {
+        time_ms("used_at", t)?;
+    }
+    Ok(())
+}
+
+fn provisioned(p: &ProvisionedItem) -> Result<(), String> {
+    match p.resource.as_str() {
+        "user" => uuid("id", &p.id, agent_id)?,
+        "group" => uuid("id", &p.id, group_id)?,
+        other => return Err(format!("resource {} is not user or group", shown(other))),
+    }
+    // The provider's own id, kept as sent: any text a request body could carry.
+    if let Some(e) = &p.external_id
+        && e.len() > crate::api::BODY_LIMIT
+    {
+        return Err(format!(
+            "external_id is {} bytes, longer than any request body ({})",
+            e.len(),
+            crate::api::BODY_LIMIT
+        ));
+    }
+    time_ms("created_at", p.created_at)
+}
+
 fn entry(e: &EntryItem) -> Result<(), String> {
     uuid("id", &e.id, entry_id)?;
     time_ms("created_at", e.created_at)?;
@@ -468,9 +516,40 @@ mod tests {
             })
     }
 
+    fn invite() -> impl Strategy<Value = Value> {
+        (
+            uuid_strategy(),
+            1..30 * 86_400_000i64,
+            any::<bool>(),
+            stamp(),
+        )
+            .prop_map(|(u, ttl, used, (v, t, o))| {
+                let t = t.min(MAX_TIME_MS - ttl);
+                json!({"kind": "invite", "user_id": u, "code_hash": b64(32), "created_at": t,
+                       "expires_at": t + ttl, "used_at": used.then_some(t), "version": v,
+                       "updated_at": t, "origin": o})
+            })
+    }
+
+    fn provisioned() -> impl Strategy<Value = Value> {
+        (
+            uuid_strategy(),
+            any::<bool>(),
+            proptest::option::of(".{0,40}"),
+            stamp(),
+        )
+            .prop_map(|(id, user, ext, (v, t, o))| {
+                json!({"kind": "provisioned", "id": id, "resource": if user { "user" } else { "group" },
+                       "external_id": ext, "created_at": t, "version": v, "updated_at": t, "origin": o})
+            })
+    }
+
     fn valid_batch() -> impl Strategy<Value = Value> {
         (
-            proptest::collection::vec(prop_oneof![agent(), scope_key(), entry()], 0..20),
+            proptest::collection::vec(
+                prop_oneof![agent(), scope_key(), entry(), invite(), provisioned()],
+                0..20,
+            ),
             proptest::option::of(0..MAX_VERSION),
         )
             .prop_map(|(items, w)| {
@@ -590,6 +669,18 @@ mod tests {
         })
     }
 
+    /// `base` with each case's fields replaced is refused, the message saying the case's text.
+    fn refused(base: &Value, cases: &[(Value, &str)]) {
+        for (patch, expect) in cases {
+            let mut item = base.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                item[k] = v.clone();
+            }
+            let e = one(item).expect_err(expect).to_string();
+            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
+        }
+    }
+
     /// Each row the hostile client pushed, and rows like them, is refused naming the rule.
     #[test]
     fn hostile_rows_are_refused() {
@@ -615,14 +706,7 @@ mod tests {
             (json!({"updated_at": -5}), "updated_at -5"),
             (json!({"origin": "../x"}), "origin"),
         ];
-        for (patch, expect) in cases {
-            let mut a = valid_agent();
-            for (k, v) in patch.as_object().unwrap() {
-                a[k] = v.clone();
-            }
-            let e = one(a).expect_err(expect).to_string();
-            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
-        }
+        refused(&valid_agent(), &cases);
         let entry_cases: Vec<(Value, &str)> = vec![
             (json!({"id": "../../etc"}), "not a UUID"),
             (json!({"meta": b64(4)}), "meta is 4 bytes"),
@@ -650,14 +734,7 @@ mod tests {
             ),
             (json!({"deleted": true}), "a deleted entry carries no meta"),
         ];
-        for (patch, expect) in entry_cases {
-            let mut e = valid_entry();
-            for (k, v) in patch.as_object().unwrap() {
-                e[k] = v.clone();
-            }
-            let err = one(e).expect_err(expect).to_string();
-            assert!(err.contains(expect), "{err:?} does not say {expect:?}");
-        }
+        refused(&valid_entry(), &entry_cases);
         let key = json!({"kind": "scope_key", "scope": "deploy", "agent_id": uuid::Uuid::now_v7().to_string(),
                          "wrapped": b64(12), "version": 2, "updated_at": 1, "origin": "calgary-01"});
         assert!(
@@ -668,31 +745,27 @@ mod tests {
         );
         // People: a user without a role, a kind that is none, a bad key pair, groups and
         // memberships with bad ids or scopes.
-        for (patch, expect) in [
-            (json!({"principal_kind": "user"}), "a user has no role"),
-            (
-                json!({"principal_kind": "god"}),
-                "is not owner, user or agent",
-            ),
-            (json!({"role": "admin"}), "only users have a role"),
-            (
-                json!({"principal_kind": "user", "role": "admin", "email": "x y"}),
-                "email",
-            ),
-            (
-                json!({"public_key": b64(31), "sealed_private_key": b64(61)}),
-                "public_key is 31",
-            ),
-            (json!({"public_key": b64(32)}), "needs both"),
-            (json!({"creator_id": "nope"}), "creator_id"),
-        ] {
-            let mut a = valid_agent();
-            for (k, v) in patch.as_object().unwrap() {
-                a[k] = v.clone();
-            }
-            let e = one(a).expect_err(expect).to_string();
-            assert!(e.contains(expect), "{e:?} does not say {expect:?}");
-        }
+        refused(
+            &valid_agent(),
+            &[
+                (json!({"principal_kind": "user"}), "a user has no role"),
+                (
+                    json!({"principal_kind": "god"}),
+                    "is not owner, user or agent",
+                ),
+                (json!({"role": "admin"}), "only users have a role"),
+                (
+                    json!({"principal_kind": "user", "role": "admin", "email": "x y"}),
+                    "email",
+                ),
+                (
+                    json!({"public_key": b64(31), "sealed_private_key": b64(61)}),
+                    "public_key is 31",
+                ),
+                (json!({"public_key": b64(32)}), "needs both"),
+                (json!({"creator_id": "nope"}), "creator_id"),
+            ],
+        );
         let mut user = valid_agent();
         user["principal_kind"] = json!("user");
         user["role"] = json!("member");
@@ -724,6 +797,45 @@ mod tests {
         let dropped = json!({"kind": "scope_key", "scope": "deploy", "agent_id": uuid::Uuid::now_v7().to_string(),
                              "wrapped": "", "version": 2, "updated_at": 1, "origin": "calgary-01"});
         assert!(one(dropped).is_ok(), "a dropped copy is empty");
+
+        // Invites and SCIM's marks.
+        let day: i64 = 86_400_000;
+        let invite = json!({"kind": "invite", "user_id": uuid::Uuid::now_v7().to_string(),
+                            "code_hash": b64(32), "created_at": 1, "expires_at": 1 + day,
+                            "used_at": null, "version": 2, "updated_at": 1, "origin": "calgary-01"});
+        assert!(one(invite.clone()).is_ok());
+        refused(
+            &invite,
+            &[
+                (json!({"user_id": "../x"}), "user_id"),
+                (json!({"code_hash": b64(31)}), "code_hash is 31 bytes"),
+                (
+                    json!({"expires_at": 1}),
+                    "expires_at is not after created_at",
+                ),
+                (json!({"expires_at": 2 + 30 * day}), "at most 30 days"),
+                (json!({"used_at": -1}), "used_at -1"),
+            ],
+        );
+        let mark = json!({"kind": "provisioned", "id": uuid::Uuid::now_v7().to_string(),
+                          "resource": "user", "external_id": "00ujl29u0le5T6Aj10h7",
+                          "created_at": 1, "version": 2, "updated_at": 1, "origin": "calgary-01"});
+        assert!(one(mark.clone()).is_ok());
+        refused(
+            &mark,
+            &[
+                (json!({"id": "nope"}), "not a UUID"),
+                (
+                    json!({"resource": "owner"}),
+                    "resource \"owner\" is not user or group",
+                ),
+                (
+                    json!({"external_id": "x".repeat(crate::api::BODY_LIMIT + 1)}),
+                    "external_id is",
+                ),
+                (json!({"created_at": -1}), "created_at -1"),
+            ],
+        );
 
         // Messages describe secrets by length only.
         let mut a = valid_agent();

@@ -112,6 +112,8 @@ pub enum Item {
     Entry(EntryItem),
     Group(GroupItem),
     GroupMember(GroupMemberItem),
+    Invite(InviteItem),
+    Provisioned(ProvisionedItem),
 }
 
 impl Item {
@@ -122,13 +124,21 @@ impl Item {
             Item::Entry(e) => &e.stamp,
             Item::Group(g) => &g.stamp,
             Item::GroupMember(m) => &m.stamp,
+            Item::Invite(i) => &i.stamp,
+            Item::Provisioned(p) => &p.stamp,
         }
     }
 
     /// Rough wire size, to keep batches well under the receiver's body limit.
     pub fn weight(&self) -> usize {
         match self {
-            Item::Agent(_) | Item::ScopeKey(_) | Item::Group(_) | Item::GroupMember(_) => 512,
+            Item::Agent(_)
+            | Item::ScopeKey(_)
+            | Item::Group(_)
+            | Item::GroupMember(_)
+            | Item::Invite(_) => 512,
+            // JSON escapes a character in at most 6 bytes.
+            Item::Provisioned(p) => 256 + p.external_id.as_ref().map_or(0, |e| e.len() * 6),
             Item::Entry(e) => {
                 256 + e.meta.len() * 4 / 3
                     + e.fields
@@ -196,6 +206,32 @@ pub struct GroupMemberItem {
     /// A pending grant (absent from older POPs: confirmed).
     #[serde(default)]
     pub pending: bool,
+    #[serde(flatten)]
+    pub stamp: Stamp,
+}
+
+/// A user's single-use invite: the hash of its code, never the code.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InviteItem {
+    pub user_id: String,
+    #[serde(with = "b64")]
+    pub code_hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Set once the code was redeemed; a receiver never clears it for the same code.
+    pub used_at: Option<i64>,
+    #[serde(flatten)]
+    pub stamp: Stamp,
+}
+
+/// A user or group an identity provider created (and so may manage).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProvisionedItem {
+    pub id: String,
+    /// `user` or `group`. Not `kind`, which names the item.
+    pub resource: String,
+    pub external_id: Option<String>,
+    pub created_at: i64,
     #[serde(flatten)]
     pub stamp: Stamp,
 }
