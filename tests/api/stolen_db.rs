@@ -11,30 +11,68 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Each principal's sealed private key, by id, as the thief reads them.
-fn sealed_keys(conn: &rusqlite::Connection) -> HashMap<String, Vec<u8>> {
-    conn.prepare("SELECT id, sealed_private_key FROM agents WHERE sealed_private_key IS NOT NULL")
+/// Every row of `sql`, each made by `row`.
+fn rows<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> Vec<T> {
+    conn.prepare(sql)
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], row)
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
 }
 
+/// The fields whose rows match `filter` (an SQL condition), ciphertexts as stored.
+fn stored_fields(conn: &rusqlite::Connection, filter: &str) -> Vec<Field> {
+    let sql = format!("SELECT entry_id, name, tier, ciphertext FROM fields WHERE {filter}");
+    rows(conn, &sql, |r| {
+        Ok(Field {
+            entry: r.get(0)?,
+            name: r.get(1)?,
+            tier: r.get(2)?,
+            ciphertext: r.get(3)?,
+        })
+    })
+}
+
+/// The text forms a token made from `raw` could take: hex, base64 and base64url, and a
+/// `clv_` token of its base64url.
+fn text_forms(raw: &[u8]) -> [String; 4] {
+    [
+        hex(raw),
+        STANDARD.encode(raw),
+        URL_SAFE_NO_PAD.encode(raw),
+        format!("clv_{}", URL_SAFE_NO_PAD.encode(raw)),
+    ]
+}
+
+/// Each principal's sealed private key, by id, as the thief reads them.
+fn sealed_keys(conn: &rusqlite::Connection) -> HashMap<String, Vec<u8>> {
+    rows(
+        conn,
+        "SELECT id, sealed_private_key FROM agents WHERE sealed_private_key IS NOT NULL",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .into_iter()
+    .collect()
+}
+
 /// Live wrapped scope keys (dropped copies are empty).
 fn wrapped_keys(conn: &rusqlite::Connection) -> Vec<Wrapped> {
-    conn.prepare("SELECT scope, agent_id, wrapped FROM scope_keys WHERE length(wrapped) > 0")
-        .unwrap()
-        .query_map([], |r| {
+    rows(
+        conn,
+        "SELECT scope, agent_id, wrapped FROM scope_keys WHERE length(wrapped) > 0",
+        |r| {
             Ok(Wrapped {
                 scope: r.get(0)?,
                 agent_id: r.get(1)?,
                 wrapped: r.get(2)?,
             })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        },
+    )
 }
 
 /// The server's procedure with `token`: its holder's private key unsealed with it (or, for a
@@ -156,20 +194,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
     let master = MasterKey::from_bytes(&raw_key).expect("master.key is a key");
     let sealer = master.vault_sealer();
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let fields: Vec<Field> = conn
-        .prepare("SELECT entry_id, name, tier, ciphertext FROM fields")
-        .unwrap()
-        .query_map([], |r| {
-            Ok(Field {
-                entry: r.get(0)?,
-                name: r.get(1)?,
-                tier: r.get(2)?,
-                ciphertext: r.get(3)?,
-            })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let fields = stored_fields(&conn, "true");
     let wrapped = wrapped_keys(&conn);
     let sealed = sealed_keys(&conn);
     assert_eq!(
@@ -177,13 +202,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         2,
         "the owner's and the agent's private keys, sealed"
     );
-    let hashes: Vec<Vec<u8>> = conn
-        .prepare("SELECT token_hash FROM agents")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let hashes: Vec<Vec<u8>> = rows(&conn, "SELECT token_hash FROM agents", |r| r.get(0));
     assert_eq!(
         wrapped.len(),
         2,
@@ -214,13 +233,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
     // token hashes and the master key, as tokens in every usual text form, and as raw keys.
     let mut raw_candidates: Vec<Vec<u8>> = hashes.clone();
     raw_candidates.push(raw_key.clone());
-    let mut texts = Vec::new();
-    for raw in &raw_candidates {
-        texts.push(hex(raw));
-        texts.push(STANDARD.encode(raw));
-        texts.push(URL_SAFE_NO_PAD.encode(raw));
-        texts.push(format!("clv_{}", URL_SAFE_NO_PAD.encode(raw)));
-    }
+    let texts: Vec<String> = raw_candidates.iter().flat_map(|r| text_forms(r)).collect();
     for w in &wrapped {
         let key_aad = scope_key_aad(&w.scope, &w.agent_id);
         assert!(
@@ -286,13 +299,11 @@ fn copy_tree(from: &Path, to: &Path) {
 fn every_stored_value(db: &Path) -> Vec<Vec<u8>> {
     use rusqlite::types::ValueRef;
     let conn = rusqlite::Connection::open(db).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let tables: Vec<String> = rows(
+        &conn,
+        "SELECT name FROM sqlite_master WHERE type = 'table'",
+        |r| r.get(0),
+    );
     let mut out = Vec::new();
     for t in &tables {
         let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
@@ -332,10 +343,7 @@ fn token_candidates(values: &[Vec<u8>]) -> Vec<String> {
     let mut out = Vec::new();
     for v in values {
         out.push(String::from_utf8_lossy(v).trim().to_owned());
-        out.push(hex(v));
-        out.push(STANDARD.encode(v));
-        out.push(URL_SAFE_NO_PAD.encode(v));
-        out.push(format!("clv_{}", URL_SAFE_NO_PAD.encode(v)));
+        out.extend(text_forms(v));
         out.extend(token_shaped(v));
     }
     out.sort();
@@ -538,22 +546,7 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         let conn = rusqlite::Connection::open(&db).unwrap();
         let wrapped = wrapped_keys(&conn);
         let sealed = sealed_keys(&conn);
-        let fields: Vec<Field> = conn
-            .prepare(
-                "SELECT entry_id, name, tier, ciphertext FROM fields WHERE tier = 'credential'",
-            )
-            .unwrap()
-            .query_map([], |r| {
-                Ok(Field {
-                    entry: r.get(0)?,
-                    name: r.get(1)?,
-                    tier: r.get(2)?,
-                    ciphertext: r.get(3)?,
-                })
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let fields = stored_fields(&conn, "tier = 'credential'");
         // Four live entries' credential fields. Copies of keys (the revoked agent's, the
         // deactivated member's and its agent's, the removed member's are gone): deploy: the
         // owner, deployer, alice, alice-bot; ci: the owner, ops, bob, bob-bot; billing: the
