@@ -1,7 +1,7 @@
 //! `POST /v1/owner/rotate`: the owner's token is replaced, every scope key it holds re-wrapped
 //! for the new one; the old token stops at once, agents carry on; a retry is idempotent.
 
-use crate::helpers::{assert_error, json_ok, send, spawn_app};
+use crate::helpers::{assert_error, assert_no_store, json_ok, send, spawn_app};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,12 +33,7 @@ async fn rotation_replaces_the_owner_token_and_keeps_every_field_readable() {
             .json(&json!({ "token": new })),
     )
     .await;
-    assert_eq!(
-        res.headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok()),
-        Some("no-store")
-    );
+    assert_no_store(&res);
     let v = json_ok(res).await;
     assert_eq!(
         v,
@@ -213,19 +208,7 @@ async fn a_scope_key_held_only_by_others_is_not_replaced() {
         .await;
     // The owner loses its copy (as a second owner, made by a POP before owners replicated,
     // never had one); the agent keeps its copy.
-    let stopped = app.stop().await;
-    {
-        let c = rusqlite::Connection::open(stopped.db_path()).expect("open");
-        let n = c
-            .execute(
-                "DELETE FROM scope_keys WHERE scope = 'deploy'
-                 AND agent_id = (SELECT id FROM agents WHERE is_owner = 1)",
-                [],
-            )
-            .expect("delete the owner's copy");
-        assert_eq!(n, 1);
-    }
-    let app = stopped.start().await;
+    let app = app.without_owner_key_copy("deploy").await;
 
     let body = json!({"title": "t2", "fields": [
         {"name": "k", "value": "v2", "tier": "credential", "scope": "deploy"}
