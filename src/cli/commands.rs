@@ -3,7 +3,7 @@
 use super::ClientOpts;
 use super::client::Client;
 use super::output::escape;
-use super::user::{print_json, resolve_id, text, texts};
+use super::user::{print_json, resolve_id, send_json, text, texts};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -175,9 +175,7 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let body =
                 json!({ "title": title, "url": url, "username": username, "fields": fields });
-            let out = c
-                .call("POST", "/v1/entries", Some(&body))?
-                .unwrap_or_default();
+            let out = send_json(&c, "POST", "/v1/entries", &body)?;
             if opts.json {
                 print_json(&out);
             } else {
@@ -289,9 +287,7 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
                 "name": name, "scopes": scopes, "ttl_seconds": ttl,
                 "ip_allowlist": allow_ip, "rate_limit_per_minute": rate,
             });
-            let out = c
-                .call("POST", "/v1/agents", Some(&body))?
-                .unwrap_or_default();
+            let out = send_json(&c, "POST", "/v1/agents", &body)?;
             if opts.json {
                 print_json(&out);
             } else {

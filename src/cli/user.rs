@@ -59,6 +59,11 @@ pub(super) fn text<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, s
     escape(v.as_str().unwrap_or(default))
 }
 
+/// `method path` with a JSON `body`: the answer (`null` when it is empty).
+pub(super) fn send_json(c: &Client, method: &str, path: &str, body: &Value) -> Result<Value> {
+    Ok(c.call(method, path, Some(body))?.unwrap_or_default())
+}
+
 /// The strings of a JSON array, escaped for human output; none if `v` is not an array.
 pub(super) fn texts(v: &Value) -> Vec<std::borrow::Cow<'_, str>> {
     v.as_array()
@@ -101,13 +106,8 @@ pub(super) fn resolve_user(c: &Client, user: &str) -> Result<String> {
 /// `PATCH /v1/users/ID` setting `active`, the user given by id or name: its id and the answer.
 fn set_active(c: &Client, user: &str, active: bool) -> Result<(String, Value)> {
     let id = resolve_user(c, user)?;
-    let out = c
-        .call(
-            "PATCH",
-            &format!("/v1/users/{id}"),
-            Some(&json!({ "active": active })),
-        )?
-        .unwrap_or_default();
+    let body = json!({ "active": active });
+    let out = send_json(c, "PATCH", &format!("/v1/users/{id}"), &body)?;
     Ok((id, out))
 }
 
@@ -132,9 +132,7 @@ pub fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let c = Client::from_opts(&opts)?;
             let body = json!({ "name": name, "email": email, "role": role });
-            let out = c
-                .call("POST", "/v1/users", Some(&body))?
-                .unwrap_or_default();
+            let out = send_json(&c, "POST", "/v1/users", &body)?;
             if opts.json {
                 print_json(&out);
             } else {
@@ -198,13 +196,8 @@ pub fn user(cmd: UserCmd) -> Result<()> {
         UserCmd::Invite { user, hours, opts } => {
             let c = Client::from_opts(&opts)?;
             let id = resolve_user(&c, &user)?;
-            let out = c
-                .call(
-                    "POST",
-                    &format!("/v1/users/{id}/invite"),
-                    Some(&json!({"expires_in_secs": hours.saturating_mul(3600)})),
-                )?
-                .unwrap_or_default();
+            let body = json!({"expires_in_secs": hours.saturating_mul(3600)});
+            let out = send_json(&c, "POST", &format!("/v1/users/{id}/invite"), &body)?;
             if opts.json {
                 print_json(&out);
             } else {
