@@ -6,7 +6,7 @@
 use crate::helpers::{contains_bytes, db_files, distinctive, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use clavitor::crypto::{MasterKey, PrivateKey, ScopeKey, Token, field_aad, scope_key_aad};
+use clavitor::crypto::{MasterKey, PrivateKey, ScopeKey, Sealer, Token, field_aad, scope_key_aad};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -123,6 +123,43 @@ fn opens_as_private_key(w: &Wrapped, raw: &[u8]) -> bool {
     .is_ok()
 }
 
+/// Asserts the wrapped scope key `w` opens with nothing a thief holds: not the vault key
+/// `vault`, none of `texts` as a token, none of `raws` as a vault key or an X25519 private key.
+fn assert_wrap_holds(
+    w: &Wrapped,
+    vault: &Sealer,
+    sealed: &HashMap<String, Vec<u8>>,
+    texts: &[String],
+    raws: &[impl AsRef<[u8]>],
+) {
+    let aad = scope_key_aad(&w.scope, &w.agent_id);
+    assert!(
+        vault.open(&aad, &w.wrapped).is_err(),
+        "a scope key opens with the vault key"
+    );
+    for t in texts {
+        assert!(
+            open_with_token(w, t, sealed).is_none(),
+            "a scope key unwraps with a token made from the thief's files"
+        );
+    }
+    for raw in raws {
+        let as_vault = MasterKey::from_bytes(raw.as_ref()).unwrap().vault_sealer();
+        assert!(as_vault.open(&aad, &w.wrapped).is_err());
+        assert!(!opens_as_private_key(w, raw.as_ref()));
+    }
+}
+
+/// Asserts a credential field (sealed under `aad`) opens neither with the vault key `vault`
+/// nor with any of `raws` as one.
+fn assert_field_holds(aad: &[u8], ciphertext: &[u8], vault: &Sealer, raws: &[impl AsRef<[u8]>]) {
+    assert!(vault.open(aad, ciphertext).is_err());
+    for raw in raws {
+        let as_vault = MasterKey::from_bytes(raw.as_ref()).unwrap().vault_sealer();
+        assert!(as_vault.open(aad, ciphertext).is_err());
+    }
+}
+
 struct Field {
     entry: String,
     name: String,
@@ -225,33 +262,16 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         .expect("vault tier opens with master.key");
     assert_eq!(&opened[..], vault.as_bytes());
 
-    // (c) The credential field does not open with the vault key...
+    // (c) The credential field does not open with the vault key, nor with any key the thief
+    // can make from the database and master.key: the stored token hashes and the master key,
+    // as tokens in every usual text form, and as raw keys.
     let aad = field_aad(&cred_field.entry, &cred_field.name);
-    assert!(sealer.open(&aad, &cred_field.ciphertext).is_err());
-
-    // ...nor with any key the thief can make from the database and master.key: the stored
-    // token hashes and the master key, as tokens in every usual text form, and as raw keys.
     let mut raw_candidates: Vec<Vec<u8>> = hashes.clone();
     raw_candidates.push(raw_key.clone());
+    assert_field_holds(&aad, &cred_field.ciphertext, &sealer, &raw_candidates);
     let texts: Vec<String> = raw_candidates.iter().flat_map(|r| text_forms(r)).collect();
     for w in &wrapped {
-        let key_aad = scope_key_aad(&w.scope, &w.agent_id);
-        assert!(
-            sealer.open(&key_aad, &w.wrapped).is_err(),
-            "wrapped key opens with the vault key"
-        );
-        for text in &texts {
-            assert!(
-                open_with_token(w, text, &sealed).is_none(),
-                "a scope key unwraps with a token made from the database"
-            );
-        }
-        for raw in &raw_candidates {
-            let as_master = MasterKey::from_bytes(raw).unwrap().vault_sealer();
-            assert!(as_master.open(&key_aad, &w.wrapped).is_err());
-            assert!(as_master.open(&aad, &cred_field.ciphertext).is_err());
-            assert!(!opens_as_private_key(w, raw));
-        }
+        assert_wrap_holds(w, &sealer, &sealed, &texts, &raw_candidates);
     }
 
     // Control for (c): with a real token the same procedure does open the field, so the
@@ -569,30 +589,14 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
             }
         }
         assert!(texts.len() > 50, "only {} candidates", texts.len());
+        // Public keys (and every other 32 bytes) as private keys open nothing either.
         for w in &wrapped {
-            let aad = scope_key_aad(&w.scope, &w.agent_id);
-            assert!(master.open(&aad, &w.wrapped).is_err());
-            for t in &texts {
-                assert!(
-                    open_with_token(w, t, &sealed).is_none(),
-                    "a scope key unwraps with a value from the data dir"
-                );
-            }
-            // Public keys (and every other 32 bytes) as private keys open nothing either.
-            for k in &raw_keys {
-                let s = MasterKey::from_bytes(k).unwrap().vault_sealer();
-                assert!(s.open(&aad, &w.wrapped).is_err());
-                assert!(!opens_as_private_key(w, k));
-            }
+            assert_wrap_holds(w, &master, &sealed, &texts, &raw_keys);
         }
         for f in &fields {
             assert_eq!(f.tier, "credential");
             let aad = field_aad(&f.entry, &f.name);
-            assert!(master.open(&aad, &f.ciphertext).is_err());
-            for k in &raw_keys {
-                let s = MasterKey::from_bytes(k).unwrap().vault_sealer();
-                assert!(s.open(&aad, &f.ciphertext).is_err());
-            }
+            assert_field_holds(&aad, &f.ciphertext, &master, &raw_keys);
         }
 
         // (c) Control: the same procedure opens every credential field with the owner's
