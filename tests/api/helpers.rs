@@ -243,6 +243,12 @@ impl TestApp {
         v["value"].as_str().expect("field has a value").to_owned()
     }
 
+    /// Asserts `token` is refused: `GET /v1/entries` answers 401 `invalid_token`.
+    pub async fn assert_refused(&self, token: &str) {
+        let res = self.get("/v1/entries", token).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+
     /// `GET /v1/entries` as `token`: the raw body text and the parsed `entries` array.
     pub async fn list_entries(&self, token: &str) -> (String, Vec<Value>) {
         let res = self.get("/v1/entries", token).await;

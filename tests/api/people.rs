@@ -677,12 +677,7 @@ async fn deactivation_stops_the_user_and_its_agents_at_once_and_reactivation_bri
     assert!(v.get("token").is_none());
     // The very next request of each answers 401.
     for token in [&alice, &bot] {
-        assert_error(
-            app.get("/v1/entries", token).await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-        )
-        .await;
+        app.assert_refused(token).await;
     }
     let (_, agents) = app.list_agents().await;
     let a = agents.iter().find(|a| a["name"] == "alice-bot").unwrap();
