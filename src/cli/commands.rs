@@ -3,6 +3,7 @@
 use super::ClientOpts;
 use super::client::Client;
 use super::output::escape;
+use super::user::{print_json, resolve_id, send_json, text, texts};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -86,16 +87,6 @@ pub struct ReadArgs {
     opts: ClientOpts,
 }
 
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
-/// A server-supplied string field for human output, escaped (see `output`); `default` if
-/// absent or not a string.
-fn text<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
-    escape(v.as_str().unwrap_or(default))
-}
-
 pub(super) fn parse_field(spec: &str, stdin_used: &mut bool) -> Result<Value> {
     let (head, value) = spec
         .split_once('=')
@@ -155,13 +146,7 @@ fn field_summary(e: &Value) -> String {
                 s.push(':');
                 s.push_str(&escape(scope));
             }
-            let hosts: Vec<_> = f["allowed_hosts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(escape)
-                .collect();
+            let hosts = texts(&f["allowed_hosts"]);
             match (f["agent_access"].as_str(), hosts.is_empty()) {
                 (Some("use"), _) => s.push_str(&format!(" (use-only; hosts: {})", hosts.join(" "))),
                 (_, false) => s.push_str(&format!(" (hosts: {})", hosts.join(" "))),
@@ -190,9 +175,7 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let body =
                 json!({ "title": title, "url": url, "username": username, "fields": fields });
-            let out = c
-                .call("POST", "/v1/entries", Some(&body))?
-                .unwrap_or_default();
+            let out = send_json(&c, "POST", "/v1/entries", &body)?;
             if opts.json {
                 print_json(&out);
             } else {
@@ -240,13 +223,19 @@ pub fn entry(cmd: EntryCmd) -> Result<()> {
         EntryCmd::Rm { entry, opts } => {
             let c = Client::from_opts(&opts)?;
             let id = resolve_entry(&c, &entry)?;
-            c.call("DELETE", &format!("/v1/entries/{id}"), None)?;
-            if opts.json {
-                print_json(&json!({ "deleted": id }));
-            } else {
-                println!("deleted {}", escape(&id));
-            }
+            delete(&c, &format!("/v1/entries/{id}"), &id, "deleted", opts.json)?;
         }
+    }
+    Ok(())
+}
+
+/// `DELETE path` of the thing `id`, then says so: `{"VERB": ID}` with `--json`, else `VERB ID`.
+fn delete(c: &Client, path: &str, id: &str, verb: &str, json: bool) -> Result<()> {
+    c.call("DELETE", path, None)?;
+    if json {
+        print_json(&json!({ verb: id }));
+    } else {
+        println!("{verb} {}", escape(id));
     }
     Ok(())
 }
@@ -272,18 +261,14 @@ pub(super) fn parse_ttl(s: &str) -> Result<u64> {
 }
 
 fn resolve_agent(c: &Client, agent: &str) -> Result<String> {
-    if uuid::Uuid::parse_str(agent).is_ok() {
-        return Ok(agent.to_owned());
-    }
-    let list = c.get("/v1/agents")?;
-    list["agents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["name"].as_str() == Some(agent) && a["status"] != "revoked")
-        .and_then(|a| a["id"].as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("no active agent named {agent:?}"))
+    let named = |a: &Value| a["name"].as_str() == Some(agent) && a["status"] != "revoked";
+    resolve_id(
+        c,
+        agent,
+        ("/v1/agents", "agents"),
+        named,
+        "no active agent named",
+    )
 }
 
 pub fn agent(cmd: AgentCmd) -> Result<()> {
@@ -302,9 +287,7 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
                 "name": name, "scopes": scopes, "ttl_seconds": ttl,
                 "ip_allowlist": allow_ip, "rate_limit_per_minute": rate,
             });
-            let out = c
-                .call("POST", "/v1/agents", Some(&body))?
-                .unwrap_or_default();
+            let out = send_json(&c, "POST", "/v1/agents", &body)?;
             if opts.json {
                 print_json(&out);
             } else {
@@ -328,13 +311,7 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
                     "ID", "NAME", "STATUS", "EXPIRES"
                 );
                 for a in list["agents"].as_array().into_iter().flatten() {
-                    let scopes: Vec<_> = a["scopes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(escape)
-                        .collect();
+                    let scopes = texts(&a["scopes"]);
                     println!(
                         "{:<36}  {:<16}  {:<8}  {:<20}  {}",
                         text(&a["id"], ""),
@@ -349,12 +326,7 @@ pub fn agent(cmd: AgentCmd) -> Result<()> {
         AgentCmd::Revoke { agent, opts } => {
             let c = Client::from_opts(&opts)?;
             let id = resolve_agent(&c, &agent)?;
-            c.call("DELETE", &format!("/v1/agents/{id}"), None)?;
-            if opts.json {
-                print_json(&json!({ "revoked": id }));
-            } else {
-                println!("revoked {}", escape(&id));
-            }
+            delete(&c, &format!("/v1/agents/{id}"), &id, "revoked", opts.json)?;
         }
     }
     Ok(())

@@ -53,24 +53,62 @@ pub(super) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// A server-supplied string field for human output, escaped (see `output`); `default` if
+/// absent or not a string.
 pub(super) fn text<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
     escape(v.as_str().unwrap_or(default))
 }
 
-/// A user given by id or name, as its id.
-pub(super) fn resolve_user(c: &Client, user: &str) -> Result<String> {
-    if uuid::Uuid::parse_str(user).is_ok() {
-        return Ok(user.to_owned());
+/// `method path` with a JSON `body`: the answer (`null` when it is empty).
+pub(super) fn send_json(c: &Client, method: &str, path: &str, body: &Value) -> Result<Value> {
+    Ok(c.call(method, path, Some(body))?.unwrap_or_default())
+}
+
+/// The strings of a JSON array, escaped for human output; none if `v` is not an array.
+pub(super) fn texts(v: &Value) -> Vec<std::borrow::Cow<'_, str>> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(escape)
+        .collect()
+}
+
+/// `given` when it is an id, else the id of the first item of `GET path`'s array `key` that
+/// `named` picks; "`missing` GIVEN" when none does.
+pub(super) fn resolve_id(
+    c: &Client,
+    given: &str,
+    (path, key): (&str, &str),
+    named: impl Fn(&Value) -> bool,
+    missing: &str,
+) -> Result<String> {
+    if uuid::Uuid::parse_str(given).is_ok() {
+        return Ok(given.to_owned());
     }
-    let list = c.get("/v1/users")?;
-    list["users"]
+    let list = c.get(path)?;
+    list[key]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|u| u["name"].as_str() == Some(user))
-        .and_then(|u| u["id"].as_str())
+        .find(|item| named(item))
+        .and_then(|item| item["id"].as_str())
         .map(str::to_owned)
-        .ok_or_else(|| anyhow!("no user named {user:?}"))
+        .ok_or_else(|| anyhow!("{missing} {given:?}"))
+}
+
+/// A user given by id or name, as its id.
+pub(super) fn resolve_user(c: &Client, user: &str) -> Result<String> {
+    let named = |u: &Value| u["name"].as_str() == Some(user);
+    resolve_id(c, user, ("/v1/users", "users"), named, "no user named")
+}
+
+/// `PATCH /v1/users/ID` setting `active`, the user given by id or name: its id and the answer.
+fn set_active(c: &Client, user: &str, active: bool) -> Result<(String, Value)> {
+    let id = resolve_user(c, user)?;
+    let body = json!({ "active": active });
+    let out = send_json(c, "PATCH", &format!("/v1/users/{id}"), &body)?;
+    Ok((id, out))
 }
 
 fn print_with_token(out: &Value, what: &str) {
@@ -94,9 +132,7 @@ pub fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let c = Client::from_opts(&opts)?;
             let body = json!({ "name": name, "email": email, "role": role });
-            let out = c
-                .call("POST", "/v1/users", Some(&body))?
-                .unwrap_or_default();
+            let out = send_json(&c, "POST", "/v1/users", &body)?;
             if opts.json {
                 print_json(&out);
             } else {
@@ -132,15 +168,7 @@ pub fn user(cmd: UserCmd) -> Result<()> {
             }
         }
         UserCmd::Deactivate { user, opts } => {
-            let c = Client::from_opts(&opts)?;
-            let id = resolve_user(&c, &user)?;
-            let out = c
-                .call(
-                    "PATCH",
-                    &format!("/v1/users/{id}"),
-                    Some(&json!({"active": false})),
-                )?
-                .unwrap_or_default();
+            let (id, out) = set_active(&Client::from_opts(&opts)?, &user, false)?;
             if opts.json {
                 print_json(&out);
             } else {
@@ -152,15 +180,7 @@ pub fn user(cmd: UserCmd) -> Result<()> {
             }
         }
         UserCmd::Activate { user, opts } => {
-            let c = Client::from_opts(&opts)?;
-            let id = resolve_user(&c, &user)?;
-            let out = c
-                .call(
-                    "PATCH",
-                    &format!("/v1/users/{id}"),
-                    Some(&json!({"active": true})),
-                )?
-                .unwrap_or_default();
+            let (_, out) = set_active(&Client::from_opts(&opts)?, &user, true)?;
             if out.get("token").is_none() {
                 bail!(
                     "{} is active already; its token is unchanged",
@@ -176,13 +196,8 @@ pub fn user(cmd: UserCmd) -> Result<()> {
         UserCmd::Invite { user, hours, opts } => {
             let c = Client::from_opts(&opts)?;
             let id = resolve_user(&c, &user)?;
-            let out = c
-                .call(
-                    "POST",
-                    &format!("/v1/users/{id}/invite"),
-                    Some(&json!({"expires_in_secs": hours.saturating_mul(3600)})),
-                )?
-                .unwrap_or_default();
+            let body = json!({"expires_in_secs": hours.saturating_mul(3600)});
+            let out = send_json(&c, "POST", &format!("/v1/users/{id}/invite"), &body)?;
             if opts.json {
                 print_json(&out);
             } else {

@@ -129,19 +129,7 @@ async fn a_failure_inside_the_write_rolls_back_every_entry() {
         app.delete_entry(&app.owner_token, &made).await.status(),
         204
     );
-    let stopped = app.stop().await;
-    {
-        let c = rusqlite::Connection::open(stopped.db_path()).expect("open");
-        let n = c
-            .execute(
-                "DELETE FROM scope_keys WHERE scope = 'held'
-                 AND agent_id = (SELECT id FROM agents WHERE is_owner = 1)",
-                [],
-            )
-            .expect("delete the owner's copy");
-        assert_eq!(n, 1);
-    }
-    let app = stopped.start().await;
+    let app = app.without_owner_key_copy("held").await;
     let body = json!({"entries": [
         {"title": "first", "fields": [{"name": "p", "value": "1", "tier": "credential", "scope": "fresh"}]},
         {"title": "second", "fields": [{"name": "p", "value": "2"}]},

@@ -213,17 +213,7 @@ impl TestApp {
 
     /// Creates an entry as the owner; panics unless the server answers 201 with an id.
     pub async fn create_entry(&self, body: &Value) -> String {
-        let res = self.post_entry(&self.owner_token, body).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::CREATED, "create entry: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
-        let id = v["id"]
-            .as_str()
-            .expect("created entry has an id")
-            .to_owned();
-        uuid::Uuid::parse_str(&id).expect("entry id is a UUID");
-        id
+        self.create_entry_as(&self.owner_token, body).await
     }
 
     pub async fn put_entry(&self, token: &str, id: &str, body: &Value) -> Response {
@@ -253,13 +243,16 @@ impl TestApp {
         v["value"].as_str().expect("field has a value").to_owned()
     }
 
+    /// Asserts `token` is refused: `GET /v1/entries` answers 401 `invalid_token`.
+    pub async fn assert_refused(&self, token: &str) {
+        let res = self.get("/v1/entries", token).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+
     /// `GET /v1/entries` as `token`: the raw body text and the parsed `entries` array.
     pub async fn list_entries(&self, token: &str) -> (String, Vec<Value>) {
         let res = self.get("/v1/entries", token).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::OK, "list entries: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
+        let (text, v) = expect_json(res, StatusCode::OK, "list entries").await;
         let entries = v["entries"].as_array().expect("entries array").clone();
         (text, entries)
     }
@@ -275,15 +268,7 @@ impl TestApp {
 
     /// Creates an agent as the owner; returns `(id, token)`.
     pub async fn create_agent(&self, body: &Value) -> (String, String) {
-        let res = self.post_agent(&self.owner_token, body).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::CREATED, "create agent: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
-        (
-            v["id"].as_str().expect("agent id").to_owned(),
-            v["token"].as_str().expect("agent token").to_owned(),
-        )
+        self.create_agent_as(&self.owner_token, body).await
     }
 
     pub async fn revoke_agent(&self, id: &str) -> Response {
@@ -293,10 +278,7 @@ impl TestApp {
     /// `GET /v1/agents` as the owner: raw text and the `agents` array.
     pub async fn list_agents(&self) -> (String, Vec<Value>) {
         let res = self.get("/v1/agents", &self.owner_token).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::OK, "list agents: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
+        let (text, v) = expect_json(res, StatusCode::OK, "list agents").await;
         (text, v["agents"].as_array().expect("agents array").clone())
     }
 }
@@ -312,15 +294,7 @@ impl TestApp {
 
     /// Creates a user as `token`; panics unless 201. Returns `(id, token)`.
     pub async fn create_user_as(&self, token: &str, name: &str, role: &str) -> (String, String) {
-        let res = self.post_user(token, name, role).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::CREATED, "create user: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
-        (
-            v["id"].as_str().expect("user id").to_owned(),
-            v["token"].as_str().expect("user token").to_owned(),
-        )
+        created_with_token(self.post_user(token, name, role).await, "user").await
     }
 
     /// Creates a user as the owner.
@@ -332,10 +306,7 @@ impl TestApp {
     pub async fn create_group_as(&self, token: &str, name: &str, scopes: &[&str]) -> String {
         let body = serde_json::json!({"name": name, "scopes": scopes});
         let res = send(self.request(Method::POST, "/v1/groups", token).json(&body)).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::CREATED, "create group: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
+        let (_, v) = expect_json(res, StatusCode::CREATED, "create group").await;
         v["id"].as_str().expect("group id").to_owned()
     }
 
@@ -386,38 +357,82 @@ impl TestApp {
 
     /// Creates an agent as `token`; panics unless 201. Returns `(id, token)`.
     pub async fn create_agent_as(&self, token: &str, body: &Value) -> (String, String) {
-        let res = self.post_agent(token, body).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::CREATED, "create agent: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
-        (
-            v["id"].as_str().expect("agent id").to_owned(),
-            v["token"].as_str().expect("agent token").to_owned(),
-        )
+        created_with_token(self.post_agent(token, body).await, "agent").await
     }
 
-    /// Creates an entry as `token`; panics unless 201. Returns its id.
+    /// Creates an entry as `token`; panics unless 201 with a UUID id. Returns its id.
     pub async fn create_entry_as(&self, token: &str, body: &Value) -> String {
         let res = self.post_entry(token, body).await;
-        let status = res.status();
-        let text = res.text().await.expect("read body");
-        assert_eq!(status, StatusCode::CREATED, "create entry: {text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON body");
-        v["id"].as_str().expect("entry id").to_owned()
+        let (_, v) = expect_json(res, StatusCode::CREATED, "create entry").await;
+        let id = v["id"]
+            .as_str()
+            .expect("created entry has an id")
+            .to_owned();
+        uuid::Uuid::parse_str(&id).expect("entry id is a UUID");
+        id
     }
+
+    /// Stops the vault, deletes the owner's copy of `scope`'s key and starts it again: a vault
+    /// where only others hold that key.
+    pub async fn without_owner_key_copy(self, scope: &str) -> TestApp {
+        let stopped = self.stop().await;
+        {
+            let c = rusqlite::Connection::open(stopped.db_path()).expect("open");
+            let n = c
+                .execute(
+                    "DELETE FROM scope_keys WHERE scope = ?1
+                     AND agent_id = (SELECT id FROM agents WHERE is_owner = 1)",
+                    [scope],
+                )
+                .expect("delete the owner's copy");
+            assert_eq!(n, 1, "the owner held one copy of {scope:?}");
+        }
+        stopped.start().await
+    }
+}
+
+/// Asserts a 201 carrying `id` and `token` (a new user's or agent's); returns them.
+async fn created_with_token(res: Response, what: &str) -> (String, String) {
+    let (_, v) = expect_json(res, StatusCode::CREATED, &format!("create {what}")).await;
+    let field = |key: &str| {
+        v[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("the new {what} has no {key}: {v}"))
+            .to_owned()
+    };
+    (field("id"), field("token"))
 }
 
 pub async fn send(req: RequestBuilder) -> Response {
     req.send().await.expect("request reaches the server")
 }
 
-/// Asserts a 200 with a JSON body and returns the body.
-pub async fn json_ok(res: Response) -> Value {
+/// Asserts status `want` with a JSON body (`what` names the call in the failure); returns the
+/// body's text and JSON.
+pub async fn expect_json(res: Response, want: StatusCode, what: &str) -> (String, Value) {
     let status = res.status();
     let text = res.text().await.expect("read body");
-    assert_eq!(status, StatusCode::OK, "expected 200, body: {text}");
-    serde_json::from_str(&text).expect("JSON body")
+    assert_eq!(status, want, "{what}: {text}");
+    let v = serde_json::from_str(&text).expect("JSON body");
+    (text, v)
+}
+
+/// Asserts a 200 with a JSON body and returns the body.
+pub async fn json_ok(res: Response) -> Value {
+    expect_json(res, StatusCode::OK, "expected 200, body")
+        .await
+        .1
+}
+
+/// Asserts the response may not be stored by any cache (it carries a token).
+pub fn assert_no_store(res: &Response) {
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "cache-control"
+    );
 }
 
 /// The response's `Content-Type` (empty if none).

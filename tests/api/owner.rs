@@ -1,7 +1,7 @@
 //! `POST /v1/owner/rotate`: the owner's token is replaced, every scope key it holds re-wrapped
 //! for the new one; the old token stops at once, agents carry on; a retry is idempotent.
 
-use crate::helpers::{assert_error, json_ok, send, spawn_app};
+use crate::helpers::{assert_error, assert_no_store, json_ok, send, spawn_app};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,12 +33,7 @@ async fn rotation_replaces_the_owner_token_and_keeps_every_field_readable() {
             .json(&json!({ "token": new })),
     )
     .await;
-    assert_eq!(
-        res.headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok()),
-        Some("no-store")
-    );
+    assert_no_store(&res);
     let v = json_ok(res).await;
     assert_eq!(
         v,
@@ -47,12 +42,7 @@ async fn rotation_replaces_the_owner_token_and_keeps_every_field_readable() {
     );
 
     // The old token is refused on the very next request, for everything.
-    assert_error(
-        app.get("/v1/entries", &old).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refused(&old).await;
     // The new one reads every tier, including both scopes' credential fields.
     for (field, want) in [
         ("db", "db-secret"),
@@ -80,12 +70,7 @@ async fn rotation_replaces_the_owner_token_and_keeps_every_field_readable() {
     // It holds across a restart: the database, not only memory, has the new token.
     let app = app.stop().await.start().await;
     assert_eq!(app.field_value(&new, &id, "db").await, "db-secret");
-    assert_error(
-        app.get("/v1/entries", &old).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refused(&old).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,12 +114,7 @@ async fn without_a_body_the_server_makes_the_token() {
     let new = v["token"].as_str().expect("token").to_owned();
     assert!(new.starts_with("clv_") && new != app.owner_token, "{v}");
     assert_eq!(app.field_value(&new, &id, "k").await, "v");
-    assert_error(
-        app.get("/v1/entries", &app.owner_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refused(&app.owner_token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,19 +193,7 @@ async fn a_scope_key_held_only_by_others_is_not_replaced() {
         .await;
     // The owner loses its copy (as a second owner, made by a POP before owners replicated,
     // never had one); the agent keeps its copy.
-    let stopped = app.stop().await;
-    {
-        let c = rusqlite::Connection::open(stopped.db_path()).expect("open");
-        let n = c
-            .execute(
-                "DELETE FROM scope_keys WHERE scope = 'deploy'
-                 AND agent_id = (SELECT id FROM agents WHERE is_owner = 1)",
-                [],
-            )
-            .expect("delete the owner's copy");
-        assert_eq!(n, 1);
-    }
-    let app = stopped.start().await;
+    let app = app.without_owner_key_copy("deploy").await;
 
     let body = json!({"title": "t2", "fields": [
         {"name": "k", "value": "v2", "tier": "credential", "scope": "deploy"}

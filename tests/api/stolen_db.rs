@@ -6,35 +6,73 @@
 use crate::helpers::{contains_bytes, db_files, distinctive, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use clavitor::crypto::{MasterKey, PrivateKey, ScopeKey, Token, field_aad, scope_key_aad};
+use clavitor::crypto::{MasterKey, PrivateKey, ScopeKey, Sealer, Token, field_aad, scope_key_aad};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Each principal's sealed private key, by id, as the thief reads them.
-fn sealed_keys(conn: &rusqlite::Connection) -> HashMap<String, Vec<u8>> {
-    conn.prepare("SELECT id, sealed_private_key FROM agents WHERE sealed_private_key IS NOT NULL")
+/// Every row of `sql`, each made by `row`.
+fn rows<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> Vec<T> {
+    conn.prepare(sql)
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], row)
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
 }
 
+/// The fields whose rows match `filter` (an SQL condition), ciphertexts as stored.
+fn stored_fields(conn: &rusqlite::Connection, filter: &str) -> Vec<Field> {
+    let sql = format!("SELECT entry_id, name, tier, ciphertext FROM fields WHERE {filter}");
+    rows(conn, &sql, |r| {
+        Ok(Field {
+            entry: r.get(0)?,
+            name: r.get(1)?,
+            tier: r.get(2)?,
+            ciphertext: r.get(3)?,
+        })
+    })
+}
+
+/// The text forms a token made from `raw` could take: hex, base64 and base64url, and a
+/// `clv_` token of its base64url.
+fn text_forms(raw: &[u8]) -> [String; 4] {
+    [
+        hex(raw),
+        STANDARD.encode(raw),
+        URL_SAFE_NO_PAD.encode(raw),
+        format!("clv_{}", URL_SAFE_NO_PAD.encode(raw)),
+    ]
+}
+
+/// Each principal's sealed private key, by id, as the thief reads them.
+fn sealed_keys(conn: &rusqlite::Connection) -> HashMap<String, Vec<u8>> {
+    rows(
+        conn,
+        "SELECT id, sealed_private_key FROM agents WHERE sealed_private_key IS NOT NULL",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .into_iter()
+    .collect()
+}
+
 /// Live wrapped scope keys (dropped copies are empty).
 fn wrapped_keys(conn: &rusqlite::Connection) -> Vec<Wrapped> {
-    conn.prepare("SELECT scope, agent_id, wrapped FROM scope_keys WHERE length(wrapped) > 0")
-        .unwrap()
-        .query_map([], |r| {
+    rows(
+        conn,
+        "SELECT scope, agent_id, wrapped FROM scope_keys WHERE length(wrapped) > 0",
+        |r| {
             Ok(Wrapped {
                 scope: r.get(0)?,
                 agent_id: r.get(1)?,
                 wrapped: r.get(2)?,
             })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        },
+    )
 }
 
 /// The server's procedure with `token`: its holder's private key unsealed with it (or, for a
@@ -83,6 +121,43 @@ fn opens_as_private_key(w: &Wrapped, raw: &[u8]) -> bool {
         &info,
     )
     .is_ok()
+}
+
+/// Asserts the wrapped scope key `w` opens with nothing a thief holds: not the vault key
+/// `vault`, none of `texts` as a token, none of `raws` as a vault key or an X25519 private key.
+fn assert_wrap_holds(
+    w: &Wrapped,
+    vault: &Sealer,
+    sealed: &HashMap<String, Vec<u8>>,
+    texts: &[String],
+    raws: &[impl AsRef<[u8]>],
+) {
+    let aad = scope_key_aad(&w.scope, &w.agent_id);
+    assert!(
+        vault.open(&aad, &w.wrapped).is_err(),
+        "a scope key opens with the vault key"
+    );
+    for t in texts {
+        assert!(
+            open_with_token(w, t, sealed).is_none(),
+            "a scope key unwraps with a token made from the thief's files"
+        );
+    }
+    for raw in raws {
+        let as_vault = MasterKey::from_bytes(raw.as_ref()).unwrap().vault_sealer();
+        assert!(as_vault.open(&aad, &w.wrapped).is_err());
+        assert!(!opens_as_private_key(w, raw.as_ref()));
+    }
+}
+
+/// Asserts a credential field (sealed under `aad`) opens neither with the vault key `vault`
+/// nor with any of `raws` as one.
+fn assert_field_holds(aad: &[u8], ciphertext: &[u8], vault: &Sealer, raws: &[impl AsRef<[u8]>]) {
+    assert!(vault.open(aad, ciphertext).is_err());
+    for raw in raws {
+        let as_vault = MasterKey::from_bytes(raw.as_ref()).unwrap().vault_sealer();
+        assert!(as_vault.open(aad, ciphertext).is_err());
+    }
 }
 
 struct Field {
@@ -156,20 +231,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
     let master = MasterKey::from_bytes(&raw_key).expect("master.key is a key");
     let sealer = master.vault_sealer();
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let fields: Vec<Field> = conn
-        .prepare("SELECT entry_id, name, tier, ciphertext FROM fields")
-        .unwrap()
-        .query_map([], |r| {
-            Ok(Field {
-                entry: r.get(0)?,
-                name: r.get(1)?,
-                tier: r.get(2)?,
-                ciphertext: r.get(3)?,
-            })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let fields = stored_fields(&conn, "true");
     let wrapped = wrapped_keys(&conn);
     let sealed = sealed_keys(&conn);
     assert_eq!(
@@ -177,13 +239,7 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         2,
         "the owner's and the agent's private keys, sealed"
     );
-    let hashes: Vec<Vec<u8>> = conn
-        .prepare("SELECT token_hash FROM agents")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let hashes: Vec<Vec<u8>> = rows(&conn, "SELECT token_hash FROM agents", |r| r.get(0));
     assert_eq!(
         wrapped.len(),
         2,
@@ -206,39 +262,16 @@ async fn stolen_db_and_master_key_do_not_reveal_credential_fields() {
         .expect("vault tier opens with master.key");
     assert_eq!(&opened[..], vault.as_bytes());
 
-    // (c) The credential field does not open with the vault key...
+    // (c) The credential field does not open with the vault key, nor with any key the thief
+    // can make from the database and master.key: the stored token hashes and the master key,
+    // as tokens in every usual text form, and as raw keys.
     let aad = field_aad(&cred_field.entry, &cred_field.name);
-    assert!(sealer.open(&aad, &cred_field.ciphertext).is_err());
-
-    // ...nor with any key the thief can make from the database and master.key: the stored
-    // token hashes and the master key, as tokens in every usual text form, and as raw keys.
     let mut raw_candidates: Vec<Vec<u8>> = hashes.clone();
     raw_candidates.push(raw_key.clone());
-    let mut texts = Vec::new();
-    for raw in &raw_candidates {
-        texts.push(hex(raw));
-        texts.push(STANDARD.encode(raw));
-        texts.push(URL_SAFE_NO_PAD.encode(raw));
-        texts.push(format!("clv_{}", URL_SAFE_NO_PAD.encode(raw)));
-    }
+    assert_field_holds(&aad, &cred_field.ciphertext, &sealer, &raw_candidates);
+    let texts: Vec<String> = raw_candidates.iter().flat_map(|r| text_forms(r)).collect();
     for w in &wrapped {
-        let key_aad = scope_key_aad(&w.scope, &w.agent_id);
-        assert!(
-            sealer.open(&key_aad, &w.wrapped).is_err(),
-            "wrapped key opens with the vault key"
-        );
-        for text in &texts {
-            assert!(
-                open_with_token(w, text, &sealed).is_none(),
-                "a scope key unwraps with a token made from the database"
-            );
-        }
-        for raw in &raw_candidates {
-            let as_master = MasterKey::from_bytes(raw).unwrap().vault_sealer();
-            assert!(as_master.open(&key_aad, &w.wrapped).is_err());
-            assert!(as_master.open(&aad, &cred_field.ciphertext).is_err());
-            assert!(!opens_as_private_key(w, raw));
-        }
+        assert_wrap_holds(w, &sealer, &sealed, &texts, &raw_candidates);
     }
 
     // Control for (c): with a real token the same procedure does open the field, so the
@@ -286,13 +319,11 @@ fn copy_tree(from: &Path, to: &Path) {
 fn every_stored_value(db: &Path) -> Vec<Vec<u8>> {
     use rusqlite::types::ValueRef;
     let conn = rusqlite::Connection::open(db).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let tables: Vec<String> = rows(
+        &conn,
+        "SELECT name FROM sqlite_master WHERE type = 'table'",
+        |r| r.get(0),
+    );
     let mut out = Vec::new();
     for t in &tables {
         let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
@@ -332,10 +363,7 @@ fn token_candidates(values: &[Vec<u8>]) -> Vec<String> {
     let mut out = Vec::new();
     for v in values {
         out.push(String::from_utf8_lossy(v).trim().to_owned());
-        out.push(hex(v));
-        out.push(STANDARD.encode(v));
-        out.push(URL_SAFE_NO_PAD.encode(v));
-        out.push(format!("clv_{}", URL_SAFE_NO_PAD.encode(v)));
+        out.extend(text_forms(v));
         out.extend(token_shaped(v));
     }
     out.sort();
@@ -538,22 +566,7 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
         let conn = rusqlite::Connection::open(&db).unwrap();
         let wrapped = wrapped_keys(&conn);
         let sealed = sealed_keys(&conn);
-        let fields: Vec<Field> = conn
-            .prepare(
-                "SELECT entry_id, name, tier, ciphertext FROM fields WHERE tier = 'credential'",
-            )
-            .unwrap()
-            .query_map([], |r| {
-                Ok(Field {
-                    entry: r.get(0)?,
-                    name: r.get(1)?,
-                    tier: r.get(2)?,
-                    ciphertext: r.get(3)?,
-                })
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let fields = stored_fields(&conn, "tier = 'credential'");
         // Four live entries' credential fields. Copies of keys (the revoked agent's, the
         // deactivated member's and its agent's, the removed member's are gone): deploy: the
         // owner, deployer, alice, alice-bot; ci: the owner, ops, bob, bob-bot; billing: the
@@ -576,30 +589,14 @@ async fn a_copy_of_the_whole_data_dir_opens_no_credential_field() {
             }
         }
         assert!(texts.len() > 50, "only {} candidates", texts.len());
+        // Public keys (and every other 32 bytes) as private keys open nothing either.
         for w in &wrapped {
-            let aad = scope_key_aad(&w.scope, &w.agent_id);
-            assert!(master.open(&aad, &w.wrapped).is_err());
-            for t in &texts {
-                assert!(
-                    open_with_token(w, t, &sealed).is_none(),
-                    "a scope key unwraps with a value from the data dir"
-                );
-            }
-            // Public keys (and every other 32 bytes) as private keys open nothing either.
-            for k in &raw_keys {
-                let s = MasterKey::from_bytes(k).unwrap().vault_sealer();
-                assert!(s.open(&aad, &w.wrapped).is_err());
-                assert!(!opens_as_private_key(w, k));
-            }
+            assert_wrap_holds(w, &master, &sealed, &texts, &raw_keys);
         }
         for f in &fields {
             assert_eq!(f.tier, "credential");
             let aad = field_aad(&f.entry, &f.name);
-            assert!(master.open(&aad, &f.ciphertext).is_err());
-            for k in &raw_keys {
-                let s = MasterKey::from_bytes(k).unwrap().vault_sealer();
-                assert!(s.open(&aad, &f.ciphertext).is_err());
-            }
+            assert_field_holds(&aad, &f.ciphertext, &master, &raw_keys);
         }
 
         // (c) Control: the same procedure opens every credential field with the owner's

@@ -206,6 +206,54 @@ pub fn create_entries(addr: SocketAddr, owner: String) -> MakeRequest {
     })
 }
 
+/// The closed-loop entry creates every write scenario measures: `ctx.settings`' connections,
+/// warm-up and window, over `connector`; fails unless they succeeded (`what` names them).
+pub fn entry_creates(
+    ctx: &Ctx,
+    addr: SocketAddr,
+    owner: String,
+    connector: Connector,
+    what: &str,
+) -> Result<LoadResult> {
+    let s = ctx.settings;
+    let r = ctx.load(LoadSpec {
+        addr,
+        connector,
+        connections: s.connections,
+        warmup: s.warmup,
+        duration: s.duration,
+        expect: 201,
+        make: create_entries(addr, owner),
+        pace: None,
+        on_response: None,
+    })?;
+    r.require_success(what)?;
+    Ok(r)
+}
+
+/// [`entry_creates`] over HTTPS, to a POP.
+#[cfg(feature = "commercial")]
+pub fn https_entry_creates(ctx: &Ctx, addr: SocketAddr, owner: String) -> Result<LoadResult> {
+    entry_creates(ctx, addr, owner, ctx.pop.https.clone(), "entry creates")
+}
+
+/// [`https_entry_creates`] against a fresh primary whose backup is unreachable (`id` names its
+/// files and its log), stopped after; `what` is the progress line.
+#[cfg(feature = "commercial")]
+pub fn lone_primary_entry_creates(
+    ctx: &Ctx,
+    scenario: &str,
+    id: &str,
+    what: &str,
+) -> Result<LoadResult> {
+    let pop = ctx.pop.lone_primary(id)?;
+    let server = ctx.spawn(id, pop.serve_command(&ctx.clavitor, "127.0.0.1:0"))?;
+    ctx.progress(scenario, what);
+    let r = https_entry_creates(ctx, server.addr, owner_token(&pop.data)?)?;
+    server.stop()?;
+    Ok(r)
+}
+
 /// The owner token a new vault saved beside its data dir.
 pub fn owner_token(data_dir: &Path) -> Result<String> {
     let p = crate::proc::owner_token_file(data_dir);

@@ -7,34 +7,15 @@
 //! fail at once and back off (seconds between attempts), so it does all of its own write work
 //! and next to none of replication's. Its rows simply stay owed.
 
-use super::{Ctx, Scenario, create_entries};
-use crate::load::{LoadResult, LoadSpec};
+use super::{Ctx, Scenario, https_entry_creates, lone_primary_entry_creates};
 use crate::pop::health::{Prober, Replication};
 use crate::report::{Figure, Goal, Unit};
 use anyhow::Result;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub struct ReplicationThroughput;
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn writes(ctx: &Ctx, addr: SocketAddr, owner: String) -> Result<LoadResult> {
-    let s = ctx.settings;
-    let r = ctx.load(LoadSpec {
-        addr,
-        connector: ctx.pop.https.clone(),
-        connections: s.connections,
-        warmup: s.warmup,
-        duration: s.duration,
-        expect: 201,
-        make: create_entries(addr, owner),
-        pace: None,
-        on_response: None,
-    })?;
-    r.require_success("entry creates")?;
-    Ok(r)
-}
 
 impl Scenario for ReplicationThroughput {
     fn name(&self) -> &'static str {
@@ -47,17 +28,14 @@ impl Scenario for ReplicationThroughput {
         let secs = s.duration.as_secs_f64();
         let https = ctx.pop.https.clone();
 
-        let lone = ctx.pop.lone_primary("tput-off")?;
-        let server = ctx.spawn(
-            "tput-off-primary",
-            lone.serve_command(&ctx.clavitor, "127.0.0.1:0"),
-        )?;
-        ctx.progress(
+        let off = lone_primary_entry_creates(
+            ctx,
             self.name(),
-            &format!("replication off (backup unreachable): entry creates over HTTPS, {n} connections, {secs} s"),
-        );
-        let off = writes(ctx, server.addr, super::owner_token(&lone.data)?)?;
-        server.stop()?;
+            "tput-off",
+            &format!(
+                "replication off (backup unreachable): entry creates over HTTPS, {n} connections, {secs} s"
+            ),
+        )?;
 
         let pair = ctx.pop.pair("tput")?;
         let backup = ctx.spawn(
@@ -80,7 +58,7 @@ impl Scenario for ReplicationThroughput {
             self.name(),
             &format!("replication on (backup running): entry creates over HTTPS, {n} connections, {secs} s"),
         );
-        let on = writes(ctx, primary.addr, pair.owner_token()?)?;
+        let on = https_entry_creates(ctx, primary.addr, pair.owner_token()?)?;
         let t_end = Instant::now();
         let at_end = ctx.rt.block_on(probe.get())?;
         let settled = ctx.rt.block_on(probe.wait(

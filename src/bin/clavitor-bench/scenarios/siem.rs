@@ -7,8 +7,7 @@
 //!    start at the first event: the whole trail is their backlog. Events/s is that backlog
 //!    over the time until each collector holds the last seq (the POP otherwise idle).
 
-use super::{Ctx, Scenario, create_entries};
-use crate::load::{LoadResult, LoadSpec};
+use super::{Ctx, Scenario, https_entry_creates, lone_primary_entry_creates};
 use crate::pop::certs::Ca;
 use crate::pop::files::{PopFiles, write_file};
 use crate::report::{Figure, Unit};
@@ -215,23 +214,6 @@ fn add_sinks(pop: &PopFiles, ca: &Ca, c: &Collectors, suffix: &str) -> Result<()
     Ok(())
 }
 
-fn writes(ctx: &Ctx, addr: SocketAddr, owner: String) -> Result<LoadResult> {
-    let s = ctx.settings;
-    let r = ctx.load(LoadSpec {
-        addr,
-        connector: ctx.pop.https.clone(),
-        connections: s.connections,
-        warmup: s.warmup,
-        duration: s.duration,
-        expect: 201,
-        make: create_entries(addr, owner),
-        pace: None,
-        on_response: None,
-    })?;
-    r.require_success("entry creates")?;
-    Ok(r)
-}
-
 /// Waits until both collectors hold `seq`; when each did, from `started`.
 fn wait_both(seen: [&Seen; 2], seq: i64, started: Instant) -> Result<[Duration; 2]> {
     let mut took: [Option<Duration>; 2] = [None, None];
@@ -260,17 +242,12 @@ impl Scenario for Siem {
         let ca = Ca::new()?;
         let collectors = Collectors::start(&ca)?;
 
-        let off_pop = ctx.pop.lone_primary("siem-off")?;
-        let server = ctx.spawn(
-            "siem-off",
-            off_pop.serve_command(&ctx.clavitor, "127.0.0.1:0"),
-        )?;
-        ctx.progress(
+        let off = lone_primary_entry_creates(
+            ctx,
             self.name(),
+            "siem-off",
             &format!("no sinks: entry creates, {n} connections"),
-        );
-        let off = writes(ctx, server.addr, super::owner_token(&off_pop.data)?)?;
-        server.stop()?;
+        )?;
 
         let pop = ctx.pop.lone_primary("siem-on")?;
         let pristine = std::fs::read_to_string(&pop.config)?;
@@ -281,7 +258,7 @@ impl Scenario for Siem {
             &format!("syslog + https sinks: entry creates, {n} connections"),
         );
         let owner = super::owner_token(&pop.data)?;
-        let on = writes(ctx, server.addr, owner)?;
+        let on = https_entry_creates(ctx, server.addr, owner)?;
         server.stop()?;
 
         // The whole trail as backlog for two fresh cursors.

@@ -1,8 +1,7 @@
 //! Durable entry creates through the API, against raw batched-fsync SQLite inserts.
 
-use super::{Ctx, Scenario, create_entries, expect_status, owner_token};
+use super::{Ctx, Scenario, entry_creates, expect_status, owner_token};
 use crate::disk;
-use crate::load::LoadSpec;
 use crate::report::{Figure, Goal, Unit};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -59,23 +58,11 @@ impl Scenario for Writes {
         expect_status("create entry", probe, 201)?;
         let before = commit_counters(ctx, addr)?;
 
-        let make = create_entries(addr, owner);
         ctx.progress(
             self.name(),
             &format!("clavitor entry creates, {n} connections, {secs} s"),
         );
-        let api = ctx.load(LoadSpec {
-            addr,
-            connections: n,
-            warmup: s.warmup,
-            duration: s.duration,
-            expect: 201,
-            make,
-            connector: ctx.vault_connector(),
-            pace: None,
-            on_response: None,
-        })?;
-        api.require_success("entry creates")?;
+        let api = entry_creates(ctx, addr, owner, ctx.vault_connector(), "entry creates")?;
         let after = commit_counters(ctx, addr)?;
         server.stop()?;
         // The same load on the reference build (e.g. one without the audit trail).
@@ -89,18 +76,13 @@ impl Scenario for Writes {
                     self.name(),
                     &format!("reference build's entry creates, {n} connections, {secs} s"),
                 );
-                let r = ctx.load(LoadSpec {
+                let r = entry_creates(
+                    ctx,
                     addr,
-                    connections: n,
-                    warmup: s.warmup,
-                    duration: s.duration,
-                    expect: 201,
-                    make: create_entries(addr, owner),
-                    connector: ctx.vault_connector(),
-                    pace: None,
-                    on_response: None,
-                })?;
-                r.require_success("reference build's entry creates")?;
+                    owner,
+                    ctx.vault_connector(),
+                    "reference build's entry creates",
+                )?;
                 server.stop()?;
                 Some(r)
             }

@@ -46,6 +46,16 @@ struct ListQuery {
     excluded_attributes: Option<String>,
 }
 
+/// A resource's `meta`: its type, times (ms since the epoch) and where it lives.
+fn meta(resource_type: &str, endpoint: &str, id: &str, created: i64, modified: i64) -> Value {
+    json!({
+        "resourceType": resource_type,
+        "created": timestamp(created),
+        "lastModified": timestamp(modified),
+        "location": format!("/scim/v2/{endpoint}/{id}"),
+    })
+}
+
 fn user_json(u: &ProvisionedUser) -> Value {
     let v = &u.user;
     let mut out = json!({
@@ -58,12 +68,7 @@ fn user_json(u: &ProvisionedUser) -> Value {
         "groups": v.groups.iter().chain(v.pending_grants.iter())
             .map(|g| json!({"value": g, "$ref": format!("/scim/v2/Groups/{g}")}))
             .collect::<Vec<_>>(),
-        "meta": {
-            "resourceType": "User",
-            "created": timestamp(v.created_at),
-            "lastModified": timestamp(u.updated_at),
-            "location": format!("/scim/v2/Users/{}", v.id),
-        },
+        "meta": meta("User", "Users", &v.id, v.created_at, u.updated_at),
     });
     if let Some(e) = &u.external_id {
         out["externalId"] = json!(e);
@@ -76,12 +81,7 @@ fn group_json(g: &ProvisionedGroup, members: bool) -> Value {
         "schemas": [GROUP_SCHEMA],
         "id": g.id,
         "displayName": g.name,
-        "meta": {
-            "resourceType": "Group",
-            "created": timestamp(g.created_at),
-            "lastModified": timestamp(g.created_at),
-            "location": format!("/scim/v2/Groups/{}", g.id),
-        },
+        "meta": meta("Group", "Groups", &g.id, g.created_at, g.created_at),
     });
     if members {
         out["members"] = g
@@ -105,12 +105,37 @@ fn matches(filters: &[Eq], get: impl Fn(&str) -> Option<String>) -> bool {
     })
 }
 
+/// The list answer to `q`: the resources of `all` that match `filters` (`attr` gives a
+/// resource's attribute by lower-cased name), each rendered by `render`, paged.
+fn list<T>(
+    q: &ListQuery,
+    filters: &[Eq],
+    all: &[T],
+    attr: impl Fn(&T, &str) -> Option<String>,
+    render: impl Fn(&T) -> Value,
+) -> Response {
+    let found = all
+        .iter()
+        .filter(|r| matches(filters, |a| attr(r, a)))
+        .map(render)
+        .collect();
+    list_response(found, q.start_index, q.count)
+}
+
+/// A 400 of SCIM error type `scim_type`.
+fn bad_request(scim_type: &'static str, detail: impl Into<String>) -> ScimError {
+    ScimError::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
+}
+
 fn parse_filter(q: &ListQuery) -> Result<Vec<Eq>, ScimError> {
     match &q.filter {
         None => Ok(Vec::new()),
-        Some(f) => filter::parse(f)
-            .map_err(|m| ScimError::new(StatusCode::BAD_REQUEST, Some("invalidFilter"), m)),
+        Some(f) => filter::parse(f).map_err(|m| bad_request("invalidFilter", m)),
     }
+}
+
+fn parse_path(path: &str) -> Result<filter::Path, ScimError> {
+    filter::parse_path(path).map_err(|m| bad_request("invalidPath", m))
 }
 
 async fn list_users(
@@ -121,20 +146,14 @@ async fn list_users(
     authorize(&s, &req)?;
     let filters = parse_filter(&q)?;
     let all = s.vault.provisioned_users().await?;
-    let found = all
-        .iter()
-        .filter(|u| {
-            matches(&filters, |attr| match attr {
-                "username" => Some(u.user.name.clone()),
-                "id" => Some(u.user.id.clone()),
-                "externalid" => u.external_id.clone(),
-                "emails.value" | "emails" => Some(u.user.email.clone()),
-                _ => None,
-            })
-        })
-        .map(user_json)
-        .collect();
-    Ok(list_response(found, q.start_index, q.count))
+    let attr = |u: &ProvisionedUser, attr: &str| match attr {
+        "username" => Some(u.user.name.clone()),
+        "id" => Some(u.user.id.clone()),
+        "externalid" => u.external_id.clone(),
+        "emails.value" | "emails" => Some(u.user.email.clone()),
+        _ => None,
+    };
+    Ok(list(&q, &filters, &all, attr, user_json))
 }
 
 async fn get_user(
@@ -170,6 +189,14 @@ fn truthy(v: &Value) -> Option<bool> {
     }
 }
 
+/// `active` of a created or replaced user: absent means active.
+fn active_or_true(v: &Value) -> Result<bool, ScimError> {
+    match &v["active"] {
+        Value::Null => Ok(true),
+        a => truthy(a).ok_or_else(|| ScimError::invalid_value("active must be true or false")),
+    }
+}
+
 fn required_str(v: &Value, key: &str) -> Result<String, ScimError> {
     v[key]
         .as_str()
@@ -184,10 +211,7 @@ async fn create_user(State(s): State<ScimState>, req: Request) -> Result<Respons
     let email = email_of(&v, &name).ok_or_else(|| {
         ScimError::invalid_value("the user needs an email: send emails[{value,primary}] or a userName that is an address")
     })?;
-    let active = match &v["active"] {
-        Value::Null => true,
-        a => truthy(a).ok_or_else(|| ScimError::invalid_value("active must be true or false"))?,
-    };
+    let active = active_or_true(&v)?;
     let ext = v["externalId"].as_str().map(str::to_owned);
     let u = s.vault.provision_user(&p, name, email, ext, active).await?;
     Ok(scim_json(StatusCode::CREATED, &user_json(&u)))
@@ -205,12 +229,7 @@ async fn replace_user(
         email: email_of(&v, &name),
         name: Some(name),
         external_id: Some(v["externalId"].as_str().map(str::to_owned)),
-        active: Some(match &v["active"] {
-            Value::Null => true,
-            a => {
-                truthy(a).ok_or_else(|| ScimError::invalid_value("active must be true or false"))?
-            }
-        }),
+        active: Some(active_or_true(&v)?),
     };
     let u = s.vault.change_provisioned_user(&p, &id, change).await?;
     Ok(scim_json(StatusCode::OK, &user_json(&u)))
@@ -222,26 +241,20 @@ fn operations(v: &Value) -> Result<Vec<(String, Option<String>, Value)>, ScimErr
         .as_array()
         .is_some_and(|s| s.iter().any(|x| x.as_str() == Some(PATCH_SCHEMA)));
     if !schemas_ok {
-        return Err(ScimError::new(
-            StatusCode::BAD_REQUEST,
-            Some("invalidSyntax"),
+        return Err(bad_request(
+            "invalidSyntax",
             format!("a PATCH body names the schema {PATCH_SCHEMA}"),
         ));
     }
-    let ops = v["Operations"].as_array().ok_or_else(|| {
-        ScimError::new(
-            StatusCode::BAD_REQUEST,
-            Some("invalidSyntax"),
-            "Operations is required (an array)",
-        )
-    })?;
+    let ops = v["Operations"]
+        .as_array()
+        .ok_or_else(|| bad_request("invalidSyntax", "Operations is required (an array)"))?;
     ops.iter()
         .map(|o| {
             let op = o["op"].as_str().unwrap_or("").to_ascii_lowercase();
             if !matches!(op.as_str(), "add" | "replace" | "remove") {
-                return Err(ScimError::new(
-                    StatusCode::BAD_REQUEST,
-                    Some("invalidSyntax"),
+                return Err(bad_request(
+                    "invalidSyntax",
                     format!("op {:?} is not add, replace or remove", o["op"]),
                 ));
             }
@@ -252,6 +265,13 @@ fn operations(v: &Value) -> Result<Vec<(String, Option<String>, Value)>, ScimErr
             ))
         })
         .collect()
+}
+
+/// The value of an operation without a path: an object of attributes.
+fn attributes(value: &Value) -> Result<&serde_json::Map<String, Value>, ScimError> {
+    value.as_object().ok_or_else(|| {
+        ScimError::invalid_value("an operation without a path takes an object value")
+    })
 }
 
 fn user_attr(
@@ -294,24 +314,19 @@ async fn patch_user(
     for (op, path, value) in operations(&v)? {
         match path {
             None => {
-                let obj = value.as_object().ok_or_else(|| {
-                    ScimError::invalid_value("an operation without a path takes an object value")
-                })?;
-                for (k, val) in obj {
+                for (k, val) in attributes(&value)? {
                     user_attr(&mut change, &op, k, val)?;
                 }
             }
             Some(path) => {
-                let parsed = filter::parse_path(&path)
-                    .map_err(|m| ScimError::new(StatusCode::BAD_REQUEST, Some("invalidPath"), m))?;
+                let parsed = parse_path(&path)?;
                 if parsed.attr.eq_ignore_ascii_case("emails") && parsed.sub.is_some() {
                     if let Some(e) = value.as_str() {
                         change.email = Some(e.to_owned());
                     }
                 } else if op == "remove" && parsed.attr.eq_ignore_ascii_case("active") {
-                    return Err(ScimError::new(
-                        StatusCode::BAD_REQUEST,
-                        Some("mutability"),
+                    return Err(bad_request(
+                        "mutability",
                         "active cannot be removed; replace it with false",
                     ));
                 } else {
@@ -346,19 +361,13 @@ async fn list_groups(
             .any(|a| a.trim().eq_ignore_ascii_case("members"))
     });
     let all = s.vault.provisioner_groups().await?;
-    let found = all
-        .iter()
-        .filter(|g| {
-            matches(&filters, |attr| match attr {
-                "displayname" => Some(g.name.clone()),
-                "id" => Some(g.id.clone()),
-                "externalid" => g.external_id.clone(),
-                _ => None,
-            })
-        })
-        .map(|g| group_json(g, members))
-        .collect();
-    Ok(list_response(found, q.start_index, q.count))
+    let attr = |g: &ProvisionedGroup, attr: &str| match attr {
+        "displayname" => Some(g.name.clone()),
+        "id" => Some(g.id.clone()),
+        "externalid" => g.external_id.clone(),
+        _ => None,
+    };
+    Ok(list(&q, &filters, &all, attr, |g| group_json(g, members)))
 }
 
 async fn get_group(
@@ -389,6 +398,15 @@ fn member_ids(v: &Value) -> Result<Vec<String>, ScimError> {
     }
 }
 
+/// `op` (add, replace or remove) applied to the members `ids`.
+fn change_members(change: &mut MembersChange, op: &str, ids: Vec<String>) {
+    match op {
+        "add" => change.add.extend(ids),
+        "replace" => change.replace = Some(ids),
+        _ => change.remove.extend(ids),
+    }
+}
+
 async fn create_group(State(s): State<ScimState>, req: Request) -> Result<Response, ScimError> {
     let p = authorize(&s, &req)?;
     let v = body(req).await?;
@@ -411,9 +429,8 @@ async fn patch_group(
     let rename = |value: &Value| -> Result<(), ScimError> {
         match value.as_str() {
             Some(n) if n == current.name => Ok(()),
-            _ => Err(ScimError::new(
-                StatusCode::BAD_REQUEST,
-                Some("mutability"),
+            _ => Err(bad_request(
+                "mutability",
                 "a group's displayName is set in the vault; this server does not rename groups",
             )),
         }
@@ -421,19 +438,9 @@ async fn patch_group(
     for (op, path, value) in operations(&v)? {
         let (attr, filter) = match &path {
             None => {
-                let obj = value.as_object().ok_or_else(|| {
-                    ScimError::invalid_value("an operation without a path takes an object value")
-                })?;
-                for (k, val) in obj {
+                for (k, val) in attributes(&value)? {
                     match k.to_ascii_lowercase().as_str() {
-                        "members" => {
-                            let ids = member_ids(val)?;
-                            match op.as_str() {
-                                "replace" => change.replace = Some(ids),
-                                "add" => change.add.extend(ids),
-                                _ => change.remove.extend(ids),
-                            }
-                        }
+                        "members" => change_members(&mut change, &op, member_ids(val)?),
                         "displayname" => rename(val)?,
                         _ => {}
                     }
@@ -441,8 +448,7 @@ async fn patch_group(
                 continue;
             }
             Some(path) => {
-                let parsed = filter::parse_path(path)
-                    .map_err(|m| ScimError::new(StatusCode::BAD_REQUEST, Some("invalidPath"), m))?;
+                let parsed = parse_path(path)?;
                 (parsed.attr.to_ascii_lowercase(), parsed.filter)
             }
         };
@@ -451,9 +457,8 @@ async fn patch_group(
                 // members[value eq "ID"]
                 for f in &filter {
                     if !f.attr.eq_ignore_ascii_case("value") {
-                        return Err(ScimError::new(
-                            StatusCode::BAD_REQUEST,
-                            Some("invalidFilter"),
+                        return Err(bad_request(
+                            "invalidFilter",
                             "a members path filters on value",
                         ));
                     }
@@ -463,16 +468,9 @@ async fn patch_group(
                     }
                 }
             }
-            "members" => {
-                let ids = member_ids(&value)?;
-                match op.as_str() {
-                    "add" => change.add.extend(ids),
-                    "replace" => change.replace = Some(ids),
-                    // Without a value: every member goes.
-                    _ if value.is_null() => change.replace = Some(Vec::new()),
-                    _ => change.remove.extend(ids),
-                }
-            }
+            // A remove without a value: every member goes.
+            "members" if op == "remove" && value.is_null() => change.replace = Some(Vec::new()),
+            "members" => change_members(&mut change, &op, member_ids(&value)?),
             "displayname" => rename(&value)?,
             _ => {}
         }
