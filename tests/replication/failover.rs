@@ -170,6 +170,24 @@ async fn promotion_before_demotion_waits_for_the_old_primary() {
         404,
         "a primary accepted a push"
     );
+    // While failing, the new primary retries on its back-off, not once per write: 40 writes in
+    // about two seconds may see a few failed drains, never one each.
+    let failed = |h: Value| {
+        h["replication"]["failed_drains"]
+            .as_u64()
+            .expect("failed_drains")
+    };
+    let before = failed(api.health(&b).await);
+    for i in 0..40 {
+        api.create(&b, &owner, &entry(&format!("while-refused-{i}")))
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drains = failed(api.health(&b).await) - before;
+    assert!(
+        drains <= 6,
+        "{drains} failed drains during 40 writes: the failing primary pushed on every commit"
+    );
 
     demote_primary(&pair).await;
     let t0 = Instant::now();

@@ -33,6 +33,8 @@ struct Inner {
     last_success_ms: Option<i64>,
     failing_since_ms: Option<i64>,
     last_error: Option<String>,
+    /// Drains that failed since start (each after its `max_retries` attempts).
+    failed_drains: u64,
     /// Commit -> acknowledged-by-backup, milliseconds, most recent last.
     lag_ms: VecDeque<i64>,
     last_push_ms: Option<i64>,
@@ -88,6 +90,7 @@ impl Status {
         let mut s = self.lock();
         s.failing_since_ms.get_or_insert(now_ms);
         s.last_error = Some(error);
+        s.failed_drains += 1;
     }
 
     pub fn pushed(&self, now_ms: i64, version: i64) {
@@ -128,6 +131,7 @@ impl Status {
                 "last_success": s.last_success_ms.map(timestamp),
                 "failing_since": s.failing_since_ms.map(timestamp),
                 "last_error": s.last_error,
+                "failed_drains": s.failed_drains,
                 "lag_ms": { "p50": p50, "p99": p99 },
             })
         } else {

@@ -20,10 +20,11 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Entry batches on their way to the backup (or being marked) at once.
 const IN_FLIGHT: usize = 4;
-/// Between failed drains. Every commit also wakes the loop, and each failure doubles the wait,
-/// so a busy primary reaches the cap within seconds of losing its backup; the cap is what a
-/// healed link with nothing new to send waits for, so it stays a few seconds (a failed drain
-/// costs its `max_retries` attempts, cheap against a backup that is down).
+/// Between failed drains, doubling from the first. While failing, only this timer (or SIGHUP)
+/// wakes the loop, not commits: a backup that refuses batches (a 400, a 409 from a POP that is
+/// no longer a backup) or cannot be reached would otherwise be sent one per commit. The cap is
+/// what a healed link waits at most, so it stays a few seconds (a failed drain costs its
+/// `max_retries` attempts, cheap against a backup that is down).
 const SLOW_RETRY_MIN: Duration = Duration::from_secs(1);
 const SLOW_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Audit events are sent at least this often (reads commit no data, so wake nothing).
@@ -109,7 +110,7 @@ async fn run(w: Arc<Worker>) {
         }
         let retry = slow_retry.unwrap_or(SLOW_RETRY_MAX);
         tokio::select! {
-            r = commits.changed() => if r.is_err() { return },
+            r = commits.changed(), if slow_retry.is_none() => if r.is_err() { return },
             () = w.wake.notified() => {}
             () = tokio::time::sleep(retry), if slow_retry.is_some() => {}
             () = w.shutdown.cancelled() => return,
