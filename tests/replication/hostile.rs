@@ -106,7 +106,20 @@ async fn bad_agent_row_is_refused_whole_and_the_backup_restarts() {
         "a refused batch moved the backup's version"
     );
 
-    // One alert per refusal, not one per retry of the same batch.
+    // One alert per refusal, not one per retry of the same batch. The second refusal's line
+    // may reach the captured log a moment after its answer.
+    let alerts = || {
+        pair.b()
+            .stderr()
+            .matches("alert=\"replication_rejected\"")
+            .count()
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "the second refusal's alert",
+        || async { (alerts() >= 2).then_some(()).ok_or(alerts()) },
+    )
+    .await;
     let log = pair.b().stderr();
     assert_eq!(
         log.matches("alert=\"replication_rejected\"").count(),
