@@ -1,12 +1,12 @@
-//! `/v1/groups`: the owner and admins create and delete groups and add and remove members;
-//! users list the groups they belong to.
+//! `/v1/groups`: the owner and admins create, change and delete groups and add and remove
+//! members; users list the groups they belong to.
 
 use super::AppState;
 use super::dto::{GroupIn, GroupList, GroupOut};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppPath, Auth};
 use crate::service::MemberAdded;
-use crate::vault::{GroupId, UserId};
+use crate::vault::{GroupId, Invalid, Scope, UserId, check_group_name};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(remove))
+        .routes(routes!(remove, change))
         .routes(routes!(add_member, remove_member))
 }
 
@@ -49,6 +49,60 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Grou
     Ok(Json(GroupList {
         groups: groups.into_iter().map(GroupOut::from).collect(),
     }))
+}
+
+/// A group's new name and/or scopes (`scopes` is the whole new list, not a difference).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+}
+
+impl GroupPatch {
+    /// The same checks as creating a group: a valid name, valid scopes (sorted, once each).
+    fn parse(self) -> Result<(Option<String>, Option<Vec<Scope>>), Invalid> {
+        if self.name.is_none() && self.scopes.is_none() {
+            return Err(Invalid(
+                "nothing to change: send \"scopes\" (the whole new list), \"name\" or both".into(),
+            ));
+        }
+        if let Some(n) = &self.name {
+            check_group_name(n)?;
+        }
+        let scopes = match self.scopes {
+            None => None,
+            Some(list) => {
+                let mut parsed: Vec<Scope> = list
+                    .iter()
+                    .map(|s| Scope::parse(s))
+                    .collect::<Result<_, _>>()?;
+                parsed.sort();
+                parsed.dedup();
+                Some(parsed)
+            }
+        };
+        Ok((self.name, scopes))
+    }
+}
+
+/// Changes a group's scopes (and/or name). Members gain the keys of added scopes from the
+/// caller's copies (409 `scope_key_not_held`, naming the scope, when the caller has none) and
+/// lose, with the agents they made, their copies of removed ones, in one transaction.
+#[utoipa::path(patch, path = "/v1/groups/{id}", tag = "people", params(("id" = String, Path, description = "The group's id")), request_body = GroupPatch,
+    responses((status = OK, body = GroupOut),
+        (status = NOT_FOUND, body = ErrorBody, description = "`group_not_found`"),
+        (status = CONFLICT, body = ErrorBody, description = "`scope_key_not_held`, `conflict` (the name is taken)")))]
+async fn change(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<GroupPatch>,
+) -> Result<Json<GroupOut>, ApiError> {
+    let id = GroupId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (name, scopes) = body.parse().map_err(crate::service::Error::from)?;
+    let group = s.vault.update_group(&caller, id, name, scopes).await?;
+    Ok(Json(GroupOut::from(group)))
 }
 
 /// Deletes a group.

@@ -1,4 +1,4 @@
-//! `clavitor group add|list|add-member|rm-member`: groups give their members scopes.
+//! `clavitor group add|list|add-member|rm-member|set-scopes`: groups give their members scopes.
 
 use super::ClientOpts;
 use super::client::Client;
@@ -28,6 +28,15 @@ pub enum GroupCmd {
     AddMember {
         group: String,
         user: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Replace a group's (id or name) scopes with the given list: members gain the added
+    /// scopes' keys from the caller's copies and lose the removed ones'.
+    SetScopes {
+        group: String,
+        /// The whole new list (none: the group gives no scope).
+        scopes: Vec<String>,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -100,6 +109,28 @@ pub fn group(cmd: GroupCmd) -> Result<()> {
                         g["members"].as_array().map_or(0, Vec::len)
                     );
                 }
+            }
+        }
+        GroupCmd::SetScopes {
+            group,
+            scopes,
+            opts,
+        } => {
+            let c = Client::from_opts(&opts)?;
+            let g = resolve_group(&c, &group)?;
+            let body = json!({ "scopes": scopes });
+            let out = c
+                .call("PATCH", &format!("/v1/groups/{g}"), Some(&body))?
+                .unwrap_or_default();
+            if opts.json {
+                print_json(&out);
+            } else {
+                println!(
+                    "group {} ({}) scopes {}",
+                    text(&out["name"], ""),
+                    text(&out["id"], ""),
+                    list_of(&out["scopes"])
+                );
             }
         }
         GroupCmd::AddMember { group, user, opts } => member(&opts, &group, &user, true)?,

@@ -51,7 +51,7 @@ enum Command {
     /// Add, list, deactivate and reactivate users (the owner and admins).
     #[command(subcommand)]
     User(user::UserCmd),
-    /// Add and list groups, add and remove their members (the owner and admins).
+    /// Add, list and change groups, add and remove their members (the owner and admins).
     #[command(subcommand)]
     Group(group::GroupCmd),
     /// Make a token you were given (--token-file FILE) the CLI's default, or redeem an

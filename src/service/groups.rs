@@ -1,7 +1,8 @@
 //! Groups: the owner and admins create and delete them and add and remove members. Adding a
 //! member grants it (and the agents it made) the keys of the group's scopes, from the
 //! caller's own copies; removing one, or deleting the group, drops the copies of whoever is
-//! no longer entitled, in the same transaction.
+//! no longer entitled, in the same transaction. Changing a group's scopes does both at once:
+//! its members gain the added scopes' keys and lose the removed ones'.
 
 use super::entitlement::drop_unentitled;
 use super::keys::KeyRing;
@@ -9,11 +10,12 @@ use super::{Caller, Error, Vault, from_store, require_admin};
 use crate::store::agents::{agents_created_by, get_principal};
 use crate::store::groups::{
     self as rows, GroupRow, add_member_as, delete_group, get_group, insert_group, memberships,
-    remove_member, set_pending,
+    remove_member, set_pending, update_group,
 };
 use crate::store::{self};
-use crate::vault::{GroupId, GroupSpec, UserId};
+use crate::vault::{GroupId, GroupSpec, Scope, UserId};
 use rusqlite::Connection;
+use std::collections::BTreeSet;
 
 /// What adding a member did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,75 @@ impl Vault {
             })
             .await?;
         self.reload_principals().await
+    }
+
+    /// Renames a group and/or replaces its scopes, in one write. Every confirmed member (and
+    /// the agents it made, as far as their own declared scopes reach) is granted the keys of
+    /// the scopes it becomes entitled to, from the caller's copies: when the caller lacks one
+    /// that exists, 409 `scope_key_not_held` naming it, and nothing changes (there is no
+    /// pending form: a pending membership would take away the scopes the member already has).
+    /// Copies of keys nobody is entitled to any more are dropped.
+    pub async fn update_group(
+        &self,
+        caller: &Caller,
+        id: GroupId,
+        name: Option<String>,
+        scopes: Option<Vec<Scope>>,
+    ) -> Result<GroupView, Error> {
+        require_admin(caller)?;
+        self.check_writable()?;
+        let caller_c = caller.clone();
+        let view = self
+            .store
+            .write(move |c| {
+                let old = live_group(c, &id)?;
+                let new_scopes: Vec<String> = match scopes {
+                    Some(s) => s.iter().map(|s| s.as_str().to_owned()).collect(),
+                    None => old.scopes.clone(),
+                };
+                let new_name = name.unwrap_or_else(|| old.name.clone());
+                let before: BTreeSet<&String> = old.scopes.iter().collect();
+                let after: BTreeSet<&String> = new_scopes.iter().collect();
+                let added: Vec<&str> = after.difference(&before).map(|s| s.as_str()).collect();
+                let removed: Vec<&str> = before.difference(&after).map(|s| s.as_str()).collect();
+                let members: Vec<String> = memberships(c)?
+                    .into_iter()
+                    .filter(|(g, _)| *g == old.id)
+                    .map(|(_, u)| u)
+                    .collect();
+                let changed = new_name != old.name || !added.is_empty() || !removed.is_empty();
+                if changed {
+                    if !update_group(c, id.as_str(), &new_name, &new_scopes).map_err(from_store)? {
+                        return Err(Error::GroupNotFound(id.to_string()));
+                    }
+                    let mut recipients = Vec::new();
+                    for m in &members {
+                        recipients.push(m.clone());
+                        recipients.extend(agents_created_by(c, m)?);
+                    }
+                    KeyRing::new(&caller_c).grant_entitlements(c, &recipients)?;
+                    drop_unentitled(c)?;
+                    let mut event = caller_c
+                        .audit("group.update")
+                        .target(old.id.as_str())
+                        .detail("added", added.join(","))
+                        .detail("removed", removed.join(","));
+                    if new_name != old.name {
+                        event = event.detail("name", new_name.as_str());
+                    }
+                    crate::audit::record(c, &event)?;
+                }
+                Ok::<_, Error>(GroupView {
+                    id: old.id,
+                    name: new_name,
+                    scopes: new_scopes,
+                    members,
+                    created_at: old.created_at,
+                })
+            })
+            .await?;
+        self.reload_principals().await?;
+        Ok(view)
     }
 
     /// Adds `user` to the group, granting it, and the agents it made, the keys of the

@@ -53,6 +53,38 @@ pub fn insert_group(conn: &Connection, g: &GroupRow) -> Result<(), Error> {
     }
 }
 
+/// Gives a live group a new name and scopes (a new version, so the change replicates).
+/// Returns false if there is no such live group.
+pub fn update_group(
+    conn: &Connection,
+    id: &str,
+    name: &str,
+    scopes: &[String],
+) -> Result<bool, Error> {
+    let version = next_version(conn)?;
+    let res = conn
+        .prepare_cached(
+            "UPDATE groups SET name = ?2, scopes = ?3, updated_at = max(?4, updated_at + 1), version = ?5
+             WHERE id = ?1 AND deleted = 0",
+        )?
+        .execute(params![
+            id,
+            name,
+            serde_json::to_string(scopes).unwrap_or_else(|_| "[]".into()),
+            now_ms(),
+            version
+        ]);
+    match res {
+        Ok(n) => Ok(n == 1),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+            Err(Error::Conflict(format!(
+                "a group named {name:?} already exists"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A live group.
 pub fn get_group(conn: &Connection, id: &str) -> Result<Option<GroupRow>, Error> {
     Ok(conn

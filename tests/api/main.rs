@@ -23,6 +23,7 @@ mod entries;
 mod forget;
 mod fuzz;
 mod grants;
+mod group_scopes;
 mod health;
 mod helpers;
 mod http_edge;

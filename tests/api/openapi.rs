@@ -450,6 +450,24 @@ async fn real_requests_and_answers_match_the_documented_schemas() {
         back["token"].is_string(),
         "reactivation answers a new token"
     );
+    let group = round_trip(
+        &app,
+        &doc,
+        ("post", "/v1/groups"),
+        "/v1/groups",
+        Some(json!({"name": "ops", "scopes": ["ops"]})),
+    )
+    .await;
+    let group_path = format!("/v1/groups/{}", group["id"].as_str().expect("group id"));
+    let changed = round_trip(
+        &app,
+        &doc,
+        ("patch", "/v1/groups/{id}"),
+        &group_path,
+        Some(json!({"scopes": ["ops", "billing"]})),
+    )
+    .await;
+    assert_eq!(changed["scopes"], json!(["billing", "ops"]));
     round_trip(&app, &doc, ("get", "/v1/audit"), "/v1/audit?limit=5", None).await;
     round_trip(&app, &doc, ("get", "/v1/changes"), "/v1/changes", None).await;
 

@@ -285,3 +285,94 @@ fn a_team_is_set_up_and_changed_from_the_cli() {
     );
     as_token(&data, &server, &new, &["group", "list"]).ok();
 }
+
+/// `clavitor group set-scopes GROUP SCOPE...`: a member reads an added scope at once and no
+/// longer a removed one; `--json` answers the group; an unknown group is named.
+#[test]
+fn a_groups_scopes_are_changed_from_the_cli() {
+    let tmp = Scratch::new();
+    let data = tmp.data();
+    let server = serve(&data);
+    owner(
+        &data,
+        &server,
+        &[
+            "entry",
+            "add",
+            "prod",
+            "-f",
+            "deploy_key:credential:deploy=dk-secret",
+            "-f",
+            "billing_key:credential:billing=bk-secret",
+        ],
+    )
+    .ok();
+    let alice = token_of(
+        &owner(
+            &data,
+            &server,
+            &[
+                "user",
+                "add",
+                "alice",
+                "--email",
+                "alice@example.com",
+                "--json",
+            ],
+        )
+        .ok(),
+    );
+    owner(
+        &data,
+        &server,
+        &["group", "add", "deployers", "--scope", "deploy"],
+    )
+    .ok();
+    owner(
+        &data,
+        &server,
+        &["group", "add-member", "deployers", "alice"],
+    )
+    .ok();
+    let read = |field: &str| {
+        as_token(
+            &data,
+            &server,
+            &alice,
+            &["read", &format!("clavitor://prod/{field}")],
+        )
+    };
+    assert_eq!(read("billing_key").code(), Some(1));
+
+    let out = owner(
+        &data,
+        &server,
+        &["group", "set-scopes", "deployers", "deploy", "billing"],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains("deployers") && out.stdout.contains("scopes billing,deploy"),
+        "{out}"
+    );
+    assert_eq!(read("billing_key").ok().stdout, "bk-secret\n");
+
+    let v = owner(
+        &data,
+        &server,
+        &["group", "set-scopes", "deployers", "billing", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(v["scopes"], serde_json::json!(["billing"]));
+    let denied = read("deploy_key");
+    assert_eq!(denied.code(), Some(1), "{denied}");
+    assert!(denied.stderr.contains("field_not_found"), "{denied}");
+    assert_eq!(read("billing_key").ok().stdout, "bk-secret\n");
+
+    let unknown = owner(&data, &server, &["group", "set-scopes", "nope", "x"]);
+    assert_eq!(unknown.code(), Some(1), "{unknown}");
+    assert!(
+        unknown.stderr.contains("no group named \"nope\""),
+        "{unknown}"
+    );
+}

@@ -210,3 +210,75 @@ async fn failover_keeps_what_scim_created_so_deprovisioning_works() {
         .await;
     assert_eq!(st, 204, "deleting its own group on the promoted POP: {v}");
 }
+
+/// A group's scopes changed on the primary hold on the promoted POP: the member reads the
+/// added scope there (its wrapped copy replicated) and neither it nor its agent reads the
+/// removed one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_groups_changed_scopes_replicate_with_the_members_keys() {
+    let pair = Pair::new(Opts::default());
+    let api = pair.api.clone();
+    let (p, b) = (pair.purl(), pair.burl());
+    let owner = pair.owner();
+
+    let body = json!({"title": "prod", "fields": [
+        {"name": "deploy_key", "value": "dk-primary", "tier": "credential", "scope": "deploy"},
+        {"name": "billing_key", "value": "bk-primary", "tier": "credential", "scope": "billing"},
+    ]});
+    let prod = api.create(&p, &owner, &body).await;
+    let alice = ok(
+        &api,
+        Method::POST,
+        &format!("{p}/v1/users"),
+        &owner,
+        Some(&json!({"name": "alice", "email": "alice@example.com", "role": "member"})),
+    )
+    .await;
+    let alice_id = alice["id"].as_str().expect("user id").to_owned();
+    let alice = alice["token"].as_str().expect("user token").to_owned();
+    let group = ok(
+        &api,
+        Method::POST,
+        &format!("{p}/v1/groups"),
+        &owner,
+        Some(&json!({"name": "deployers", "scopes": ["deploy"]})),
+    )
+    .await;
+    let group = group["id"].as_str().expect("group id").to_owned();
+    ok(
+        &api,
+        Method::PUT,
+        &format!("{p}/v1/groups/{group}/members/{alice_id}"),
+        &owner,
+        None,
+    )
+    .await;
+    let bot = ok(
+        &api,
+        Method::POST,
+        &format!("{p}/v1/agents"),
+        &alice,
+        Some(&json!({"name": "alice-bot", "scopes": ["deploy"]})),
+    )
+    .await;
+    let bot = bot["token"].as_str().expect("agent token").to_owned();
+    assert_eq!(api.field(&p, &bot, &prod, "deploy_key").await.0, 200);
+    let changed = ok(
+        &api,
+        Method::PATCH,
+        &format!("{p}/v1/groups/{group}"),
+        &owner,
+        Some(&json!({"scopes": ["billing"]})),
+    )
+    .await;
+    assert_eq!(changed["scopes"], json!(["billing"]));
+    api.wait_caught_up(&p, Duration::from_secs(20)).await;
+
+    demote_primary(&pair).await;
+    promote_backup(&pair, 5).await;
+
+    let (st, v) = api.field(&b, &alice, &prod, "billing_key").await;
+    assert_eq!((st, v["value"].as_str()), (200, Some("bk-primary")), "{v}");
+    assert_eq!(api.field(&b, &alice, &prod, "deploy_key").await.0, 404);
+    assert_eq!(api.field(&b, &bot, &prod, "deploy_key").await.0, 404);
+}

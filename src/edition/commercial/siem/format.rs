@@ -67,7 +67,7 @@ fn ocsf_class(action: &str) -> (u32, &'static str, u32, &'static str) {
         "user.update" => (ACCOUNT, 99, "Other"),
         "group.create" => (ENTITY, 1, "Create"),
         "group.delete" => (ENTITY, 4, "Delete"),
-        "group.member.add" | "group.member.remove" => (ENTITY, 3, "Update"),
+        "group.update" | "group.member.add" | "group.member.remove" => (ENTITY, 3, "Update"),
         a if a.ends_with(".create") => (API, 1, "Create"),
         a if a.ends_with(".read") || a.ends_with(".list") || a.ends_with(".use") => {
             (API, 2, "Read")
