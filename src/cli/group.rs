@@ -82,16 +82,7 @@ pub fn group(cmd: GroupCmd) -> Result<()> {
             let out = c
                 .call("POST", "/v1/groups", Some(&body))?
                 .unwrap_or_default();
-            if opts.json {
-                print_json(&out);
-            } else {
-                println!(
-                    "group {} ({}) scopes {}",
-                    text(&out["name"], ""),
-                    text(&out["id"], ""),
-                    list_of(&out["scopes"])
-                );
-            }
+            print_group(&out, opts.json);
         }
         GroupCmd::List { opts } => {
             let c = Client::from_opts(&opts)?;
@@ -122,16 +113,7 @@ pub fn group(cmd: GroupCmd) -> Result<()> {
             let out = c
                 .call("PATCH", &format!("/v1/groups/{g}"), Some(&body))?
                 .unwrap_or_default();
-            if opts.json {
-                print_json(&out);
-            } else {
-                println!(
-                    "group {} ({}) scopes {}",
-                    text(&out["name"], ""),
-                    text(&out["id"], ""),
-                    list_of(&out["scopes"])
-                );
-            }
+            print_group(&out, opts.json);
         }
         GroupCmd::AddMember { group, user, opts } => member(&opts, &group, &user, true)?,
         GroupCmd::RmMember { group, user, opts } => member(&opts, &group, &user, false)?,
@@ -153,4 +135,18 @@ fn member(opts: &ClientOpts, group: &str, user: &str, add: bool) -> Result<()> {
         println!("removed {} from {}", escape(user), escape(group));
     }
     Ok(())
+}
+
+/// A group as the API answered it: JSON, or one line.
+fn print_group(group: &Value, json: bool) {
+    if json {
+        print_json(group);
+    } else {
+        println!(
+            "group {} ({}) scopes {}",
+            text(&group["name"], ""),
+            text(&group["id"], ""),
+            list_of(&group["scopes"])
+        );
+    }
 }

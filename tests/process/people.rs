@@ -22,6 +22,27 @@ fn at_home(home: &Path, server: &Vault, args: &[&str]) -> Output {
     run(&mut cmd)
 }
 
+/// A running vault whose owner added "prod" with a `deploy` and a `billing` credential field.
+fn prod_vault() -> (Scratch, Vault) {
+    let tmp = Scratch::new();
+    let server = serve(&tmp.data());
+    owner(
+        &tmp.data(),
+        &server,
+        &[
+            "entry",
+            "add",
+            "prod",
+            "-f",
+            "deploy_key:credential:deploy=dk-secret",
+            "-f",
+            "billing_key:credential:billing=bk-secret",
+        ],
+    )
+    .ok();
+    (tmp, server)
+}
+
 /// `clavitor ARGS` against `server` with `token` in CLAVITOR_TOKEN.
 fn as_token(data: &Path, server: &Vault, token: &str, args: &[&str]) -> Output {
     let mut cmd = command_for(data, args);
@@ -36,23 +57,8 @@ fn token_of(out: &Output) -> String {
 
 #[test]
 fn a_team_is_set_up_and_changed_from_the_cli() {
-    let tmp = Scratch::new();
+    let (tmp, server) = prod_vault();
     let data = tmp.data();
-    let server = serve(&data);
-    owner(
-        &data,
-        &server,
-        &[
-            "entry",
-            "add",
-            "prod",
-            "-f",
-            "deploy_key:credential:deploy=dk-secret",
-            "-f",
-            "billing_key:credential:billing=bk-secret",
-        ],
-    )
-    .ok();
     let admin = token_of(
         &owner(
             &data,
@@ -290,23 +296,8 @@ fn a_team_is_set_up_and_changed_from_the_cli() {
 /// longer a removed one; `--json` answers the group; an unknown group is named.
 #[test]
 fn a_groups_scopes_are_changed_from_the_cli() {
-    let tmp = Scratch::new();
+    let (tmp, server) = prod_vault();
     let data = tmp.data();
-    let server = serve(&data);
-    owner(
-        &data,
-        &server,
-        &[
-            "entry",
-            "add",
-            "prod",
-            "-f",
-            "deploy_key:credential:deploy=dk-secret",
-            "-f",
-            "billing_key:credential:billing=bk-secret",
-        ],
-    )
-    .ok();
     let alice = token_of(
         &owner(
             &data,
