@@ -51,6 +51,19 @@ fn as_token(data: &Path, server: &Vault, token: &str, args: &[&str]) -> Output {
     run(&mut cmd)
 }
 
+/// The token of a member `name` the owner adds (email `name@example.com`).
+fn add_member(data: &Path, server: &Vault, name: &str) -> String {
+    let email = format!("{name}@example.com");
+    token_of(
+        &owner(
+            data,
+            server,
+            &["user", "add", name, "--email", &email, "--json"],
+        )
+        .ok(),
+    )
+}
+
 fn token_of(out: &Output) -> String {
     out.json()["token"].as_str().expect("a token").to_owned()
 }
@@ -298,21 +311,7 @@ fn a_team_is_set_up_and_changed_from_the_cli() {
 fn a_groups_scopes_are_changed_from_the_cli() {
     let (tmp, server) = prod_vault();
     let data = tmp.data();
-    let alice = token_of(
-        &owner(
-            &data,
-            &server,
-            &[
-                "user",
-                "add",
-                "alice",
-                "--email",
-                "alice@example.com",
-                "--json",
-            ],
-        )
-        .ok(),
-    );
+    let alice = add_member(&data, &server, "alice");
     owner(
         &data,
         &server,
