@@ -250,8 +250,7 @@ impl Vault {
                 headers,
                 body,
             })
-            .await;
-        let answer = answer?;
+            .await?;
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in answer.headers {
             let value = String::from_utf8_lossy(&masker.mask(&value)).into_owned();
